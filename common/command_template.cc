@@ -1,0 +1,217 @@
+#include "common/command_template.h"
+
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+
+namespace sweepd {
+namespace {
+
+// Macros that expand to one token each per parameter (or none) and must stand alone.
+const std::vector<absl::string_view>& ListMacros() {
+  static const auto* const kMacros = new std::vector<absl::string_view>{"args",
+                                                                        "args_no_equals",
+                                                                        "args_no_hyphens",
+                                                                        "args_no_boolean_flags",
+                                                                        "args_append_hydra",
+                                                                        "args_override_hydra"};
+  return *kMacros;
+}
+
+bool IsListMacro(absl::string_view name) {
+  const auto& list = ListMacros();
+  return std::find(list.begin(), list.end(), name) != list.end();
+}
+
+// Calls `on_macro(name)` for each `${name}` in token; returns false on an unterminated `${`.
+template <typename Fn>
+bool ForEachMacro(absl::string_view token, Fn on_macro) {
+  size_t pos = 0;
+  while ((pos = token.find("${", pos)) != absl::string_view::npos) {
+    const size_t end = token.find('}', pos + 2);
+    if (end == absl::string_view::npos) return false;
+    on_macro(token.substr(pos + 2, end - pos - 2), pos, end + 1);
+    pos = end + 1;
+  }
+  return true;
+}
+
+std::string PythonRepr(const nlohmann::json& v, bool top_level) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::null:
+      return "None";
+    case nlohmann::json::value_t::boolean:
+      return v.get<bool>() ? "True" : "False";
+    case nlohmann::json::value_t::string: {
+      const auto& s = v.get_ref<const std::string&>();
+      if (top_level) return s;
+      std::string out = "'";
+      for (char c : s) {
+        if (c == '\'' || c == '\\') out += '\\';
+        out += c;
+      }
+      return out + "'";
+    }
+    case nlohmann::json::value_t::array: {
+      std::vector<std::string> items;
+      for (const auto& item : v) items.push_back(PythonRepr(item, false));
+      return absl::StrCat("[", absl::StrJoin(items, ", "), "]");
+    }
+    case nlohmann::json::value_t::object: {
+      std::vector<std::string> items;
+      for (const auto& [key, item] : v.items()) {
+        items.push_back(absl::StrCat(PythonRepr(key, false), ": ", PythonRepr(item, false)));
+      }
+      return absl::StrCat("{", absl::StrJoin(items, ", "), "}");
+    }
+    default:
+      return v.dump();  // numbers: shortest round-trip form, as Python's repr
+  }
+}
+
+}  // namespace
+
+const std::vector<absl::string_view>& CommandMacroNames() {
+  static const auto* const kNames = new std::vector<absl::string_view>{"env",
+                                                                       "interpreter",
+                                                                       "program",
+                                                                       "args",
+                                                                       "args_no_equals",
+                                                                       "args_no_hyphens",
+                                                                       "args_no_boolean_flags",
+                                                                       "args_json",
+                                                                       "args_json_file",
+                                                                       "args_append_hydra",
+                                                                       "args_override_hydra",
+                                                                       "envvar:NAME"};
+  return *kNames;
+}
+
+absl::Status ValidateCommandToken(absl::string_view token) {
+  static const std::regex kEnvName(R"([A-Za-z_][A-Za-z0-9_]*)");
+  absl::Status status;
+  const bool terminated =
+      ForEachMacro(token, [&](absl::string_view name, size_t begin, size_t end) {
+        if (!status.ok()) return;
+        if (absl::StartsWith(name, "envvar:")) {
+          std::string var(name.substr(7));
+          if (!std::regex_match(var, kEnvName)) {
+            status = absl::InvalidArgumentError(
+                absl::StrCat("${", name, "}: '", var, "' is not an environment variable name"));
+          }
+          return;
+        }
+        const auto& names = CommandMacroNames();
+        if (std::find(names.begin(), names.end(), name) == names.end() || name == "envvar:NAME") {
+          status = absl::InvalidArgumentError(absl::StrCat("unknown macro ${", name, "}; known: ${",
+                                                           absl::StrJoin(names, "}, ${"), "}"));
+          return;
+        }
+        if (IsListMacro(name) && (begin != 0 || end != token.size())) {
+          status = absl::InvalidArgumentError(absl::StrCat(
+              "${", name, "} expands to several arguments and must be a list item of its own"));
+        }
+      });
+  if (!terminated) {
+    return absl::InvalidArgumentError(absl::StrCat("'", token, "' has a ${ without a closing }"));
+  }
+  return status;
+}
+
+std::string PythonStr(absl::string_view value_json) {
+  auto v = nlohmann::json::parse(value_json, nullptr, /*allow_exceptions=*/false);
+  if (v.is_discarded()) return std::string(value_json);
+  return PythonRepr(v, true);
+}
+
+std::string NestedParamsJson(const std::vector<v1::TrialParam>& params) {
+  nlohmann::ordered_json root = nlohmann::ordered_json::object();
+  for (const auto& p : params) {
+    auto value = nlohmann::ordered_json::parse(p.value_json(), nullptr, false);
+    if (value.is_discarded()) value = p.value_json();
+    nlohmann::ordered_json* node = &root;
+    std::vector<std::string> parts = absl::StrSplit(p.name(), '.');
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      nlohmann::ordered_json& next = (*node)[parts[i]];
+      if (!next.is_object()) next = nlohmann::ordered_json::object();
+      node = &next;
+    }
+    (*node)[parts.back()] = std::move(value);
+  }
+  return root.dump();
+}
+
+absl::StatusOr<std::vector<std::string>> ExpandCommand(
+    const std::vector<std::string>& command_template, const std::vector<v1::TrialParam>& params,
+    const CommandContext& context) {
+  std::vector<std::string> argv;
+  for (const std::string& token : command_template) {
+    if (absl::Status st = ValidateCommandToken(token); !st.ok()) return st;
+    // A list macro stands alone (checked above): expand it into several arguments.
+    if (absl::StartsWith(token, "${") && token.back() == '}' &&
+        IsListMacro(absl::string_view(token).substr(2, token.size() - 3))) {
+      const absl::string_view name = absl::string_view(token).substr(2, token.size() - 3);
+      for (const auto& p : params) {
+        const std::string value = PythonStr(p.value_json());
+        if (name == "args") {
+          argv.push_back(absl::StrCat("--", p.name(), "=", value));
+        } else if (name == "args_no_equals") {
+          argv.push_back(absl::StrCat("--", p.name()));
+          argv.push_back(value);
+        } else if (name == "args_no_hyphens") {
+          argv.push_back(absl::StrCat(p.name(), "=", value));
+        } else if (name == "args_no_boolean_flags") {
+          // W&B: true booleans become bare flags, false ones are left out.
+          if (p.value_json() == "true") {
+            argv.push_back(absl::StrCat("--", p.name()));
+          } else if (p.value_json() != "false") {
+            argv.push_back(absl::StrCat("--", p.name(), "=", value));
+          }
+        } else if (name == "args_append_hydra") {
+          argv.push_back(absl::StrCat("+", p.name(), "=", value));
+        } else if (name == "args_override_hydra") {
+          argv.push_back(absl::StrCat("++", p.name(), "=", value));
+        }
+      }
+      continue;
+    }
+    std::string out;
+    size_t last = 0;
+    absl::Status status;
+    ForEachMacro(token, [&](absl::string_view name, size_t begin, size_t end) {
+      out.append(token, last, begin - last);
+      last = end;
+      if (name == "env") {
+        out += context.env;
+      } else if (name == "interpreter") {
+        out += context.interpreter;
+      } else if (name == "program") {
+        out += context.program;
+      } else if (name == "args_json") {
+        out += NestedParamsJson(params);
+      } else if (name == "args_json_file") {
+        out += context.args_json_file;
+      } else if (absl::StartsWith(name, "envvar:")) {
+        std::string var(name.substr(7));
+        std::optional<std::string> value = context.getenv ? context.getenv(var) : std::nullopt;
+        if (!value && status.ok()) {
+          status = absl::FailedPreconditionError(
+              absl::StrCat("command uses ${envvar:", var, "} but ", var,
+                           " is not set in the agent's environment"));
+        }
+        out += value.value_or("");
+      }
+    });
+    if (!status.ok()) return status;
+    out.append(token, last, std::string::npos);
+    argv.push_back(std::move(out));
+  }
+  return argv;
+}
+
+}  // namespace sweepd

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "scheduler/search/search_method.h"
+
+namespace sweepd {
+
+// The exact cartesian product of every leaf's grid values (last parameter varying fastest),
+// each point once. Points already in the history (e.g. enqueued by a user) are skipped.
+// Not thread-safe.
+class GridSearch final : public SearchMethod {
+ public:
+  explicit GridSearch(const v1::SweepSpec& spec);
+
+  absl::StatusOr<ParamSet> Propose(absl::Span<const TrialRecord> history) override;
+  std::optional<int64_t> Size() const override { return size_; }
+
+ private:
+  ParamSet PointAt(int64_t index) const;
+
+  std::vector<const v1::Parameter*> leaves_;
+  std::vector<int64_t> counts_;
+  int64_t size_ = 0;
+  int64_t cursor_ = 0;
+  // Keys of every parameter set seen in the history so far, and how much of it was read.
+  std::unordered_set<std::string> seen_;
+  size_t history_read_ = 0;
+};
+
+}  // namespace sweepd

@@ -1,0 +1,32 @@
+#include "scheduler/search/search_method.h"
+
+#include "absl/strings/str_cat.h"
+#include "scheduler/search/grid_search.h"
+#include "scheduler/search/random_search.h"
+#include "scheduler/search/sobol_search.h"
+
+namespace sweepd {
+
+absl::StatusOr<std::unique_ptr<SearchMethod>> CreateSearchMethod(const v1::SweepSpec& spec) {
+  switch (spec.method()) {
+    case v1::SEARCH_METHOD_GRID:
+      return std::make_unique<GridSearch>(spec);
+    case v1::SEARCH_METHOD_RANDOM:
+    case v1::SEARCH_METHOD_BAYES:  // random until TPE lands (issue 6)
+    case v1::SEARCH_METHOD_TPE:
+      return std::make_unique<RandomSearch>(spec);
+    case v1::SEARCH_METHOD_SOBOL:
+      return std::make_unique<SobolSearch>(spec);
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("method: unsupported search method ", static_cast<int>(spec.method())));
+  }
+}
+
+std::string ParamSetKey(const ParamSet& params) {
+  std::string key;
+  for (const auto& p : params) absl::StrAppend(&key, p.name(), "=", p.value_json(), "\n");
+  return key;
+}
+
+}  // namespace sweepd
