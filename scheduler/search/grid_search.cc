@@ -5,8 +5,8 @@
 
 namespace sweepd {
 
-GridSearch::GridSearch(const v1::SweepSpec& spec) : leaves_(LeafParameters(spec)) {
-  size_ = GridSize(spec);
+GridSearch::GridSearch(const v1::SweepSpec& spec) : spec_(spec), leaves_(LeafParameters(spec_)) {
+  size_ = GridSize(spec_);
   for (const auto* leaf : leaves_) counts_.push_back(GridValueCount(*leaf));
 }
 

@@ -21,6 +21,7 @@ class GridSearch final : public SearchMethod {
  private:
   ParamSet PointAt(int64_t index) const;
 
+  const v1::SweepSpec spec_;  // owned: leaves_ point into it
   std::vector<const v1::Parameter*> leaves_;
   std::vector<int64_t> counts_;
   int64_t size_ = 0;

@@ -6,7 +6,7 @@
 namespace sweepd {
 
 RandomSearch::RandomSearch(const v1::SweepSpec& spec)
-    : leaves_(LeafParameters(spec)), seed_(spec.seed()) {}
+    : spec_(spec), leaves_(LeafParameters(spec_)), seed_(spec.seed()) {}
 
 ParamSet RandomSearch::Sample(uint64_t n) const {
   ParamSet params(leaves_.size());

@@ -18,6 +18,7 @@ class RandomSearch final : public SearchMethod {
   ParamSet Sample(uint64_t n) const;
 
  private:
+  const v1::SweepSpec spec_;  // owned: leaves_ point into it
   std::vector<const v1::Parameter*> leaves_;
   uint64_t seed_;
 };

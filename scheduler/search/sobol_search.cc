@@ -37,7 +37,7 @@ uint32_t OwenScramble(uint32_t x, uint32_t seed) {
 }  // namespace
 
 SobolSearch::SobolSearch(const v1::SweepSpec& spec)
-    : leaves_(LeafParameters(spec)), seed_(spec.seed()) {
+    : spec_(spec), leaves_(LeafParameters(spec_)), seed_(spec.seed()) {
   for (const auto* leaf : leaves_) {
     if (leaf->distribution() == v1::CONSTANT) {
       dimension_of_leaf_.push_back(SIZE_MAX);
@@ -50,11 +50,15 @@ SobolSearch::SobolSearch(const v1::SweepSpec& spec)
 std::vector<double> SobolSearch::Point(uint64_t n) const {
   std::vector<double> point(dimensions_);
   if (dimensions_ == 0) return point;
+  // Boost's engine starts at the sequence's second point (it skips the origin); the nets that
+  // give Sobol its evenness are points 0 .. 2^k - 1, so point 0 is the origin and point n comes
+  // from Boost's position n - 1.
   boost::random::sobol_engine<uint32_t, 32> engine(dimensions_);
-  engine.seed(n);
+  if (n > 0) engine.seed(n - 1);
   for (size_t d = 0; d < dimensions_; ++d) {
     const auto seed = static_cast<uint32_t>(SplitMix64(seed_ * 0x100000001B3ull + d));
-    const uint32_t scrambled = OwenScramble(static_cast<uint32_t>(engine()), seed);
+    const uint32_t raw = n == 0 ? 0u : static_cast<uint32_t>(engine());
+    const uint32_t scrambled = OwenScramble(raw, seed);
     point[d] = (static_cast<double>(scrambled) + 0.5) * 0x1.0p-32;
   }
   return point;

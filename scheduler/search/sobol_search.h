@@ -21,6 +21,7 @@ class SobolSearch final : public SearchMethod {
   static constexpr size_t kMaxDimensions = 3667;
 
  private:
+  const v1::SweepSpec spec_;  // owned: leaves_ point into it
   std::vector<const v1::Parameter*> leaves_;
   std::vector<size_t> dimension_of_leaf_;  // SIZE_MAX for constants
   size_t dimensions_ = 0;

@@ -1,0 +1,259 @@
+#pragma once
+
+// The durable home of everything sweepd knows: one SQLite file in WAL mode.
+//
+// Writes go through one writer thread that owns the write connection. Callers enqueue writes and
+// get a completion that runs only after the transaction holding their write committed (group
+// commit: whatever queued while the previous batch was being committed goes into the next
+// transaction, bounded by StoreOptions). A write that fails (a constraint, a missing trial) fails
+// alone: each write runs in its own savepoint. A failed commit (disk full, I/O error) fails every
+// write of the batch, acknowledges none of them, and the writer goes on with the next batch.
+//
+// Reads run on any thread, each on a pooled read-only connection; WAL gives every read a
+// committed snapshot, so reads never see half a batch and never block the writer.
+//
+// Thread safety: every public method is safe to call from any thread.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "store/sqlite.h"
+#include "sweepd/v1/resources.pb.h"
+#include "sweepd/v1/spec.pb.h"
+#include "sweepd/v1/sweep_service.pb.h"
+
+namespace sweepd::store {
+
+enum class Synchronous {
+  // fsync the WAL at every commit: an acknowledged write survives power loss.
+  kFull,
+  // fsync only at checkpoints: an acknowledged write survives a crash of sweepd, but the last
+  // commits before a power loss or kernel crash may be lost (the file stays consistent).
+  kNormal,
+};
+
+struct StoreOptions {
+  std::string path;
+  Synchronous synchronous = Synchronous::kFull;
+  // Bounds of one group-commit transaction.
+  size_t max_batch_writes = 4096;
+  size_t max_batch_rows = 200'000;
+  // Read-only connections kept for queries.
+  int read_connections = 4;
+  // Cap on the file's size in pages (0 = SQLite's default): writes past it fail with
+  // RESOURCE_EXHAUSTED, like a full disk.
+  int64_t max_pages = 0;
+};
+
+// ---- What writes carry. Integer ids are assigned by the caller (the scheduler's state owner),
+// starting above Store::MaxIds(), so writes never wait for the database to name a row.
+
+struct NewSweep {
+  int64_t id = 0;
+  std::string public_id;  // "s-k3v9q2mz"
+  v1::SweepSpec spec;
+  std::string spec_yaml;
+  v1::SweepState state = v1::SWEEP_STATE_RUNNING;
+  bool external = false;
+  int64_t created_us = 0;
+};
+
+struct SweepUpdate {
+  int64_t id = 0;
+  std::optional<v1::SweepState> state;
+  std::optional<std::string> reason;
+  std::optional<int64_t> end_us;
+  double add_gpu_seconds_saved = 0;
+};
+
+struct NewTrial {
+  int64_t id = 0;
+  int64_t sweep_id = 0;
+  int64_t number = 0;
+  std::string public_id;  // "s-k3v9q2mz-0007"
+  v1::TrialState state = v1::TRIAL_STATE_QUEUED;
+  // JSON object of flattened name -> value, in spec order.
+  std::string params_json;
+  int32_t attempt = 1;
+  bool enqueued = false;
+  int64_t created_us = 0;
+};
+
+struct TrialUpdate {
+  int64_t id = 0;
+  std::optional<v1::TrialState> state;
+  std::optional<int64_t> start_us;
+  std::optional<int64_t> end_us;
+  std::optional<int32_t> exit_code;
+  std::optional<int32_t> exit_signal;
+  std::optional<int32_t> attempt;
+  std::optional<std::string> reason;
+  std::optional<std::string> agent_ids;  // comma-separated
+  std::optional<std::string> gpus;       // comma-separated
+  std::optional<std::string> workdir;
+  // Added to the trial's and its sweep's GPU-seconds.
+  double add_gpu_seconds = 0;
+};
+
+// One report of a trial: several metrics at one step, with the agent's sequence number.
+struct MetricReport {
+  int64_t seq = 0;
+  int64_t step = 0;
+  int64_t time_us = 0;
+  std::vector<std::pair<std::string, double>> metrics;
+};
+
+struct NewEvent {
+  int64_t time_us = 0;
+  int64_t sweep_id = 0;  // 0 = none
+  int64_t trial_id = 0;  // 0 = none
+  std::string agent_id;
+  std::string kind;  // "trial.state", "sweep.created", ...
+  std::string from_state;
+  std::string to_state;
+  std::string message;
+};
+
+// ---- Queries.
+
+struct TrialQuery {
+  std::string sweep_public_id;
+  std::vector<v1::TrialState> states;  // all when empty
+  // Sort by this metric (default: the sweep's metric when it has one, else by trial number).
+  std::string sort_metric;
+  bool sort_by_last = false;
+  bool descending = false;  // worst first
+  int64_t limit = 100;
+  int64_t offset = 0;
+  bool with_total = true;
+};
+
+struct TrialPage {
+  std::vector<v1::Trial> trials;
+  int64_t total = -1;  // -1 when not asked for
+};
+
+struct TrialDetail {
+  v1::Trial trial;
+  std::vector<v1::Event> events;
+  std::vector<v1::LearningCurve> curves;
+};
+
+// A sweep's export: one row per trial, parameters and final metrics as columns.
+struct ExportTable {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::string>> rows;
+};
+
+struct MaxIds {
+  int64_t sweep_id = 0;
+  int64_t trial_id = 0;
+};
+
+struct WriterStats {
+  int64_t batches = 0;
+  int64_t writes = 0;
+  int64_t metric_rows = 0;
+  int64_t failed_commits = 0;
+};
+
+using WriteDone = std::function<void(absl::Status)>;
+
+class Store {
+ public:
+  static absl::StatusOr<std::unique_ptr<Store>> Open(StoreOptions options);
+  // Commits everything queued, then stops the writer.
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // ---- Writes. `done` runs on the writer thread once the write is durable (OK) or failed; it
+  // must not block. Never blocks the caller.
+  void CreateSweep(NewSweep sweep, WriteDone done);
+  void UpdateSweep(SweepUpdate update, WriteDone done);
+  void CreateTrial(NewTrial trial, WriteDone done);
+  void UpdateTrial(TrialUpdate update, WriteDone done);
+  // Idempotent on (trial, seq, metric): a redelivered report is acknowledged and stored once.
+  void AppendMetrics(int64_t trial_id, std::vector<MetricReport> reports, WriteDone done);
+  void AppendEvent(NewEvent event, WriteDone done);
+  void UpsertAgent(v1::Agent agent, WriteDone done);
+
+  // Runs `fn` on the writer connection inside the next batch's transaction, like a write (for
+  // maintenance such as `PRAGMA max_page_count`, and for tests that inject faults).
+  void RunOnWriter(std::function<absl::Status(Connection&)> fn, WriteDone done);
+
+  // Blocking form: `Wait([&](WriteDone d) { store.CreateSweep(s, std::move(d)); })`.
+  static absl::Status Wait(const std::function<void(WriteDone)>& write);
+  // Returns once everything queued before the call has committed (or failed).
+  absl::Status Flush();
+
+  // ---- Reads.
+  absl::StatusOr<MaxIds> GetMaxIds();
+  absl::StatusOr<v1::Sweep> GetSweep(absl::string_view public_id);
+  absl::StatusOr<std::vector<v1::Sweep>> ListSweeps(const std::vector<v1::SweepState>& states,
+                                                    int64_t limit, int64_t offset);
+  absl::StatusOr<TrialPage> ListTrials(const TrialQuery& query);
+  // Events, and curves of `metric_names` (all when empty) downsampled to `max_points` (0 = all).
+  absl::StatusOr<TrialDetail> GetTrial(absl::string_view public_id,
+                                       const std::vector<std::string>& metric_names, int max_points,
+                                       bool with_curves = true);
+  absl::StatusOr<std::vector<v1::Event>> ListEvents(absl::string_view sweep_public_id,
+                                                    int64_t after_id, int64_t limit);
+  absl::StatusOr<std::vector<v1::Agent>> ListAgents();
+  absl::StatusOr<ExportTable> ExportSweep(absl::string_view public_id);
+
+  WriterStats writer_stats() const;
+
+ private:
+  class Writer;
+  class ReadConnection;
+
+  struct PendingWrite {
+    std::function<absl::Status(Writer&)> apply;
+    WriteDone done;
+    size_t rows = 1;
+  };
+
+  explicit Store(StoreOptions options);
+  absl::Status Init();
+  void Enqueue(std::function<absl::Status(Writer&)> apply, WriteDone done, size_t rows = 1);
+  void WriterLoop();
+
+  // A pooled read connection, returned to the pool when the lease ends.
+  class Lease;
+  absl::StatusOr<Lease> AcquireReader();
+  void ReleaseReader(std::unique_ptr<ReadConnection> reader);
+
+  // Query bodies, on a leased connection.
+  absl::StatusOr<v1::Sweep> ReadSweep(ReadConnection& db, absl::string_view public_id);
+
+  const StoreOptions options_;
+  std::unique_ptr<Writer> writer_;  // used only by the writer thread after Init
+
+  absl::Mutex queue_mu_;
+  std::deque<PendingWrite> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+
+  mutable absl::Mutex stats_mu_;
+  WriterStats stats_ ABSL_GUARDED_BY(stats_mu_);
+
+  absl::Mutex readers_mu_;
+  std::vector<std::unique_ptr<ReadConnection>> idle_readers_ ABSL_GUARDED_BY(readers_mu_);
+
+  std::thread writer_thread_;
+};
+
+}  // namespace sweepd::store
