@@ -5,7 +5,7 @@ CMAKE_ARGS ?=
 SWEEPCTL = $(BUILD)/cli/sweepctl
 EXAMPLE ?= examples/bayes-hyperband/sweep.yaml
 
-.PHONY: all deps configure build test test-asan run format format-check clean
+.PHONY: all deps configure build test test-asan run bench format format-check clean
 
 all: build
 
@@ -27,6 +27,9 @@ test-asan:
 run: build
 	$(SWEEPCTL) validate $(EXAMPLE)
 	$(SWEEPCTL) preview $(EXAMPLE) --n 5
+
+bench: build
+	$(BUILD)/bench/store_bench --dir bench-data
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

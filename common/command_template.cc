@@ -1,5 +1,8 @@
 #include "common/command_template.h"
 
+#include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -41,36 +44,103 @@ bool ForEachMacro(absl::string_view token, Fn on_macro) {
   return true;
 }
 
-std::string PythonRepr(const nlohmann::json& v, bool top_level) {
-  switch (v.type()) {
-    case nlohmann::json::value_t::null:
-      return "None";
-    case nlohmann::json::value_t::boolean:
-      return v.get<bool>() ? "True" : "False";
-    case nlohmann::json::value_t::string: {
-      const auto& s = v.get_ref<const std::string&>();
-      if (top_level) return s;
-      std::string out = "'";
-      for (char c : s) {
-        if (c == '\'' || c == '\\') out += '\\';
-        out += c;
-      }
-      return out + "'";
+// Python's repr of a float: the shortest digits that round-trip, in fixed notation when the
+// decimal exponent is in [-4, 16), else `d.ddde+XX`; integral values keep a `.0`.
+std::string PythonFloat(double x) {
+  if (std::isnan(x)) return "nan";
+  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), x, std::chars_format::scientific);
+  if (ec != std::errc()) return std::to_string(x);
+  const std::string sci(buf, end);  // -d.ddde±XX
+  const size_t e = sci.find('e');
+  const int exponent = std::stoi(sci.substr(e + 1));
+  std::string mantissa = sci.substr(0, e);
+  const bool negative = mantissa[0] == '-';
+  if (negative) mantissa.erase(0, 1);
+  std::string digits = mantissa.substr(0, 1) + (mantissa.size() > 2 ? mantissa.substr(2) : "");
+  std::string out;
+  if (exponent >= -4 && exponent < 16) {
+    if (exponent < 0) {
+      out = "0." + std::string(static_cast<size_t>(-exponent - 1), '0') + digits;
+    } else if (static_cast<size_t>(exponent) + 1 >= digits.size()) {
+      out = digits + std::string(static_cast<size_t>(exponent) + 1 - digits.size(), '0') + ".0";
+    } else {
+      out = digits.substr(0, static_cast<size_t>(exponent) + 1) + "." +
+            digits.substr(static_cast<size_t>(exponent) + 1);
     }
-    case nlohmann::json::value_t::array: {
+  } else {
+    out = digits.substr(0, 1);
+    if (digits.size() > 1) out += "." + digits.substr(1);
+    char exp[16];
+    std::snprintf(exp, sizeof(exp), "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
+    out += exp;
+  }
+  return negative ? "-" + out : out;
+}
+
+// Python's repr of a str: single quotes unless the text has a single quote and no double one.
+std::string PythonStringRepr(const std::string& s) {
+  const bool use_double = s.find('\'') != std::string::npos && s.find('"') == std::string::npos;
+  const char quote = use_double ? '"' : '\'';
+  std::string out(1, quote);
+  for (unsigned char c : s) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c == quote) {
+          out += '\\';
+          out += static_cast<char>(c);
+        } else if (c < 0x20 || c == 0x7f) {
+          char hex[8];
+          std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+          out += hex;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += quote;
+  return out;
+}
+
+std::string PythonRepr(const nlohmann::ordered_json& v, bool top_level) {
+  switch (v.type()) {
+    case nlohmann::ordered_json::value_t::null:
+      return "None";
+    case nlohmann::ordered_json::value_t::boolean:
+      return v.get<bool>() ? "True" : "False";
+    case nlohmann::ordered_json::value_t::string: {
+      const auto& s = v.get_ref<const std::string&>();
+      return top_level ? s : PythonStringRepr(s);
+    }
+    case nlohmann::ordered_json::value_t::array: {
       std::vector<std::string> items;
       for (const auto& item : v) items.push_back(PythonRepr(item, false));
       return absl::StrCat("[", absl::StrJoin(items, ", "), "]");
     }
-    case nlohmann::json::value_t::object: {
+    case nlohmann::ordered_json::value_t::object: {
       std::vector<std::string> items;
       for (const auto& [key, item] : v.items()) {
-        items.push_back(absl::StrCat(PythonRepr(key, false), ": ", PythonRepr(item, false)));
+        items.push_back(absl::StrCat(PythonStringRepr(key), ": ", PythonRepr(item, false)));
       }
       return absl::StrCat("{", absl::StrJoin(items, ", "), "}");
     }
+    case nlohmann::ordered_json::value_t::number_float:
+      return PythonFloat(v.get<double>());
     default:
-      return v.dump();  // numbers: shortest round-trip form, as Python's repr
+      return v.dump();  // integers
   }
 }
 
@@ -124,7 +194,7 @@ absl::Status ValidateCommandToken(absl::string_view token) {
 }
 
 std::string PythonStr(absl::string_view value_json) {
-  auto v = nlohmann::json::parse(value_json, nullptr, /*allow_exceptions=*/false);
+  auto v = nlohmann::ordered_json::parse(value_json, nullptr, /*allow_exceptions=*/false);
   if (v.is_discarded()) return std::string(value_json);
   return PythonRepr(v, true);
 }

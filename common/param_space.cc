@@ -34,9 +34,11 @@ int64_t GridValueCount(const v1::Parameter& leaf) {
     case v1::CATEGORICAL:
       return leaf.values_json_size();
     case v1::INT_UNIFORM:
-      return static_cast<int64_t>(leaf.max()) - static_cast<int64_t>(leaf.min()) + 1;
+      return static_cast<int64_t>(
+          std::fmin(leaf.max() - leaf.min() + 1, 9e18));  // saturates, never overflows
     case v1::Q_UNIFORM:
-      return std::llround(leaf.max() / leaf.q()) - std::llround(leaf.min() / leaf.q()) + 1;
+      return static_cast<int64_t>(std::fmin(
+          std::round(leaf.max() / leaf.q()) - std::round(leaf.min() / leaf.q()) + 1, 9e18));
     default:
       return 0;
   }
@@ -74,7 +76,7 @@ int64_t GridSize(const v1::SweepSpec& spec) {
 double QuantizeToStep(double x, double q) {
   const double v = std::round(x / q) * q;
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.12g", v);
+  std::snprintf(buf, sizeof(buf), "%.15g", v);
   return std::strtod(buf, nullptr);
 }
 

@@ -28,7 +28,8 @@ std::string GridValue(const v1::Parameter& leaf, int64_t index);
 // kMaxGridPoints + 1.
 int64_t GridSize(const v1::SweepSpec& spec);
 
-// round(x / q) * q, rounded to 12 significant digits so 0.1 * 3 prints as 0.3.
+// round(x / q) * q, rounded to 15 significant digits so 0.1 * 3 prints as 0.3 while integers
+// up to 10^15 stay exact.
 double QuantizeToStep(double x, double q);
 
 }  // namespace sweepd

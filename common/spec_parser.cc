@@ -183,6 +183,10 @@ absl::Status PrescanInput(absl::string_view text) {
     if (c >= 0x80) {  // validate one UTF-8 sequence
       int extra = (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
       bool ok = extra > 0 && c >= 0xC2 && c <= 0xF4 && i + extra < text.size() + 0;
+      // RFC 3629: no overlong forms, no UTF-16 surrogates (U+D800..DFFF), nothing past U+10FFFF.
+      const auto c1 = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+      ok = ok && !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 > 0x9F) &&
+           !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 > 0x8F);
       for (int k = 1; ok && k <= extra; ++k) {
         ok = i + k < text.size() && (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
       }
@@ -415,7 +419,8 @@ class SpecReader {
   }
 
   // Converts any YAML value to JSON (categorical values may be lists or maps).
-  std::optional<nlohmann::json> ToJson(const YAML::Node& node, absl::string_view path, int depth) {
+  std::optional<nlohmann::ordered_json> ToJson(const YAML::Node& node, absl::string_view path,
+                                               int depth) {
     if (!Visit()) return std::nullopt;
     if (depth > kMaxSpecNesting) {
       Error(path, absl::StrCat("nested more than ", kMaxSpecNesting, " levels"));
@@ -423,29 +428,29 @@ class SpecReader {
     }
     switch (node.Type()) {
       case YAML::NodeType::Null:
-        return nlohmann::json(nullptr);
+        return nlohmann::ordered_json(nullptr);
       case YAML::NodeType::Scalar: {
         Scalar s = Classify(node);
         switch (s.kind) {
           case Scalar::kNull:
-            return nlohmann::json(nullptr);
+            return nlohmann::ordered_json(nullptr);
           case Scalar::kBool:
-            return nlohmann::json(s.b);
+            return nlohmann::ordered_json(s.b);
           case Scalar::kInt:
-            return nlohmann::json(s.i);
+            return nlohmann::ordered_json(s.i);
           case Scalar::kFloat:
             if (!std::isfinite(s.d)) {
               Error(path, absl::StrCat("must be finite; got ", Describe(node)));
               return std::nullopt;
             }
-            return nlohmann::json(s.d);
+            return nlohmann::ordered_json(s.d);
           case Scalar::kString:
-            return nlohmann::json(s.text);
+            return nlohmann::ordered_json(s.text);
         }
         return std::nullopt;
       }
       case YAML::NodeType::Sequence: {
-        nlohmann::json arr = nlohmann::json::array();
+        nlohmann::ordered_json arr = nlohmann::ordered_json::array();
         int index = 0;
         for (const auto& item : node) {
           auto v = ToJson(item, absl::StrCat(path, "[", index++, "]"), depth + 1);
@@ -455,7 +460,7 @@ class SpecReader {
         return arr;
       }
       case YAML::NodeType::Map: {
-        nlohmann::json obj = nlohmann::json::object();
+        nlohmann::ordered_json obj = nlohmann::ordered_json::object();
         for (auto it = node.begin(); it != node.end(); ++it) {
           if (!it->first.IsScalar()) {
             Error(path, "map keys must be plain names");
@@ -747,7 +752,8 @@ class SpecReader {
       return;
     }
     if (!it->second.IsSequence() || it->second.size() == 0) {
-      Error(vpath, absl::StrCat("must be a non-empty list; got ", Describe(it->second)));
+      Error(vpath, absl::StrCat("must be a non-empty list; got ",
+                                it->second.IsSequence() ? "an empty list" : Describe(it->second)));
       return;
     }
     std::set<std::string> seen;
@@ -850,8 +856,12 @@ class SpecReader {
     }
     const bool has_min = keys.contains("min_iter"), has_max = keys.contains("max_iter"),
                has_s = keys.contains("s");
-    if (has_min && (has_max || has_s)) {
-      Error(path, "give min_iter, or max_iter with s, not both");
+    if (has_min && has_max && has_s) {
+      // W&B's schema accepts both; its engine then uses max_iter and s. So does sweepd.
+      warnings_.push_back(
+          "early_terminate: min_iter is ignored when max_iter and s are given (as in W&B)");
+    } else if (has_min && (has_max || has_s)) {
+      Error(path, "give min_iter, or max_iter with s (a lone max_iter or s is incomplete)");
     } else if (!has_min && !(has_max && has_s)) {
       Error(path, "needs min_iter, or max_iter together with s");
     }
@@ -1079,11 +1089,22 @@ class SpecReader {
 
   void CrossChecks(SweepSpec* spec) {
     // Flattened names must be unique (`a.b` at the top and `a: {parameters: {b}}` collide).
+    // So must prefixes: `a` and `a.b` cannot both be values of the nested form `${args_json}`
+    // and `params()` give back.
     std::set<std::string> flat;
     for (const Parameter* leaf : LeafParameters(*spec)) {
       if (!flat.insert(leaf->path()).second) {
         Error(absl::StrCat("parameters.", leaf->path()),
               "flattened name collides with another parameter's");
+      }
+    }
+    for (const std::string& name : flat) {
+      auto next = flat.upper_bound(name);
+      if (next != flat.end() && next->size() > name.size() &&
+          next->compare(0, name.size(), name) == 0 && (*next)[name.size()] == '.') {
+        Error(absl::StrCat("parameters.", name),
+              absl::StrCat("flattened name collides with another parameter's: '", *next,
+                           "' would nest inside it"));
       }
     }
     const bool model_based =

@@ -50,7 +50,7 @@ struct StoreOptions {
   Synchronous synchronous = Synchronous::kFull;
   // Bounds of one group-commit transaction.
   size_t max_batch_writes = 4096;
-  size_t max_batch_rows = 200'000;
+  size_t max_batch_rows = 50000;
   // Read-only connections kept for queries.
   int read_connections = 4;
   // Cap on the file's size in pages (0 = SQLite's default): writes past it fail with
@@ -231,6 +231,8 @@ class Store {
   absl::Status Init();
   void Enqueue(std::function<absl::Status(Writer&)> apply, WriteDone done, size_t rows = 1);
   void WriterLoop();
+  // Applies a batch in one transaction; per-write results in `results`; the commit's status.
+  absl::Status ApplyBatch(std::vector<PendingWrite>& batch, std::vector<absl::Status>& results);
 
   // A pooled read connection, returned to the pool when the lease ends.
   class Lease;

@@ -1,0 +1,384 @@
+// Tests of the command template: W&B's macros expand to the argv W&B's agent builds, values
+// print as Python's str() prints them, and values arrive as single, literal argv items (no shell).
+
+#include "common/command_template.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sweepd/v1/resources.pb.h"
+
+namespace sweepd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAreArray;
+
+// Trial parameters from (name, value JSON) pairs, in order.
+std::vector<v1::TrialParam> Params(std::vector<std::pair<std::string, std::string>> pairs) {
+  std::vector<v1::TrialParam> out;
+  for (auto& [name, value_json] : pairs) {
+    v1::TrialParam p;
+    p.set_name(name);
+    p.set_value_json(value_json);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+class CommandTemplateTest : public testing::Test {
+ protected:
+  CommandTemplateTest() {
+    context_.program = "train.py";
+    context_.args_json_file = "/var/lib/sweepd/trials/t-7/params.json";
+    context_.getenv = [this](const std::string& name) -> std::optional<std::string> {
+      lookups_.insert(name);
+      auto it = env_.find(name);
+      if (it == env_.end()) return std::nullopt;
+      return it->second;
+    };
+  }
+
+  std::vector<std::string> Expand(const std::vector<std::string>& command,
+                                  const std::vector<v1::TrialParam>& params) {
+    auto argv = ExpandCommand(command, params, context_);
+    EXPECT_TRUE(argv.ok()) << argv.status();
+    return argv.ok() ? *argv : std::vector<std::string>{};
+  }
+
+  CommandContext context_;
+  std::map<std::string, std::string> env_ = {{"MASTER_PORT", "29500"}, {"HOST", "node-3"}};
+  std::set<std::string> lookups_;
+  const std::vector<v1::TrialParam> params_ = Params({{"lr", "0.01"},
+                                                      {"batch_size", "32"},
+                                                      {"optimizer", "\"adam\""},
+                                                      {"use_amp", "true"},
+                                                      {"compile", "false"}});
+};
+
+TEST_F(CommandTemplateTest, DefaultWandbCommand) {
+  EXPECT_THAT(Expand({"${env}", "${interpreter}", "${program}", "${args}"}, params_),
+              ElementsAre("/usr/bin/env", "python3", "train.py", "--lr=0.01", "--batch_size=32",
+                          "--optimizer=adam", "--use_amp=True", "--compile=False"));
+}
+
+TEST_F(CommandTemplateTest, ContextSuppliesEnvInterpreterAndProgram) {
+  context_.env = "/bin/env";
+  context_.interpreter = "/opt/venv/bin/python";
+  context_.program = "/srv/code/train.py";
+  EXPECT_THAT(Expand({"${env}", "${interpreter}", "-u", "${program}"}, {}),
+              ElementsAre("/bin/env", "/opt/venv/bin/python", "-u", "/srv/code/train.py"));
+}
+
+TEST_F(CommandTemplateTest, ArgsNoEqualsGivesTwoArgvItemsPerParameter) {
+  EXPECT_THAT(Expand({"${args_no_equals}"}, params_),
+              ElementsAre("--lr", "0.01", "--batch_size", "32", "--optimizer", "adam", "--use_amp",
+                          "True", "--compile", "False"));
+}
+
+TEST_F(CommandTemplateTest, ArgsNoHyphens) {
+  EXPECT_THAT(Expand({"python", "main.py", "${args_no_hyphens}"}, params_),
+              ElementsAre("python", "main.py", "lr=0.01", "batch_size=32", "optimizer=adam",
+                          "use_amp=True", "compile=False"));
+}
+
+TEST_F(CommandTemplateTest, ArgsNoBooleanFlagsTurnsTrueIntoAFlagAndDropsFalse) {
+  EXPECT_THAT(Expand({"${args_no_boolean_flags}"}, params_),
+              ElementsAre("--lr=0.01", "--batch_size=32", "--optimizer=adam", "--use_amp"));
+  // Only JSON booleans are flags: the string "true" is a value like any other.
+  EXPECT_THAT(Expand({"${args_no_boolean_flags}"}, Params({{"mode", "\"true\""}, {"n", "null"}})),
+              ElementsAre("--mode=true", "--n=None"));
+}
+
+TEST_F(CommandTemplateTest, HydraAppendAndOverride) {
+  const auto params = Params({{"model.lr", "0.001"}, {"trainer.devices", "[0, 1]"}});
+  EXPECT_THAT(Expand({"${args_append_hydra}"}, params),
+              ElementsAre("+model.lr=0.001", "+trainer.devices=[0, 1]"));
+  EXPECT_THAT(Expand({"${args_override_hydra}"}, params),
+              ElementsAre("++model.lr=0.001", "++trainer.devices=[0, 1]"));
+}
+
+TEST_F(CommandTemplateTest, ArgsJsonIsOneItemNestedByDots) {
+  const auto params = Params({{"optimizer.name", "\"adam\""},
+                              {"optimizer.lr", "0.001"},
+                              {"optimizer.betas.beta1", "0.9"},
+                              {"epochs", "10"},
+                              {"layers", "[64, 64]"}});
+  const auto argv = Expand({"${program}", "${args_json}"}, params);
+  ASSERT_THAT(argv, testing::SizeIs(2));
+  const auto json = nlohmann::json::parse(argv[1]);
+  EXPECT_EQ(json, nlohmann::json::parse(R"({
+      "optimizer": {"name": "adam", "lr": 0.001, "betas": {"beta1": 0.9}},
+      "epochs": 10,
+      "layers": [64, 64]})"));
+  // Integers stay integers, floats floats.
+  EXPECT_TRUE(json["epochs"].is_number_integer());
+  EXPECT_TRUE(json["optimizer"]["lr"].is_number_float());
+  // And it matches NestedParamsJson, keeping the parameters' order.
+  EXPECT_EQ(argv[1], NestedParamsJson(params));
+  EXPECT_TRUE(absl::StartsWith(argv[1], "{\"optimizer\":"));
+}
+
+TEST_F(CommandTemplateTest, ArgsJsonMayStandInsideAnItem) {
+  EXPECT_THAT(Expand({"--params=${args_json}"}, Params({{"a", "1"}})),
+              ElementsAre("--params={\"a\":1}"));
+  EXPECT_THAT(Expand({"${args_json}"}, {}), ElementsAre("{}"));
+}
+
+TEST_F(CommandTemplateTest, ArgsJsonFileIsThePath) {
+  EXPECT_THAT(Expand({"${args_json_file}", "--config=${args_json_file}"}, params_),
+              ElementsAre("/var/lib/sweepd/trials/t-7/params.json",
+                          "--config=/var/lib/sweepd/trials/t-7/params.json"));
+}
+
+TEST_F(CommandTemplateTest, EnvvarExpandsInsideAToken) {
+  EXPECT_THAT(Expand({"--port=${envvar:MASTER_PORT}", "${envvar:HOST}:${envvar:MASTER_PORT}",
+                      "${envvar:HOST}"},
+                     {}),
+              ElementsAre("--port=29500", "node-3:29500", "node-3"));
+  env_["EMPTY"] = "";
+  EXPECT_THAT(Expand({"--x=${envvar:EMPTY}"}, {}), ElementsAre("--x="));
+}
+
+TEST_F(CommandTemplateTest, MissingEnvvarIsAnErrorNamingIt) {
+  auto argv = ExpandCommand({"python", "--port=${envvar:NOT_SET}"}, {}, context_);
+  ASSERT_FALSE(argv.ok());
+  EXPECT_EQ(argv.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(argv.status().message(), HasSubstr("NOT_SET"));
+  // No lookup function at all: every envvar is unset.
+  CommandContext bare;
+  auto bare_argv = ExpandCommand({"${envvar:HOME}"}, {}, bare);
+  ASSERT_FALSE(bare_argv.ok());
+  EXPECT_THAT(bare_argv.status().message(), HasSubstr("HOME"));
+}
+
+TEST_F(CommandTemplateTest, FixedArgumentsPassThroughUnchanged) {
+  EXPECT_THAT(Expand({"${env}", "python3", "${program}", "--config", "your-training-config.json",
+                      "$HOME", "$(date)", "{}", "$", "", "${args}"},
+                     Params({{"x", "1"}})),
+              ElementsAre("/usr/bin/env", "python3", "train.py", "--config",
+                          "your-training-config.json", "$HOME", "$(date)", "{}", "$", "", "--x=1"));
+}
+
+TEST_F(CommandTemplateTest, NoParametersExpandToNothing) {
+  EXPECT_THAT(Expand({"run", "${args}", "${args_no_equals}", "${args_no_hyphens}",
+                      "${args_no_boolean_flags}", "${args_append_hydra}", "${args_override_hydra}"},
+                     {}),
+              ElementsAre("run"));
+  EXPECT_THAT(Expand({}, params_), IsEmpty());
+}
+
+TEST_F(CommandTemplateTest, HostileValuesArriveLiterallyAsSingleItems) {
+  const std::vector<std::pair<std::string, std::string>> hostile = {
+      {"spaces", "\"a b  c\""},
+      {"quotes", R"("it's \"quoted\"")"},
+      {"subshell", "\"$(rm -rf /)\""},
+      {"semicolon", "\"x; rm -rf / #\""},
+      {"backticks", "\"`id`\""},
+      {"newline", "\"line1\\nline2\""},
+      {"glob", "\"*\""},
+      {"macro", "\"${envvar:SECRET}\""},
+      {"flag", "\"--help\""},
+  };
+  const auto params = Params(hostile);
+  EXPECT_THAT(Expand({"${args}"}, params),
+              ElementsAre("--spaces=a b  c", "--quotes=it's \"quoted\"", "--subshell=$(rm -rf /)",
+                          "--semicolon=x; rm -rf / #", "--backticks=`id`", "--newline=line1\nline2",
+                          "--glob=*", "--macro=${envvar:SECRET}", "--flag=--help"));
+  EXPECT_THAT(Expand({"${args_no_equals}"}, Params({{"cmd", "\"$(rm -rf /); echo pwned\""}})),
+              ElementsAre("--cmd", "$(rm -rf /); echo pwned"));
+  // A value that looks like a macro is data: it is never expanded, not even through ${args_json}.
+  const auto argv = Expand({"--json=${args_json}", "${args_json}"}, params);
+  ASSERT_THAT(argv, testing::SizeIs(2));
+  EXPECT_EQ(nlohmann::json::parse(argv[1])["macro"], "${envvar:SECRET}");
+  EXPECT_EQ(nlohmann::json::parse(argv[1])["subshell"], "$(rm -rf /)");
+  EXPECT_FALSE(lookups_.contains("SECRET"));
+}
+
+TEST_F(CommandTemplateTest, ValuesPrintAsPythonStr) {
+  EXPECT_THAT(Expand({"${args}"}, Params({{"a", "1e-05"},
+                                          {"b", "0.1"},
+                                          {"c", "100.0"},
+                                          {"d", "[64, 64]"},
+                                          {"e", R"({"k": "v"})"},
+                                          {"f", "null"},
+                                          {"g", "[true, \"x\"]"},
+                                          {"h", "-3"}})),
+              ElementsAre("--a=1e-05", "--b=0.1", "--c=100.0", "--d=[64, 64]", "--e={'k': 'v'}",
+                          "--f=None", "--g=[True, 'x']", "--h=-3"));
+}
+
+TEST_F(CommandTemplateTest, ParametersKeepTheirOrder) {
+  const auto params = Params({{"z", "1"}, {"a", "2"}, {"m.b", "3"}, {"m.a", "4"}});
+  EXPECT_THAT(Expand({"${args}"}, params), ElementsAre("--z=1", "--a=2", "--m.b=3", "--m.a=4"));
+  EXPECT_EQ(NestedParamsJson(params), R"({"z":1,"a":2,"m":{"b":3,"a":4}})");
+}
+
+TEST_F(CommandTemplateTest, InvalidTemplateIsRefused) {
+  for (const std::vector<std::string>& command : std::vector<std::vector<std::string>>{
+           {"${unknown}"}, {"--x=${args}"}, {"${env"}, {"${envvar:1X}"}}) {
+    SCOPED_TRACE(command[0]);
+    auto argv = ExpandCommand(command, params_, context_);
+    ASSERT_FALSE(argv.ok());
+    EXPECT_EQ(argv.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PythonStr: W&B formats ${args} values with Python's str().
+
+TEST(PythonStrTest, Scalars) {
+  EXPECT_EQ(PythonStr("true"), "True");
+  EXPECT_EQ(PythonStr("false"), "False");
+  EXPECT_EQ(PythonStr("null"), "None");
+  EXPECT_EQ(PythonStr("\"adam\""), "adam");  // top-level strings print bare
+  EXPECT_EQ(PythonStr("\"\""), "");
+  EXPECT_EQ(PythonStr("\"it's\""), "it's");
+  EXPECT_EQ(PythonStr("32"), "32");
+  EXPECT_EQ(PythonStr("-7"), "-7");
+  EXPECT_EQ(PythonStr("123456789012345678"), "123456789012345678");
+}
+
+TEST(PythonStrTest, FloatsPrintAsPythonReprDoes) {
+  // Shortest round-trip digits; exponent form below 1e-4 and from 1e16; ".0" on integral floats.
+  EXPECT_EQ(PythonStr("0.1"), "0.1");
+  EXPECT_EQ(PythonStr("0.0001"), "0.0001");
+  EXPECT_EQ(PythonStr("1e-05"), "1e-05");
+  EXPECT_EQ(PythonStr("0.00001"), "1e-05");
+  EXPECT_EQ(PythonStr("1.5e-07"), "1.5e-07");
+  EXPECT_EQ(PythonStr("100.0"), "100.0");
+  EXPECT_EQ(PythonStr("3.0"), "3.0");
+  EXPECT_EQ(PythonStr("-0.0"), "-0.0");
+  EXPECT_EQ(PythonStr("0.30000000000000004"), "0.30000000000000004");
+  EXPECT_EQ(PythonStr("1e16"), "1e+16");
+  EXPECT_EQ(PythonStr("1.2345678901234568e+17"), "1.2345678901234568e+17");
+  EXPECT_EQ(PythonStr("123456789.125"), "123456789.125");
+}
+
+TEST(PythonStrTest, FloatsBetween1e15And1e16PrintInFixedNotation) {
+  // Python: str(1e15) == '1000000000000000.0'; it switches to exponents only at 1e16.
+  EXPECT_EQ(PythonStr("1e15"), "1000000000000000.0");
+  EXPECT_EQ(PythonStr("2.5e15"), "2500000000000000.0");
+  EXPECT_EQ(PythonStr("[1e15]"), "[1000000000000000.0]");
+}
+
+TEST(PythonStrTest, ListsAndDicts) {
+  EXPECT_EQ(PythonStr("[1, \"a\"]"), "[1, 'a']");
+  EXPECT_EQ(PythonStr("[]"), "[]");
+  EXPECT_EQ(PythonStr("{}"), "{}");
+  EXPECT_EQ(PythonStr("[[64, 64], [128]]"), "[[64, 64], [128]]");
+  EXPECT_EQ(PythonStr(R"({"k": 1})"), "{'k': 1}");
+  EXPECT_EQ(PythonStr(R"({"a": [true, null, 0.5]})"), "{'a': [True, None, 0.5]}");
+  EXPECT_EQ(PythonStr(R"(["a\\b"])"), R"(['a\\b'])");
+  EXPECT_EQ(PythonStr(R"(["é"])"), "['é']");
+}
+
+TEST(PythonStrTest, StringsInsideContainersUsePythonRepr) {
+  // Python's repr picks double quotes for a string holding a single quote and no double quote,
+  // and escapes control characters; ast.literal_eval must be able to read the result back.
+  EXPECT_EQ(PythonStr(R"(["it's"])"), R"(["it's"])");
+  EXPECT_EQ(PythonStr(R"(["a'b\"c"])"), R"(['a\'b"c'])");
+  EXPECT_EQ(PythonStr(R"(["a\nb"])"), R"(['a\nb'])");
+  EXPECT_EQ(PythonStr(R"(["tab\there"])"), R"(['tab\there'])");
+}
+
+TEST(PythonStrTest, DictsKeepInsertionOrder) {
+  // Python dicts keep insertion order: str({'b': 1, 'a': 2}) == "{'b': 1, 'a': 2}".
+  EXPECT_EQ(PythonStr(R"({"b": 1, "a": 2})"), "{'b': 1, 'a': 2}");
+}
+
+TEST(PythonStrTest, TextThatIsNotJsonIsReturnedAsIs) {
+  EXPECT_EQ(PythonStr("not json"), "not json");
+  EXPECT_EQ(PythonStr(""), "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ValidateCommandToken.
+
+TEST(ValidateCommandTokenTest, AcceptsEveryMacroWhereItMayStand) {
+  for (const char* token : {"python",
+                            "",
+                            "$HOME",
+                            "$",
+                            "{}",
+                            "${env}",
+                            "${interpreter}",
+                            "${program}",
+                            "${args}",
+                            "${args_no_equals}",
+                            "${args_no_hyphens}",
+                            "${args_no_boolean_flags}",
+                            "${args_json}",
+                            "${args_json_file}",
+                            "${args_append_hydra}",
+                            "${args_override_hydra}",
+                            "--config=${args_json_file}",
+                            "--params=${args_json}",
+                            "${env}${program}",
+                            "--port=${envvar:PORT}",
+                            "${envvar:_X1}",
+                            "${envvar:NAME}",
+                            "${program}.bak"}) {
+    EXPECT_TRUE(ValidateCommandToken(token).ok()) << token << ": " << ValidateCommandToken(token);
+  }
+}
+
+TEST(ValidateCommandTokenTest, RejectsUnknownMacrosNamingTheKnownOnes) {
+  for (const char* token :
+       {"${arguments}", "${}", "${ENV}", "${args }", "${envvar}", "x${nope}y", "${${env}}"}) {
+    const absl::Status st = ValidateCommandToken(token);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << token;
+    EXPECT_THAT(st.message(), HasSubstr("unknown macro")) << token;
+    EXPECT_THAT(st.message(), HasSubstr("${args_no_boolean_flags}")) << token;
+  }
+}
+
+TEST(ValidateCommandTokenTest, ListMacrosMustStandAlone) {
+  for (const char* macro : {"args", "args_no_equals", "args_no_hyphens", "args_no_boolean_flags",
+                            "args_append_hydra", "args_override_hydra"}) {
+    for (const std::string& token :
+         {absl::StrCat("--", "${", macro, "}"), absl::StrCat("${", macro, "} "),
+          absl::StrCat("${", macro, "}${", macro, "}"), absl::StrCat("${env}${", macro, "}")}) {
+      const absl::Status st = ValidateCommandToken(token);
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << token;
+      EXPECT_THAT(st.message(), HasSubstr("must be a list item of its own")) << token;
+    }
+  }
+}
+
+TEST(ValidateCommandTokenTest, RejectsBadEnvvarNamesAndUnterminatedMacros) {
+  for (const char* token :
+       {"${envvar:}", "${envvar:1PORT}", "${envvar:A-B}", "${envvar:A B}", "${envvar:$X}"}) {
+    const absl::Status st = ValidateCommandToken(token);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << token;
+    EXPECT_THAT(st.message(), HasSubstr("is not an environment variable name")) << token;
+  }
+  for (const char* token : {"${env", "--x=${program", "${"}) {
+    const absl::Status st = ValidateCommandToken(token);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << token;
+    EXPECT_THAT(st.message(), HasSubstr("has a ${ without a closing }")) << token;
+  }
+}
+
+TEST(ValidateCommandTokenTest, MacroNamesListsAllTwelve) {
+  EXPECT_THAT(CommandMacroNames(),
+              UnorderedElementsAreArray(std::vector<absl::string_view>{
+                  "env", "interpreter", "program", "args", "args_no_equals", "args_no_hyphens",
+                  "args_no_boolean_flags", "args_json", "args_json_file", "args_append_hydra",
+                  "args_override_hydra", "envvar:NAME"}));
+}
+
+}  // namespace
+}  // namespace sweepd

@@ -1,0 +1,164 @@
+#include "worker/trial_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace sweepd::worker {
+namespace {
+
+// Resolves a program name against PATH as execvp would, so a missing program is an error the
+// agent can report instead of a child that exits 127.
+absl::StatusOr<std::string> ResolveProgram(const std::string& name,
+                                           const std::map<std::string, std::string>& env) {
+  if (name.find('/') != std::string::npos) {
+    if (access(name.c_str(), X_OK) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot execute ", name, ": ", std::strerror(errno)));
+    }
+    return name;
+  }
+  auto it = env.find("PATH");
+  const std::string path = it != env.end() ? it->second : "/usr/local/bin:/usr/bin:/bin";
+  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+    std::string candidate = absl::StrCat(dir, "/", name);
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("program '", name, "' not found in PATH (", path, ")"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Start(const LaunchSpec& spec) {
+  if (spec.argv.empty()) return absl::InvalidArgumentError("empty command");
+  auto program = ResolveProgram(spec.argv[0], spec.env);
+  if (!program.ok()) return program.status();
+
+  int out_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
+  const int err_fd = open(spec.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (err_fd < 0) {
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open ", spec.stderr_path, ": ", std::strerror(errno)));
+  }
+  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, null_fd, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+  posix_spawn_file_actions_addchdir_np(&actions, spec.workdir.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // A session (and so a process group) of its own: stopping the trial signals the group.
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGINT);
+  sigset_t empty;
+  sigemptyset(&empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+
+  std::vector<char*> argv;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (const auto& [k, v] : spec.env) env_strings.push_back(absl::StrCat(k, "=", v));
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, program->c_str(), &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  close(out_pipe[1]);
+  close(err_fd);
+  if (null_fd >= 0) close(null_fd);
+  if (rc != 0) {
+    close(out_pipe[0]);
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot start ", *program, " in ", spec.workdir, ": ", std::strerror(rc)));
+  }
+  fcntl(out_pipe[0], F_SETFL, fcntl(out_pipe[0], F_GETFL) | O_NONBLOCK);
+  return std::unique_ptr<TrialProcess>(new TrialProcess(pid, out_pipe[0]));
+}
+
+TrialProcess::~TrialProcess() {
+  if (GroupAlive()) SignalGroup(SIGKILL);
+  if (!exit_) {
+    int status = 0;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  CloseStdout();
+}
+
+void TrialProcess::CloseStdout() {
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+  stdout_fd_ = -1;
+}
+
+std::optional<ExitStatus> TrialProcess::Poll() {
+  if (exit_) return exit_;
+  int status = 0;
+  const pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r != pid_) return std::nullopt;
+  ExitStatus e;
+  if (WIFEXITED(status)) e.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
+  exit_ = e;
+  return exit_;
+}
+
+std::optional<ExitStatus> TrialProcess::Wait(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto delay = std::chrono::microseconds(200);
+  while (true) {
+    if (auto e = Poll()) return e;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, std::chrono::microseconds(20'000));
+  }
+}
+
+void TrialProcess::SignalGroup(int sig) { kill(-pid_, sig); }
+
+bool TrialProcess::GroupAlive() const { return kill(-pid_, 0) == 0; }
+
+std::vector<std::string> SplitLines(std::string& pending, const char* data, size_t size,
+                                    size_t max_line) {
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < size; ++i) {
+    const char c = data[i];
+    if (c == '\n') {
+      lines.push_back(std::move(pending));
+      pending.clear();
+    } else if (pending.size() < max_line) {
+      pending.push_back(c);
+    }
+  }
+  return lines;
+}
+
+}  // namespace sweepd::worker

@@ -1,0 +1,71 @@
+#pragma once
+
+// One trial's process: started in a process group of its own (setsid), stdout read through a
+// pipe (so the agent can log it and parse metric lines), stderr to a file, and stopped by
+// signalling the whole group, grandchildren included. Not thread-safe: the agent's trial loop
+// owns each TrialProcess.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sweepd::worker {
+
+struct LaunchSpec {
+  // argv[0] is looked up in PATH (from `env`) when it has no slash.
+  std::vector<std::string> argv;
+  // The complete environment of the process.
+  std::map<std::string, std::string> env;
+  std::string workdir;
+  std::string stderr_path;
+};
+
+struct ExitStatus {
+  int exit_code = 0;  // when exited normally
+  int signal = 0;     // when killed by a signal
+};
+
+class TrialProcess {
+ public:
+  // Starts the process. Errors name what failed (a missing program is FAILED_PRECONDITION).
+  static absl::StatusOr<std::unique_ptr<TrialProcess>> Start(const LaunchSpec& spec);
+  // Kills the group (SIGKILL) and reaps it if still running: no orphans, ever.
+  ~TrialProcess();
+  TrialProcess(const TrialProcess&) = delete;
+  TrialProcess& operator=(const TrialProcess&) = delete;
+
+  // Process id, also the process group id.
+  pid_t pid() const { return pid_; }
+  // Read end of the stdout pipe (non-blocking); -1 once closed by CloseStdout().
+  int stdout_fd() const { return stdout_fd_; }
+  void CloseStdout();
+
+  // Reaps the process if it exited; returns its status from then on.
+  std::optional<ExitStatus> Poll();
+  // Blocks until exit, at most `timeout`.
+  std::optional<ExitStatus> Wait(std::chrono::milliseconds timeout);
+  // Sends `sig` to the whole process group.
+  void SignalGroup(int sig);
+  // Whether any process of the group is still alive (the leader may have exited first).
+  bool GroupAlive() const;
+
+ private:
+  TrialProcess(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
+  pid_t pid_;
+  int stdout_fd_;
+  std::optional<ExitStatus> exit_;
+};
+
+// Splits `data` into complete lines, keeping a partial last line in `pending` for the next call.
+// Lines longer than `max_line` are cut (a flooding script cannot exhaust memory).
+std::vector<std::string> SplitLines(std::string& pending, const char* data, size_t size,
+                                    size_t max_line = 64 * 1024);
+
+}  // namespace sweepd::worker
