@@ -797,6 +797,26 @@ absl::StatusOr<v1::Sweep> Store::GetSweep(absl::string_view public_id) {
   return ReadSweep(*db, public_id);
 }
 
+absl::StatusOr<SweepKeys> Store::GetSweepKeys(absl::string_view public_id) {
+  ASSIGN_OR_RETURN(Lease db, AcquireReader());
+  ASSIGN_OR_RETURN(Statement * s, db->Get("SELECT id FROM sweeps WHERE public_id = ?1"));
+  s->Bind(1, public_id);
+  ASSIGN_OR_RETURN(bool found, s->Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no sweep '", public_id, "'"));
+  SweepKeys keys;
+  keys.sweep_id = s->ColumnInt(0);
+  s->Reset();
+  ASSIGN_OR_RETURN(Statement * t, db->Get("SELECT public_id, id FROM trials WHERE sweep_id = ?1"));
+  t->Bind(1, keys.sweep_id);
+  while (true) {
+    ASSIGN_OR_RETURN(bool more, t->Step());
+    if (!more) break;
+    keys.trial_ids[t->ColumnText(0)] = t->ColumnInt(1);
+  }
+  t->Reset();
+  return keys;
+}
+
 absl::StatusOr<std::vector<v1::Sweep>> Store::ListSweeps(const std::vector<v1::SweepState>& states,
                                                          int64_t limit, int64_t offset) {
   ASSIGN_OR_RETURN(Lease db, AcquireReader());
@@ -840,6 +860,26 @@ absl::StatusOr<TrialPage> Store::ListTrials(const TrialQuery& query) {
   const bool maximize = sweep_stmt->ColumnInt(2) != 0;
   sweep_stmt->Reset();
 
+  if (query.by_number) {
+    ASSIGN_OR_RETURN(Statement * s,
+                     db->Get(absl::StrCat(
+                         "SELECT ", kTrialColumns,
+                         ", tm.last_value, tm.min_value, tm.max_value, tm.last_step FROM trials t "
+                         "LEFT JOIN trial_metrics tm ON tm.trial_id = t.id AND tm.name_id = "
+                         "(SELECT id FROM metric_names WHERE name = ?2) "
+                         "WHERE t.sweep_id = ?1 ORDER BY t.number LIMIT ?3 OFFSET ?4")));
+    s->Bind(1, sweep_id).Bind(2, sweep_metric).Bind(3, query.limit).Bind(4, query.offset);
+    TrialPage page;
+    while (true) {
+      ASSIGN_OR_RETURN(bool more, s->Step());
+      if (!more) break;
+      v1::Trial t = TrialFromRow(*s, query.sweep_public_id);
+      FillMetricValues(*s, kTrialColumnCount, maximize, &t);
+      page.trials.push_back(std::move(t));
+    }
+    s->Reset();
+    return page;
+  }
   const std::string metric = query.sort_metric.empty() ? sweep_metric : query.sort_metric;
   int64_t name_id = -1;
   if (!metric.empty()) {

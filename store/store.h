@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -139,6 +140,9 @@ struct TrialQuery {
   int64_t limit = 100;
   int64_t offset = 0;
   bool with_total = true;
+  // All trials by number (ignoring sort_metric), with the sweep metric's values: for rebuilding
+  // the scheduler's state.
+  bool by_number = false;
 };
 
 struct TrialPage {
@@ -156,6 +160,12 @@ struct TrialDetail {
 struct ExportTable {
   std::vector<std::string> columns;
   std::vector<std::vector<std::string>> rows;
+};
+
+// The integer keys behind a sweep's public ids.
+struct SweepKeys {
+  int64_t sweep_id = 0;
+  std::map<std::string, int64_t> trial_ids;  // public id -> key
 };
 
 struct MaxIds {
@@ -203,6 +213,7 @@ class Store {
   // ---- Reads.
   absl::StatusOr<MaxIds> GetMaxIds();
   absl::StatusOr<v1::Sweep> GetSweep(absl::string_view public_id);
+  absl::StatusOr<SweepKeys> GetSweepKeys(absl::string_view public_id);
   absl::StatusOr<std::vector<v1::Sweep>> ListSweeps(const std::vector<v1::SweepState>& states,
                                                     int64_t limit, int64_t offset);
   absl::StatusOr<TrialPage> ListTrials(const TrialQuery& query);

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -145,6 +147,27 @@ std::optional<ExitStatus> TrialProcess::Wait(std::chrono::milliseconds timeout) 
 void TrialProcess::SignalGroup(int sig) { kill(-pid_, sig); }
 
 bool TrialProcess::GroupAlive() const { return kill(-pid_, 0) == 0; }
+
+absl::Status BecomeSubreaper() {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    return absl::InternalError(
+        absl::StrCat("prctl(PR_SET_CHILD_SUBREAPER): ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+int ReapOrphans(const std::vector<pid_t>& leaders) {
+  int reaped = 0;
+  while (true) {
+    siginfo_t info{};
+    // Peek first (WNOWAIT) so a leader's status stays for its own TrialProcess.
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) break;
+    if (std::find(leaders.begin(), leaders.end(), info.si_pid) != leaders.end()) break;
+    int status = 0;
+    if (waitpid(info.si_pid, &status, WNOHANG) == info.si_pid) ++reaped;
+  }
+  return reaped;
+}
 
 std::vector<std::string> SplitLines(std::string& pending, const char* data, size_t size,
                                     size_t max_line) {

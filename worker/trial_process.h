@@ -63,6 +63,15 @@ class TrialProcess {
   std::optional<ExitStatus> exit_;
 };
 
+// Makes this process the reaper of orphaned descendants (PR_SET_CHILD_SUBREAPER): a trial's
+// grandchildren whose parent died re-parent to the agent instead of init, so the agent can see
+// and reap them.
+absl::Status BecomeSubreaper();
+
+// Reaps exited children that are not trial leaders (orphaned grandchildren). Leaders in
+// `leaders` are left for their TrialProcess to reap. Returns how many were reaped.
+int ReapOrphans(const std::vector<pid_t>& leaders);
+
 // Splits `data` into complete lines, keeping a partial last line in `pending` for the next call.
 // Lines longer than `max_line` are cut (a flooding script cannot exhaust memory).
 std::vector<std::string> SplitLines(std::string& pending, const char* data, size_t size,

@@ -1,0 +1,1028 @@
+#include "scheduler/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <type_traits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
+#include "common/param_space.h"
+#include "common/spec_parser.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace sweepd::scheduler {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+std::string NewSweepPublicId() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+  std::random_device device;
+  std::mt19937_64 rng(
+      (static_cast<uint64_t>(device()) << 32) ^ device() ^
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::string id = "s-";
+  for (int i = 0; i < 8; ++i) id += kAlphabet[rng() % 32];
+  return id;
+}
+
+std::string TrialPublicId(const std::string& sweep_public_id, int64_t number) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%04lld", static_cast<long long>(number));
+  return absl::StrCat(sweep_public_id, "-", buf);
+}
+
+std::string ParamsJson(const ParamSet& params) {
+  nlohmann::ordered_json obj = nlohmann::ordered_json::object();
+  for (const auto& p : params) {
+    auto v = nlohmann::ordered_json::parse(p.value_json(), nullptr, false);
+    obj[p.name()] = v.is_discarded() ? nlohmann::ordered_json(p.value_json()) : v;
+  }
+  return obj.dump();
+}
+
+bool Better(double a, double b, bool maximize) {
+  if (std::isnan(a)) return false;
+  if (std::isnan(b)) return true;
+  return maximize ? a > b : a < b;
+}
+
+// Checks a user-given value against the parameter's space.
+absl::Status CheckValue(const v1::Parameter& leaf, const std::string& value_json) {
+  auto v = nlohmann::json::parse(value_json, nullptr, false);
+  if (v.is_discarded()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("params.", leaf.path(), ": '", value_json, "' is not a JSON value"));
+  }
+  switch (leaf.distribution()) {
+    case v1::CONSTANT:
+    case v1::CATEGORICAL: {
+      for (const auto& allowed : leaf.values_json()) {
+        if (nlohmann::json::parse(allowed) == v) return absl::OkStatus();
+      }
+      return absl::InvalidArgumentError(absl::StrCat("params.", leaf.path(), ": ", value_json,
+                                                     " is not one of ",
+                                                     absl::StrJoin(leaf.values_json(), ", ")));
+    }
+    default:
+      break;
+  }
+  if (!v.is_number()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("params.", leaf.path(), ": must be a number; got ", value_json));
+  }
+  const double x = v.get<double>();
+  if (leaf.distribution() == v1::INT_UNIFORM && !v.is_number_integer()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("params.", leaf.path(), ": must be an integer; got ", value_json));
+  }
+  double lo = leaf.min(), hi = leaf.max();
+  switch (leaf.distribution()) {
+    case v1::INT_UNIFORM:
+    case v1::UNIFORM:
+    case v1::LOG_UNIFORM_VALUES:
+    case v1::INV_LOG_UNIFORM_VALUES:
+      break;
+    case v1::LOG_UNIFORM:
+      lo = std::exp(lo);
+      hi = std::exp(hi);
+      break;
+    case v1::INV_LOG_UNIFORM:
+      lo = std::exp(-leaf.max());
+      hi = std::exp(-leaf.min());
+      break;
+    default:
+      return absl::OkStatus();  // unbounded or quantised laws: any number
+  }
+  if (x < lo || x > hi) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("params.", leaf.path(), ": ", value_json, " is outside [", lo, ", ", hi, "]"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string TrialStateName(v1::TrialState state) {
+  switch (state) {
+    case v1::TRIAL_STATE_QUEUED:
+      return "queued";
+    case v1::TRIAL_STATE_ASSIGNED:
+      return "assigned";
+    case v1::TRIAL_STATE_RUNNING:
+      return "running";
+    case v1::TRIAL_STATE_COMPLETED:
+      return "completed";
+    case v1::TRIAL_STATE_PRUNED:
+      return "pruned";
+    case v1::TRIAL_STATE_FAILED:
+      return "failed";
+    case v1::TRIAL_STATE_LOST:
+      return "lost";
+    case v1::TRIAL_STATE_CANCELED:
+      return "canceled";
+    default:
+      return "unknown";
+  }
+}
+
+std::string SweepStateName(v1::SweepState state) {
+  switch (state) {
+    case v1::SWEEP_STATE_RUNNING:
+      return "running";
+    case v1::SWEEP_STATE_PAUSED:
+      return "paused";
+    case v1::SWEEP_STATE_FINISHED:
+      return "finished";
+    case v1::SWEEP_STATE_CANCELED:
+      return "canceled";
+    case v1::SWEEP_STATE_FAILED:
+      return "failed";
+    default:
+      return "unknown";
+  }
+}
+
+Engine::Engine(store::Store* store, EngineOptions options) : store_(store), options_(options) {}
+
+Engine::~Engine() { Stop(); }
+
+int64_t Engine::NowMicros() const {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::Status Engine::Start() {
+  RETURN_IF_ERROR(Rebuild());
+  thread_ = std::thread([this] { Loop(); });
+  Post([this] { Schedule(); });
+  return absl::OkStatus();
+}
+
+void Engine::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  tasks_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  for (auto& [id, agent] : agents_) {
+    if (agent.channel) agent.channel->Close();
+  }
+  {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    ++event_counter_;
+  }
+  events_cv_.notify_all();
+}
+
+void Engine::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (stopping_) return;
+    tasks_.push_back(std::move(task));
+  }
+  tasks_cv_.notify_one();
+}
+
+template <typename T>
+T Engine::Call(std::function<T()> task) {
+  auto promise = std::make_shared<std::promise<T>>();
+  auto future = promise->get_future();
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (stopping_) {
+      if constexpr (std::is_constructible_v<T, absl::Status>) {
+        return T(absl::UnavailableError("sweepd is shutting down"));
+      } else {
+        return T{};
+      }
+    }
+    tasks_.push_back([promise, task = std::move(task)] { promise->set_value(task()); });
+  }
+  tasks_cv_.notify_one();
+  return future.get();
+}
+
+void Engine::Loop() {
+  while (true) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(tasks_mu_);
+      tasks_cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      if (stopping_) {
+        // Run what was queued (answers callers waiting in Call) before leaving.
+        while (!tasks_.empty()) {
+          auto t = std::move(tasks_.front());
+          tasks_.pop_front();
+          lock.unlock();
+          t();
+          lock.lock();
+        }
+        return;
+      }
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+absl::Status Engine::Rebuild() {
+  ASSIGN_OR_RETURN(store::MaxIds ids, store_->GetMaxIds());
+  next_sweep_id_ = ids.sweep_id + 1;
+  next_trial_id_ = ids.trial_id + 1;
+  ASSIGN_OR_RETURN(auto sweeps, store_->ListSweeps({}, 1'000'000, 0));
+  // Oldest first, so trial numbers and histories come back in order.
+  std::reverse(sweeps.begin(), sweeps.end());
+  int64_t sweep_key = 0;
+  for (auto& s : sweeps) {
+    ASSIGN_OR_RETURN(store::SweepKeys keys, store_->GetSweepKeys(s.id()));
+    sweep_key = keys.sweep_id;
+    Sweep sweep;
+    sweep.id = sweep_key;
+    sweep.public_id = s.id();
+    sweep.spec = s.spec();
+    sweep.state = s.state();
+    sweep.external = s.external();
+    sweep.gpu_seconds = s.gpu_seconds_used();
+    auto search = CreateSearchMethod(sweep.spec);
+    if (!search.ok()) return search.status();
+    sweep.search = std::move(*search);
+    ASSIGN_OR_RETURN(store::TrialPage page, store_->ListTrials({.sweep_public_id = s.id(),
+                                                                .sort_metric = "",
+                                                                .limit = 10'000'000,
+                                                                .with_total = false,
+                                                                .by_number = true}));
+    for (auto& t : page.trials) {
+      Trial trial;
+      trial.public_id = t.id();
+      trial.id = keys.trial_ids.at(t.id());
+      trial.sweep_id = sweep.id;
+      trial.number = t.number();
+      trial.state = t.state();
+      trial.params.assign(t.params().begin(), t.params().end());
+      trial.attempt = t.attempt();
+      trial.enqueued = t.enqueued();
+      trial.history_index = sweep.history.size();
+      TrialRecord record{.params = trial.params, .state = trial.state};
+      if (t.has_last_value()) record.value = t.last_value();
+      record.last_step = t.last_step();
+      sweep.history.push_back(std::move(record));
+      if (t.has_best_value()) {
+        const bool maximize = sweep.spec.metric().goal() == v1::GOAL_MAXIMIZE;
+        if (!sweep.best_value || Better(t.best_value(), *sweep.best_value, maximize)) {
+          sweep.best_value = t.best_value();
+        }
+      }
+      if (!t.enqueued() && t.attempt() == 1) ++sweep.proposed;
+      if (t.state() == v1::TRIAL_STATE_FAILED) ++sweep.failures;
+      sweep.trial_ids.push_back(trial.id);
+      trial_ids_[trial.public_id] = trial.id;
+      trials_[trial.id] = std::move(trial);
+    }
+    sweep_ids_[sweep.public_id] = sweep.id;
+    sweeps_[sweep.id] = std::move(sweep);
+  }
+  // Trials that were on agents when sweepd stopped: their agents will have to re-register to
+  // claim them (reattach comes with fault tolerance); until then they count as lost and go back
+  // to the queue under the retry policy.
+  for (auto& [id, trial] : trials_) {
+    Sweep& sweep = sweeps_.at(trial.sweep_id);
+    if (trial.state == v1::TRIAL_STATE_ASSIGNED || trial.state == v1::TRIAL_STATE_RUNNING) {
+      SetTrialState(trial, v1::TRIAL_STATE_LOST, "sweepd restarted while the trial ran");
+    }
+    if (trial.state == v1::TRIAL_STATE_LOST && trial.attempt <= sweep.spec.max_retries() &&
+        (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED)) {
+      SetTrialState(trial, v1::TRIAL_STATE_QUEUED, "retrying after loss",
+                    {.attempt = trial.attempt + 1});
+      trial.attempt += 1;
+    }
+    if (trial.state == v1::TRIAL_STATE_QUEUED) sweep.queue.push_back(trial.id);
+  }
+  spdlog::info("rebuilt {} sweeps and {} trials from the store", sweeps_.size(), trials_.size());
+  return absl::OkStatus();
+}
+
+void Engine::Event(int64_t sweep_id, int64_t trial_id, const std::string& agent_id,
+                   const std::string& kind, const std::string& from, const std::string& to,
+                   const std::string& message) {
+  store_->AppendEvent({.time_us = NowMicros(),
+                       .sweep_id = sweep_id,
+                       .trial_id = trial_id,
+                       .agent_id = agent_id,
+                       .kind = kind,
+                       .from_state = from,
+                       .to_state = to,
+                       .message = message},
+                      [this](absl::Status status) {
+                        if (!status.ok()) {
+                          spdlog::error("storing an event failed: {}", status.message());
+                        }
+                        {
+                          std::lock_guard<std::mutex> lock(events_mu_);
+                          ++event_counter_;
+                        }
+                        events_cv_.notify_all();
+                      });
+}
+
+int64_t Engine::WaitForEvents(int64_t seen, int timeout_ms) {
+  std::unique_lock<std::mutex> lock(events_mu_);
+  events_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                      [&] { return event_counter_ != seen; });
+  return event_counter_;
+}
+
+bool Engine::SweepDone(const std::string& sweep_id) {
+  return Call<bool>([&]() {
+    Sweep* sweep = FindSweep(sweep_id);
+    if (sweep == nullptr) return true;
+    if (sweep->state == v1::SWEEP_STATE_RUNNING || sweep->state == v1::SWEEP_STATE_PAUSED) {
+      return false;
+    }
+    for (int64_t id : sweep->trial_ids) {
+      if (Live(trials_.at(id))) return false;
+    }
+    return true;
+  });
+}
+
+Engine::Sweep* Engine::FindSweep(const std::string& public_id) {
+  auto it = sweep_ids_.find(public_id);
+  return it == sweep_ids_.end() ? nullptr : &sweeps_.at(it->second);
+}
+
+Engine::Trial* Engine::FindTrial(const std::string& public_id) {
+  auto it = trial_ids_.find(public_id);
+  return it == trial_ids_.end() ? nullptr : &trials_.at(it->second);
+}
+
+bool Engine::Live(const Trial& trial) const {
+  return trial.state == v1::TRIAL_STATE_QUEUED || trial.state == v1::TRIAL_STATE_ASSIGNED ||
+         trial.state == v1::TRIAL_STATE_RUNNING;
+}
+
+v1::Sweep Engine::SweepSnapshot(const Sweep& sweep) {
+  v1::Sweep out;
+  out.set_id(sweep.public_id);
+  out.set_state(sweep.state);
+  *out.mutable_spec() = sweep.spec;
+  out.set_external(sweep.external);
+  if (auto size = sweep.search ? sweep.search->Size() : std::nullopt) out.set_total_trials(*size);
+  return out;
+}
+
+void Engine::SetSweepState(Sweep& sweep, v1::SweepState state, const std::string& reason) {
+  if (sweep.state == state) return;
+  const std::string from = SweepStateName(sweep.state);
+  sweep.state = state;
+  store::SweepUpdate update{.id = sweep.id, .state = state, .reason = reason};
+  if (state == v1::SWEEP_STATE_FINISHED || state == v1::SWEEP_STATE_CANCELED ||
+      state == v1::SWEEP_STATE_FAILED) {
+    update.end_us = NowMicros();
+  }
+  store_->UpdateSweep(std::move(update), [](absl::Status s) {
+    if (!s.ok()) spdlog::error("storing a sweep state failed: {}", s.message());
+  });
+  Event(sweep.id, 0, "", "sweep.state", from, SweepStateName(state), reason);
+  spdlog::info("[sweep={}] {} -> {}: {}", sweep.public_id, from, SweepStateName(state), reason);
+}
+
+void Engine::SetTrialState(Trial& trial, v1::TrialState state, const std::string& reason,
+                           store::TrialUpdate update) {
+  const std::string from = TrialStateName(trial.state);
+  const bool changed = trial.state != state;
+  trial.state = state;
+  update.id = trial.id;
+  if (changed) update.state = state;
+  if (!reason.empty()) update.reason = reason;
+  Sweep& sweep = sweeps_.at(trial.sweep_id);
+  if (trial.history_index < sweep.history.size()) sweep.history[trial.history_index].state = state;
+  store_->UpdateTrial(std::move(update), [](absl::Status s) {
+    if (!s.ok()) spdlog::error("storing a trial update failed: {}", s.message());
+  });
+  if (changed) {
+    Event(trial.sweep_id, trial.id, trial.agent_id, "trial.state", from, TrialStateName(state),
+          reason);
+    spdlog::info("[sweep={}][trial={}] {} -> {}{}{}", sweep.public_id, trial.public_id, from,
+                 TrialStateName(state), reason.empty() ? "" : ": ", reason);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweep operations.
+
+absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSweepRequest& request) {
+  if (request.spec_yaml().size() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("spec_yaml: is ", request.spec_yaml().size(),
+                                                   " bytes; the limit is ", kMaxSpecBytes));
+  }
+  auto parsed = ParseSweepSpec(request.spec_yaml());
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->spec.resources().nodes() > 1) {
+    return absl::UnimplementedError(
+        "resources.nodes: multi-node trials are not supported by this sweepd yet; use nodes: 1");
+  }
+  auto search = CreateSearchMethod(parsed->spec);
+  if (!search.ok()) return search.status();
+  auto done = std::make_shared<std::promise<absl::Status>>();
+  auto committed = done->get_future();
+  auto response = Call<absl::StatusOr<v1::CreateSweepResponse>>(
+      [&]() -> absl::StatusOr<v1::CreateSweepResponse> {
+        Sweep sweep;
+        sweep.id = next_sweep_id_++;
+        do {
+          sweep.public_id = NewSweepPublicId();
+        } while (sweep_ids_.contains(sweep.public_id));
+        sweep.spec = parsed->spec;
+        sweep.spec_dir = request.spec_dir();
+        sweep.state = request.paused() ? v1::SWEEP_STATE_PAUSED : v1::SWEEP_STATE_RUNNING;
+        sweep.external = request.external();
+        sweep.search = std::move(*search);
+        store_->CreateSweep({.id = sweep.id,
+                             .public_id = sweep.public_id,
+                             .spec = sweep.spec,
+                             .spec_yaml = request.spec_yaml(),
+                             .state = sweep.state,
+                             .external = sweep.external,
+                             .created_us = NowMicros()},
+                            [done](absl::Status s) { done->set_value(s); });
+        Event(sweep.id, 0, "", "sweep.created", "", SweepStateName(sweep.state),
+              absl::StrCat("method ", SearchMethodName(sweep.spec.method())));
+        v1::CreateSweepResponse out;
+        *out.mutable_sweep() = SweepSnapshot(sweep);
+        for (const auto& w : parsed->warnings) out.add_warnings(w);
+        spdlog::info("[sweep={}] created ({}, method {})", sweep.public_id,
+                     sweep.spec.name().empty() ? "unnamed" : sweep.spec.name(),
+                     SearchMethodName(sweep.spec.method()));
+        sweep_ids_[sweep.public_id] = sweep.id;
+        sweeps_[sweep.id] = std::move(sweep);
+        Schedule();
+        return out;
+      });
+  RETURN_IF_ERROR(committed.get());
+  return response;
+}
+
+absl::StatusOr<v1::Sweep> Engine::PauseSweep(const std::string& sweep_id) {
+  return Call<absl::StatusOr<v1::Sweep>>([&]() -> absl::StatusOr<v1::Sweep> {
+    Sweep* sweep = FindSweep(sweep_id);
+    if (sweep == nullptr) return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
+    if (sweep->state != v1::SWEEP_STATE_RUNNING) {
+      return absl::FailedPreconditionError(absl::StrCat("sweep ", sweep_id, " is ",
+                                                        SweepStateName(sweep->state),
+                                                        "; only a running sweep can "
+                                                        "be paused"));
+    }
+    SetSweepState(*sweep, v1::SWEEP_STATE_PAUSED, "paused by a user");
+    return SweepSnapshot(*sweep);
+  });
+}
+
+absl::StatusOr<v1::Sweep> Engine::ResumeSweep(const std::string& sweep_id) {
+  return Call<absl::StatusOr<v1::Sweep>>([&]() -> absl::StatusOr<v1::Sweep> {
+    Sweep* sweep = FindSweep(sweep_id);
+    if (sweep == nullptr) return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
+    if (sweep->state != v1::SWEEP_STATE_PAUSED) {
+      return absl::FailedPreconditionError(absl::StrCat("sweep ", sweep_id, " is ",
+                                                        SweepStateName(sweep->state),
+                                                        "; only a paused sweep can "
+                                                        "be resumed"));
+    }
+    SetSweepState(*sweep, v1::SWEEP_STATE_RUNNING, "resumed by a user");
+    Schedule();
+    return SweepSnapshot(*sweep);
+  });
+}
+
+absl::StatusOr<v1::Sweep> Engine::CancelSweep(const std::string& sweep_id,
+                                              const std::string& reason) {
+  return Call<absl::StatusOr<v1::Sweep>>([&]() -> absl::StatusOr<v1::Sweep> {
+    Sweep* sweep = FindSweep(sweep_id);
+    if (sweep == nullptr) return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
+    if (sweep->state != v1::SWEEP_STATE_RUNNING && sweep->state != v1::SWEEP_STATE_PAUSED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sweep ", sweep_id, " already ended (", SweepStateName(sweep->state), ")"));
+    }
+    const std::string why = reason.empty() ? "canceled by a user" : reason;
+    SetSweepState(*sweep, v1::SWEEP_STATE_CANCELED, why);
+    for (int64_t id : sweep->trial_ids) {
+      Trial& trial = trials_.at(id);
+      if (trial.state == v1::TRIAL_STATE_QUEUED) {
+        SetTrialState(trial, v1::TRIAL_STATE_CANCELED, why, {.end_us = NowMicros()});
+      } else if (Live(trial)) {
+        StopTrial(trial, v1::TRIAL_STATE_CANCELED, "sweep canceled");
+      }
+    }
+    sweep->queue.clear();
+    return SweepSnapshot(*sweep);
+  });
+}
+
+absl::StatusOr<v1::Trial> Engine::EnqueueTrial(const v1::EnqueueTrialRequest& request) {
+  return Call<absl::StatusOr<v1::Trial>>([&]() -> absl::StatusOr<v1::Trial> {
+    Sweep* sweep = FindSweep(request.sweep_id());
+    if (sweep == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no sweep '", request.sweep_id(), "'"));
+    }
+    if (sweep->state != v1::SWEEP_STATE_RUNNING && sweep->state != v1::SWEEP_STATE_PAUSED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sweep ", request.sweep_id(), " ended (", SweepStateName(sweep->state),
+                       "); trials can be enqueued only while it runs or is paused"));
+    }
+    const auto leaves = LeafParameters(sweep->spec);
+    std::map<std::string, std::string> given;
+    for (const auto& p : request.params()) {
+      auto leaf = std::find_if(leaves.begin(), leaves.end(),
+                               [&](const v1::Parameter* l) { return l->path() == p.name(); });
+      if (leaf == leaves.end()) {
+        std::vector<std::string> names;
+        for (const auto* l : leaves) names.push_back(l->path());
+        return absl::InvalidArgumentError(absl::StrCat("params.", p.name(),
+                                                       ": not a parameter of this sweep; it has ",
+                                                       absl::StrJoin(names, ", ")));
+      }
+      RETURN_IF_ERROR(CheckValue(**leaf, p.value_json()));
+      if (!given.emplace(p.name(), p.value_json()).second) {
+        return absl::InvalidArgumentError(absl::StrCat("params.", p.name(), ": given twice"));
+      }
+    }
+    // Parameters not given come from the search method, as a proposal would.
+    ParamSet params;
+    if (given.size() < leaves.size()) {
+      auto proposal = sweep->search->Propose(sweep->history);
+      if (!proposal.ok() && proposal.status().code() != absl::StatusCode::kOutOfRange) {
+        return proposal.status();
+      }
+      if (proposal.ok()) params = std::move(*proposal);
+    }
+    if (params.empty()) {
+      for (const auto* leaf : leaves) {
+        v1::TrialParam p;
+        p.set_name(leaf->path());
+        p.set_value_json(GridValueCount(*leaf) > 0 ? GridValue(*leaf, 0) : "null");
+        params.push_back(std::move(p));
+      }
+    }
+    for (auto& p : params) {
+      if (auto it = given.find(p.name()); it != given.end()) p.set_value_json(it->second);
+    }
+    auto id = NewTrial(*sweep, std::move(params), /*enqueued=*/true);
+    if (!id) return absl::InternalError("could not create the trial");
+    // Enqueued trials run before proposed ones.
+    sweep->queue.erase(std::find(sweep->queue.begin(), sweep->queue.end(), *id));
+    sweep->queue.push_front(*id);
+    Trial& trial = trials_.at(*id);
+    v1::Trial out;
+    out.set_id(trial.public_id);
+    out.set_sweep_id(sweep->public_id);
+    out.set_number(trial.number);
+    out.set_state(trial.state);
+    out.set_enqueued(true);
+    for (const auto& p : trial.params) *out.add_params() = p;
+    Schedule();
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<v1::Agent>> Engine::ListAgents(bool all) {
+  return Call<absl::StatusOr<std::vector<v1::Agent>>>(
+      [&]() -> absl::StatusOr<std::vector<v1::Agent>> {
+        std::vector<v1::Agent> out;
+        for (auto& [id, agent] : agents_) {
+          if (!all && !agent.connected) continue;
+          v1::Agent info = agent.info;
+          info.set_state(agent.connected ? v1::AGENT_STATE_CONNECTED
+                                         : v1::AGENT_STATE_DISCONNECTED);
+          info.clear_running_trial_ids();
+          for (size_t i = 0; i < agent.slot_trial.size(); ++i) {
+            if (i < static_cast<size_t>(info.gpus_size())) {
+              info.mutable_gpus(static_cast<int>(i))->set_trial_id(agent.slot_trial[i]);
+            }
+            if (!agent.slot_trial[i].empty()) {
+              const auto& running = info.running_trial_ids();
+              if (std::find(running.begin(), running.end(), agent.slot_trial[i]) == running.end()) {
+                info.add_running_trial_ids(agent.slot_trial[i]);
+              }
+            }
+          }
+          out.push_back(std::move(info));
+        }
+        return out;
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling.
+
+std::optional<int64_t> Engine::NewTrial(Sweep& sweep, ParamSet params, bool enqueued) {
+  Trial trial;
+  trial.id = next_trial_id_++;
+  trial.sweep_id = sweep.id;
+  trial.number = static_cast<int64_t>(sweep.trial_ids.size());
+  trial.public_id = TrialPublicId(sweep.public_id, trial.number);
+  trial.params = std::move(params);
+  trial.enqueued = enqueued;
+  trial.history_index = sweep.history.size();
+  sweep.history.push_back(TrialRecord{.params = trial.params, .state = v1::TRIAL_STATE_QUEUED});
+  store_->CreateTrial({.id = trial.id,
+                       .sweep_id = sweep.id,
+                       .number = trial.number,
+                       .public_id = trial.public_id,
+                       .state = v1::TRIAL_STATE_QUEUED,
+                       .params_json = ParamsJson(trial.params),
+                       .attempt = 1,
+                       .enqueued = enqueued,
+                       .created_us = NowMicros()},
+                      [](absl::Status s) {
+                        if (!s.ok()) spdlog::error("storing a trial failed: {}", s.message());
+                      });
+  Event(sweep.id, trial.id, "", "trial.created", "", "queued",
+        enqueued ? "enqueued by a user" : "proposed");
+  if (!enqueued) ++sweep.proposed;
+  sweep.trial_ids.push_back(trial.id);
+  sweep.queue.push_back(trial.id);
+  trial_ids_[trial.public_id] = trial.id;
+  const int64_t id = trial.id;
+  trials_[id] = std::move(trial);
+  return id;
+}
+
+void Engine::Schedule() {
+  for (auto& [id, sweep] : sweeps_) {
+    if (sweep.state != v1::SWEEP_STATE_RUNNING) continue;
+    while (ScheduleSweep(sweep)) {
+    }
+    MaybeFinish(sweep);
+  }
+}
+
+// Starts at most one trial of the sweep; true when it did (call again).
+bool Engine::ScheduleSweep(Sweep& sweep) {
+  if (sweep.external) return false;
+  int64_t live = 0;
+  for (int64_t id : sweep.trial_ids) {
+    const Trial& t = trials_.at(id);
+    if (t.state == v1::TRIAL_STATE_ASSIGNED || t.state == v1::TRIAL_STATE_RUNNING) ++live;
+  }
+  if (sweep.spec.parallelism() > 0 && live >= sweep.spec.parallelism()) return false;
+  // A free slot first: no point proposing what cannot run.
+  const int slots_needed = std::max(1, sweep.spec.resources().gpus_per_node());
+  bool capacity = false;
+  for (auto& [agent_id, agent] : agents_) {
+    if (!agent.connected) continue;
+    const auto free = std::count(agent.slot_trial.begin(), agent.slot_trial.end(), "");
+    if (free >= slots_needed) capacity = true;
+  }
+  if (!capacity) return false;
+  if (sweep.queue.empty()) {
+    if (sweep.exhausted || sweep.target_reached) return false;
+    int64_t cap = sweep.spec.run_cap();
+    if (sweep.spec.budget().max_trials() > 0) {
+      cap = cap > 0 ? std::min(cap, sweep.spec.budget().max_trials())
+                    : sweep.spec.budget().max_trials();
+    }
+    if (cap > 0 && static_cast<int64_t>(sweep.trial_ids.size()) >= cap) {
+      sweep.exhausted = true;
+      sweep.exhausted_reason = absl::StrCat("run cap of ", cap, " trials reached");
+      return false;
+    }
+    if (sweep.spec.budget().gpu_hours() > 0 &&
+        sweep.gpu_seconds >= sweep.spec.budget().gpu_hours() * 3600) {
+      sweep.exhausted = true;
+      sweep.exhausted_reason =
+          absl::StrCat("budget of ", sweep.spec.budget().gpu_hours(), " GPU-hours used");
+      return false;
+    }
+    auto params = sweep.search->Propose(sweep.history);
+    if (!params.ok()) {
+      sweep.exhausted = true;
+      sweep.exhausted_reason = std::string(params.status().message());
+      if (params.status().code() != absl::StatusCode::kOutOfRange) {
+        SetSweepState(sweep, v1::SWEEP_STATE_FAILED,
+                      absl::StrCat("search failed: ", params.status().message()));
+      }
+      return false;
+    }
+    NewTrial(sweep, std::move(*params), false);
+  }
+  Trial& trial = trials_.at(sweep.queue.front());
+  if (!Assign(sweep, trial)) return false;
+  sweep.queue.pop_front();
+  return true;
+}
+
+bool Engine::Assign(Sweep& sweep, Trial& trial) {
+  const int slots_needed = std::max(1, sweep.spec.resources().gpus_per_node());
+  // Pack: the agent with the fewest free slots that still fits, keeping whole nodes free.
+  Agent* best = nullptr;
+  int64_t best_free = 0;
+  for (auto& [id, agent] : agents_) {
+    if (!agent.connected) continue;
+    const auto free = std::count(agent.slot_trial.begin(), agent.slot_trial.end(), "");
+    if (free >= slots_needed && (best == nullptr || free < best_free)) {
+      best = &agent;
+      best_free = free;
+    }
+  }
+  if (best == nullptr) return false;
+  trial.gpu_indices.clear();
+  for (size_t i = 0;
+       i < best->slot_trial.size() && static_cast<int>(trial.gpu_indices.size()) < slots_needed;
+       ++i) {
+    if (best->slot_trial[i].empty()) {
+      best->slot_trial[i] = trial.public_id;
+      trial.gpu_indices.push_back(static_cast<int32_t>(i));
+    }
+  }
+  trial.agent_id = best->id;
+  v1::SchedulerMessage message;
+  v1::Assign* assign = message.mutable_assign();
+  assign->set_trial_id(trial.public_id);
+  assign->set_sweep_id(sweep.public_id);
+  for (const auto& p : trial.params) *assign->add_params() = p;
+  for (const auto& token : sweep.spec.command()) assign->add_command(token);
+  assign->set_program(sweep.spec.program());
+  for (int32_t g : trial.gpu_indices) assign->add_gpu_indices(g);
+  assign->set_attempt(trial.attempt);
+  assign->set_metric_pattern(sweep.spec.metric_pattern());
+  assign->set_code_dir(sweep.spec_dir);
+  std::vector<std::string> gpus;
+  for (int32_t g : trial.gpu_indices) gpus.push_back(std::to_string(g));
+  SetTrialState(trial, v1::TRIAL_STATE_ASSIGNED, absl::StrCat("assigned to ", best->id),
+                {.agent_ids = best->id, .gpus = absl::StrJoin(gpus, ",")});
+  best->channel->Send(std::move(message));
+  return true;
+}
+
+void Engine::StopTrial(Trial& trial, v1::TrialState stop_as, const std::string& reason) {
+  if (trial.stop_as) return;
+  trial.stop_as = stop_as;
+  trial.stop_reason = reason;
+  auto it = agents_.find(trial.agent_id);
+  if (it == agents_.end() || !it->second.connected) return;
+  v1::SchedulerMessage message;
+  message.mutable_stop()->set_trial_id(trial.public_id);
+  message.mutable_stop()->set_reason(reason);
+  message.mutable_stop()->set_grace_seconds(options_.stop_grace_seconds);
+  it->second.channel->Send(std::move(message));
+  Event(trial.sweep_id, trial.id, trial.agent_id, "trial.stop", TrialStateName(trial.state), "",
+        reason);
+}
+
+void Engine::MaybeFinish(Sweep& sweep) {
+  if (sweep.state != v1::SWEEP_STATE_RUNNING) return;
+  if (!sweep.exhausted && !sweep.target_reached) return;
+  for (int64_t id : sweep.trial_ids) {
+    if (Live(trials_.at(id))) return;
+  }
+  SetSweepState(sweep, v1::SWEEP_STATE_FINISHED,
+                sweep.target_reached ? "metric target reached" : sweep.exhausted_reason);
+}
+
+void Engine::ReleaseSlots(Trial& trial) {
+  auto it = agents_.find(trial.agent_id);
+  if (it == agents_.end()) return;
+  for (auto& slot : it->second.slot_trial) {
+    if (slot == trial.public_id) slot.clear();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents.
+
+absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& request,
+                                                      std::shared_ptr<AgentChannel> channel) {
+  if (request.agent_id().empty() || request.agent_id().size() > 128) {
+    return absl::InvalidArgumentError("register.agent_id: required, at most 128 characters");
+  }
+  if (request.gpus_size() == 0 || request.gpus_size() > 1024) {
+    return absl::InvalidArgumentError(
+        "register.gpus: an agent advertises 1 to 1024 GPUs or CPU slots");
+  }
+  return Call<absl::StatusOr<v1::Registered>>([&]() -> absl::StatusOr<v1::Registered> {
+    Agent& agent = agents_[request.agent_id()];
+    if (agent.connected && agent.channel) {
+      // A second connection with the same id replaces the first (the agent restarted).
+      agent.channel->Close();
+    }
+    const bool returning = !agent.id.empty();
+    agent.id = request.agent_id();
+    agent.channel = std::move(channel);
+    agent.connected = true;
+    agent.incarnation = next_incarnation_++;
+    agent.info.set_id(request.agent_id());
+    agent.info.set_hostname(request.hostname());
+    agent.info.set_address(request.address());
+    agent.info.mutable_gpus()->CopyFrom(request.gpus());
+    agent.info.mutable_labels()->insert(request.labels().begin(), request.labels().end());
+    agent.info.set_incarnation(agent.incarnation);
+    agent.info.set_version(request.version());
+    *agent.info.mutable_connected_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+    v1::Registered reply;
+    reply.set_agent_id(agent.id);
+    reply.set_incarnation(agent.incarnation);
+    reply.set_heartbeat_seconds(options_.heartbeat_seconds);
+    // Trials it still runs that are no longer its own (lost and retried elsewhere): kill them.
+    for (const auto& running : request.running_trials()) {
+      Trial* trial = FindTrial(running.trial_id());
+      if (trial == nullptr || trial->agent_id != agent.id || !Live(*trial)) {
+        reply.add_kill_trial_ids(running.trial_id());
+      }
+    }
+    if (!returning || agent.slot_trial.size() != static_cast<size_t>(request.gpus_size())) {
+      agent.slot_trial.assign(static_cast<size_t>(request.gpus_size()), "");
+    }
+    store_->UpsertAgent(agent.info, nullptr);
+    Event(0, 0, agent.id, "agent.connected", "", "connected",
+          absl::StrCat(request.hostname(), ", ", request.gpus_size(), " slots"));
+    spdlog::info("[agent={}] connected from {} with {} slots", agent.id, request.hostname(),
+                 request.gpus_size());
+    Post([this] { Schedule(); });
+    return reply;
+  });
+}
+
+void Engine::AgentDisconnected(const std::string& agent_id, const AgentChannel* channel) {
+  Post([this, agent_id, channel] {
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end() || it->second.channel.get() != channel) return;  // replaced
+    Agent& agent = it->second;
+    agent.connected = false;
+    agent.channel.reset();
+    spdlog::warn("[agent={}] disconnected", agent_id);
+    Event(0, 0, agent_id, "agent.disconnected", "connected", "disconnected", "stream ended");
+    // Its trials are lost; retry them elsewhere under the sweep's policy.
+    for (auto& slot : agent.slot_trial) {
+      if (slot.empty()) continue;
+      Trial* trial = FindTrial(slot);
+      slot.clear();
+      if (trial == nullptr || !Live(*trial)) continue;
+      Sweep& sweep = sweeps_.at(trial->sweep_id);
+      SetTrialState(*trial, v1::TRIAL_STATE_LOST, absl::StrCat("agent ", agent_id, " went away"),
+                    {.end_us = NowMicros()});
+      const bool sweep_live =
+          sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED;
+      if (sweep_live && !trial->stop_as && trial->attempt <= sweep.spec.max_retries()) {
+        trial->attempt += 1;
+        trial->agent_id.clear();
+        SetTrialState(*trial, v1::TRIAL_STATE_QUEUED,
+                      absl::StrCat("retry ", trial->attempt - 1, " of ", sweep.spec.max_retries()),
+                      {.attempt = trial->attempt});
+        sweep.queue.push_front(trial->id);
+      }
+    }
+    Schedule();
+  });
+}
+
+void Engine::AgentMessageReceived(const std::string& agent_id, v1::AgentMessage message) {
+  Post([this, agent_id, message = std::move(message)]() mutable {
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end() || !it->second.connected) return;
+    Agent& agent = it->second;
+    switch (message.kind_case()) {
+      case v1::AgentMessage::kHeartbeat:
+        *agent.info.mutable_last_heartbeat() = google::protobuf::util::TimeUtil::GetCurrentTime();
+        break;
+      case v1::AgentMessage::kTrialStarted:
+        OnTrialStarted(agent, message.trial_started());
+        break;
+      case v1::AgentMessage::kMetricBatch:
+        OnMetricBatch(agent, std::move(*message.mutable_metric_batch()));
+        break;
+      case v1::AgentMessage::kTrialExited:
+        OnTrialExited(agent, message.trial_exited());
+        break;
+      default:
+        break;
+    }
+  });
+}
+
+void Engine::OnTrialStarted(Agent& agent, const v1::TrialStarted& started) {
+  Trial* trial = FindTrial(started.trial_id());
+  if (trial == nullptr || trial->agent_id != agent.id) {
+    spdlog::warn("[agent={}] started unknown trial {}", agent.id, started.trial_id());
+    return;
+  }
+  if (trial->state != v1::TRIAL_STATE_ASSIGNED) return;
+  trial->start_us = NowMicros();
+  SetTrialState(*trial, v1::TRIAL_STATE_RUNNING, absl::StrCat("started on ", agent.id),
+                {.start_us = trial->start_us, .workdir = started.workdir()});
+}
+
+void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
+  Trial* trial = FindTrial(batch.trial_id());
+  if (trial == nullptr || trial->agent_id != agent.id) {
+    spdlog::warn("[agent={}] metrics for a trial it does not run: {}", agent.id, batch.trial_id());
+    return;
+  }
+  if (batch.reports_size() == 0) return;
+  Sweep& sweep = sweeps_.at(trial->sweep_id);
+  const std::string& metric = sweep.spec.metric().name();
+  const bool maximize = sweep.spec.metric().goal() == v1::GOAL_MAXIMIZE;
+  std::vector<store::MetricReport> reports;
+  reports.reserve(static_cast<size_t>(batch.reports_size()));
+  int64_t last_seq = batch.first_seq();
+  for (int i = 0; i < batch.reports_size(); ++i) {
+    const auto& r = batch.reports(i);
+    store::MetricReport report{
+        .seq = batch.first_seq() + i, .step = r.step(), .time_us = r.time_us()};
+    for (const auto& [name, value] : r.metrics()) {
+      report.metrics.emplace_back(name, value);
+      if (name == metric) {
+        TrialRecord& record = sweep.history[trial->history_index];
+        record.value = value;
+        record.last_step = r.step();
+        if (!sweep.best_value || Better(value, *sweep.best_value, maximize)) {
+          sweep.best_value = value;
+        }
+        if (sweep.spec.metric().has_target() && !std::isnan(value) &&
+            (maximize ? value >= sweep.spec.metric().target()
+                      : value <= sweep.spec.metric().target())) {
+          sweep.target_reached = true;
+        }
+      }
+    }
+    last_seq = report.seq;
+    reports.push_back(std::move(report));
+  }
+  // Ack once durable; the agent then drops its copy.
+  std::weak_ptr<AgentChannel> channel = agent.channel;
+  store_->AppendMetrics(trial->id, std::move(reports),
+                        [channel, trial_id = batch.trial_id(), last_seq](absl::Status status) {
+                          if (!status.ok()) {
+                            spdlog::error("[trial={}] storing metrics failed: {}", trial_id,
+                                          status.message());
+                            return;  // not acknowledged: the agent sends them again
+                          }
+                          if (auto c = channel.lock()) {
+                            v1::SchedulerMessage ack;
+                            ack.mutable_ack()->set_trial_id(trial_id);
+                            ack.mutable_ack()->set_seq(last_seq);
+                            c->Send(std::move(ack));
+                          }
+                        });
+  if (sweep.target_reached && !sweep.exhausted) {
+    sweep.exhausted = true;
+    sweep.exhausted_reason = "metric target reached";
+    Schedule();
+  }
+}
+
+void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
+  Trial* trial = FindTrial(exited.trial_id());
+  if (trial == nullptr || trial->agent_id != agent.id || !Live(*trial)) return;
+  Sweep& sweep = sweeps_.at(trial->sweep_id);
+  ReleaseSlots(*trial);
+  const double slots = static_cast<double>(std::max<size_t>(1, trial->gpu_indices.size()));
+  const double gpu_seconds = slots * std::max(0.0, exited.wall_seconds());
+  sweep.gpu_seconds += gpu_seconds;
+  store::TrialUpdate update{.end_us = NowMicros(),
+                            .exit_code = exited.exit_code(),
+                            .exit_signal = exited.signal(),
+                            .add_gpu_seconds = gpu_seconds};
+  if (trial->stop_as) {
+    SetTrialState(*trial, *trial->stop_as, trial->stop_reason, std::move(update));
+  } else if (exited.exit_code() == 0 && exited.signal() == 0) {
+    SetTrialState(*trial, v1::TRIAL_STATE_COMPLETED, "exited 0", std::move(update));
+  } else {
+    std::string reason = exited.signal() != 0
+                             ? absl::StrCat("killed by signal ", exited.signal())
+                             : absl::StrCat("exited with code ", exited.exit_code());
+    if (!exited.stderr_tail().empty()) absl::StrAppend(&reason, ": ", exited.stderr_tail());
+    SetTrialState(*trial, v1::TRIAL_STATE_FAILED, reason, std::move(update));
+    ++sweep.failures;
+    if (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED) {
+      if (sweep.failures >= std::max(1, sweep.spec.max_failures())) {
+        SetSweepState(sweep, v1::SWEEP_STATE_FAILED,
+                      absl::StrCat(sweep.failures, " trials failed (max_failures ",
+                                   sweep.spec.max_failures(), "); last: ", reason));
+        for (int64_t id : sweep.trial_ids) {
+          Trial& other = trials_.at(id);
+          if (other.state == v1::TRIAL_STATE_QUEUED) {
+            SetTrialState(other, v1::TRIAL_STATE_CANCELED, "sweep failed", {.end_us = NowMicros()});
+          } else if (Live(other)) {
+            StopTrial(other, v1::TRIAL_STATE_CANCELED, "sweep failed");
+          }
+        }
+        sweep.queue.clear();
+      }
+    }
+  }
+  Schedule();
+}
+
+}  // namespace sweepd::scheduler

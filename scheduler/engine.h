@@ -1,0 +1,190 @@
+#pragma once
+
+// The scheduler's state owner. All sweep, trial and agent state lives here and is touched only
+// by the engine's own thread: gRPC handlers and store completions post work to it (Post) and
+// never read or write state themselves. Memory is the working copy; the store is written
+// through, and rebuilt from at start.
+//
+// Thread safety: the public methods are safe from any thread (they post to the engine thread and,
+// for the blocking ones, wait for the answer).
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler/search/search_method.h"
+#include "store/store.h"
+#include "sweepd/v1/agent_service.pb.h"
+#include "sweepd/v1/sweep_service.pb.h"
+
+namespace sweepd::scheduler {
+
+// Where the engine sends messages for one agent: the agent's stream. Send never blocks.
+class AgentChannel {
+ public:
+  virtual ~AgentChannel() = default;
+  virtual void Send(v1::SchedulerMessage message) = 0;
+  // Ends the stream; the agent will reconnect.
+  virtual void Close() = 0;
+};
+
+struct EngineOptions {
+  // Seconds between telling a trial to stop and SIGTERM, and between SIGTERM and SIGKILL.
+  int stop_grace_seconds = 30;
+  // Heartbeat period agents are asked to use.
+  int heartbeat_seconds = 5;
+};
+
+class Engine {
+ public:
+  Engine(store::Store* store, EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Rebuilds state from the store and starts the engine thread.
+  absl::Status Start();
+  // Stops handing out work and the thread; closes agent channels.
+  void Stop();
+
+  // ---- SweepService operations (blocking: they return once the change is durable).
+  absl::StatusOr<v1::CreateSweepResponse> CreateSweep(const v1::CreateSweepRequest& request);
+  absl::StatusOr<v1::Sweep> PauseSweep(const std::string& sweep_id);
+  absl::StatusOr<v1::Sweep> ResumeSweep(const std::string& sweep_id);
+  absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id, const std::string& reason);
+  absl::StatusOr<v1::Trial> EnqueueTrial(const v1::EnqueueTrialRequest& request);
+  absl::StatusOr<std::vector<v1::Agent>> ListAgents(bool all);
+
+  // ---- Agent streams.
+  // Registers (or re-registers) an agent; returns the reply to send first.
+  absl::StatusOr<v1::Registered> AgentConnected(const v1::Register& request,
+                                                std::shared_ptr<AgentChannel> channel);
+  void AgentMessageReceived(const std::string& agent_id, v1::AgentMessage message);
+  void AgentDisconnected(const std::string& agent_id, const AgentChannel* channel);
+
+  // ---- Watching. Events are durable before watchers hear of them.
+  // Waits until the event counter passes `seen` or `timeout_ms` passes; returns the counter.
+  int64_t WaitForEvents(int64_t seen, int timeout_ms);
+  // Whether the sweep has ended (finished, canceled or failed) with nothing left running.
+  bool SweepDone(const std::string& sweep_id);
+
+  store::Store& store() { return *store_; }
+
+ private:
+  struct Trial {
+    int64_t id = 0;
+    std::string public_id;
+    int64_t sweep_id = 0;
+    int64_t number = 0;
+    v1::TrialState state = v1::TRIAL_STATE_QUEUED;
+    ParamSet params;
+    int32_t attempt = 1;
+    bool enqueued = false;
+    std::string agent_id;
+    std::vector<int32_t> gpu_indices;
+    int64_t start_us = 0;
+    // Why the scheduler stopped it, when it did ("sweep canceled"): decides its final state.
+    std::optional<v1::TrialState> stop_as;
+    std::string stop_reason;
+    size_t history_index = 0;  // its record in the sweep's search history
+  };
+
+  struct Sweep {
+    int64_t id = 0;
+    std::string public_id;
+    v1::SweepSpec spec;
+    std::string spec_dir;
+    v1::SweepState state = v1::SWEEP_STATE_RUNNING;
+    bool external = false;
+    std::unique_ptr<SearchMethod> search;
+    std::vector<TrialRecord> history;
+    std::vector<int64_t> trial_ids;  // by number
+    std::deque<int64_t> queue;       // queued trial ids, enqueued ones first
+    int64_t proposed = 0;            // trials created (retries not counted)
+    int64_t failures = 0;
+    double gpu_seconds = 0;
+    bool exhausted = false;  // the method has nothing more to propose
+    std::string exhausted_reason;
+    std::optional<double> best_value;
+    bool target_reached = false;
+  };
+
+  struct Agent {
+    std::string id;
+    v1::Agent info;
+    std::shared_ptr<AgentChannel> channel;
+    std::vector<std::string> slot_trial;  // per GPU index (or CPU slot): trial public id or ""
+    int64_t incarnation = 0;
+    bool connected = false;
+  };
+
+  // Runs `task` on the engine thread.
+  void Post(std::function<void()> task);
+  // Runs `task` on the engine thread and waits for its result.
+  template <typename T>
+  T Call(std::function<T()> task);
+  void Loop();
+
+  // State changes, engine thread only.
+  absl::Status Rebuild();
+  void Schedule();
+  bool ScheduleSweep(Sweep& sweep);
+  std::optional<int64_t> NewTrial(Sweep& sweep, ParamSet params, bool enqueued);
+  bool Assign(Sweep& sweep, Trial& trial);
+  void SetTrialState(Trial& trial, v1::TrialState state, const std::string& reason,
+                     store::TrialUpdate update = {});
+  void SetSweepState(Sweep& sweep, v1::SweepState state, const std::string& reason);
+  void StopTrial(Trial& trial, v1::TrialState stop_as, const std::string& reason);
+  void MaybeFinish(Sweep& sweep);
+  void OnTrialStarted(Agent& agent, const v1::TrialStarted& started);
+  void OnMetricBatch(Agent& agent, v1::MetricBatch batch);
+  void OnTrialExited(Agent& agent, const v1::TrialExited& exited);
+  void ReleaseSlots(Trial& trial);
+  void Event(int64_t sweep_id, int64_t trial_id, const std::string& agent_id,
+             const std::string& kind, const std::string& from, const std::string& to,
+             const std::string& message);
+  Sweep* FindSweep(const std::string& public_id);
+  Trial* FindTrial(const std::string& public_id);
+  bool Live(const Trial& trial) const;
+  v1::Sweep SweepSnapshot(const Sweep& sweep);
+  int64_t NowMicros() const;
+
+  store::Store* const store_;
+  const EngineOptions options_;
+
+  std::mutex tasks_mu_;
+  std::condition_variable tasks_cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::thread thread_;
+
+  std::mutex events_mu_;
+  std::condition_variable events_cv_;
+  int64_t event_counter_ = 0;
+
+  // Engine-thread state.
+  std::map<int64_t, Sweep> sweeps_;
+  std::map<std::string, int64_t> sweep_ids_;
+  std::map<int64_t, Trial> trials_;
+  std::map<std::string, int64_t> trial_ids_;
+  std::map<std::string, Agent> agents_;
+  int64_t next_sweep_id_ = 1;
+  int64_t next_trial_id_ = 1;
+  int64_t next_incarnation_ = 1;
+};
+
+// Trial state names as the CLI and events print them ("running").
+std::string TrialStateName(v1::TrialState state);
+std::string SweepStateName(v1::SweepState state);
+
+}  // namespace sweepd::scheduler

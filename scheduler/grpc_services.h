@@ -1,0 +1,74 @@
+#pragma once
+
+// The gRPC face of the scheduler: SweepService for clients, AgentService for agents. Handlers
+// validate requests, call the Engine (state changes) or the Store (reads), and convert
+// absl::Status to grpc::Status; they hold no state of their own. Thread-safe (gRPC's sync server
+// calls them from its thread pool).
+
+#include <grpcpp/grpcpp.h>
+
+#include "scheduler/engine.h"
+#include "store/store.h"
+#include "sweepd/v1/agent_service.grpc.pb.h"
+#include "sweepd/v1/sweep_service.grpc.pb.h"
+
+namespace sweepd::scheduler {
+
+grpc::Status ToGrpc(const absl::Status& status);
+
+class SweepServiceImpl final : public v1::SweepService::Service {
+ public:
+  SweepServiceImpl(Engine* engine, store::Store* store) : engine_(engine), store_(store) {}
+
+  grpc::Status CreateSweep(grpc::ServerContext*, const v1::CreateSweepRequest*,
+                           v1::CreateSweepResponse*) override;
+  grpc::Status GetSweep(grpc::ServerContext*, const v1::GetSweepRequest*,
+                        v1::GetSweepResponse*) override;
+  grpc::Status ListSweeps(grpc::ServerContext*, const v1::ListSweepsRequest*,
+                          v1::ListSweepsResponse*) override;
+  grpc::Status PauseSweep(grpc::ServerContext*, const v1::PauseSweepRequest*,
+                          v1::PauseSweepResponse*) override;
+  grpc::Status ResumeSweep(grpc::ServerContext*, const v1::ResumeSweepRequest*,
+                           v1::ResumeSweepResponse*) override;
+  grpc::Status CancelSweep(grpc::ServerContext*, const v1::CancelSweepRequest*,
+                           v1::CancelSweepResponse*) override;
+  grpc::Status ListTrials(grpc::ServerContext*, const v1::ListTrialsRequest*,
+                          v1::ListTrialsResponse*) override;
+  grpc::Status GetTrial(grpc::ServerContext*, const v1::GetTrialRequest*,
+                        v1::GetTrialResponse*) override;
+  grpc::Status WatchSweep(grpc::ServerContext*, const v1::WatchSweepRequest*,
+                          grpc::ServerWriter<v1::Event>*) override;
+  grpc::Status EnqueueTrial(grpc::ServerContext*, const v1::EnqueueTrialRequest*,
+                            v1::EnqueueTrialResponse*) override;
+  grpc::Status AskTrial(grpc::ServerContext*, const v1::AskTrialRequest*,
+                        v1::AskTrialResponse*) override;
+  grpc::Status ReportTrial(grpc::ServerContext*, const v1::ReportTrialRequest*,
+                           v1::ReportTrialResponse*) override;
+  grpc::Status TellTrial(grpc::ServerContext*, const v1::TellTrialRequest*,
+                         v1::TellTrialResponse*) override;
+  grpc::Status ListAgents(grpc::ServerContext*, const v1::ListAgentsRequest*,
+                          v1::ListAgentsResponse*) override;
+  grpc::Status ReleaseAgent(grpc::ServerContext*, const v1::ReleaseAgentRequest*,
+                            v1::ReleaseAgentResponse*) override;
+
+ private:
+  // A sweep as stored, with the engine's view of its total (grid size).
+  absl::StatusOr<v1::Sweep> LoadSweep(const std::string& id);
+
+  Engine* const engine_;
+  store::Store* const store_;
+};
+
+class AgentServiceImpl final : public v1::AgentService::Service {
+ public:
+  explicit AgentServiceImpl(Engine* engine) : engine_(engine) {}
+
+  grpc::Status Connect(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::SchedulerMessage, v1::AgentMessage>* stream) override;
+
+ private:
+  Engine* const engine_;
+};
+
+}  // namespace sweepd::scheduler

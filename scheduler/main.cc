@@ -1,0 +1,72 @@
+// sweepd: the scheduler daemon.
+
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/logging.h"
+#include "scheduler/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7777",
+          "host:port to serve on; loopback by default (port 0 picks a free one)");
+ABSL_FLAG(std::string, db, "sweepd.db", "the SQLite store");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(int, stop_grace, 30,
+          "seconds between telling a trial to stop and SIGTERM, and SIGTERM and SIGKILL");
+ABSL_FLAG(std::string, synchronous, "full",
+          "full (acknowledged writes survive power loss) or normal (they survive crashes)");
+ABSL_FLAG(std::string, address_file, "", "write the address served on to this file once ready");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "the sweepd scheduler daemon.\nUsage: sweepd [--listen HOST:PORT] [--db PATH]");
+  absl::ParseCommandLine(argc, argv);
+  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  // Block the shutdown signals in every thread; the main thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const std::string sync = absl::GetFlag(FLAGS_synchronous);
+  if (sync != "full" && sync != "normal") {
+    std::cerr << "sweepd: --synchronous: '" << sync << "' is not allowed; full or normal\n";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_stop_grace) < 0 || absl::GetFlag(FLAGS_stop_grace) > 3600) {
+    std::cerr << "sweepd: --stop_grace: must be 0 to 3600 seconds\n";
+    return 2;
+  }
+  sweepd::scheduler::ServerOptions options{
+      .listen = absl::GetFlag(FLAGS_listen),
+      .db_path = absl::GetFlag(FLAGS_db),
+      .synchronous =
+          sync == "full" ? sweepd::store::Synchronous::kFull : sweepd::store::Synchronous::kNormal,
+      .engine = {.stop_grace_seconds = absl::GetFlag(FLAGS_stop_grace)}};
+  auto server = sweepd::scheduler::SchedulerServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "sweepd: " << server.status().message() << "\n";
+    return 1;
+  }
+  spdlog::info("sweepd listening on {} (store {}); plaintext, so loopback only is advised",
+               (*server)->address(), options.db_path);
+  if (const std::string path = absl::GetFlag(FLAGS_address_file); !path.empty()) {
+    std::ofstream(path + ".tmp") << (*server)->address() << "\n";
+    std::rename((path + ".tmp").c_str(), path.c_str());
+  }
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("signal {}: shutting down", received);
+  (*server)->Shutdown();
+  spdlog::info("sweepd stopped");
+  return 0;
+}

@@ -1,0 +1,60 @@
+#include "scheduler/server.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace sweepd::scheduler {
+
+absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
+    const ServerOptions& options) {
+  std::unique_ptr<SchedulerServer> server(new SchedulerServer());
+  auto store = store::Store::Open({.path = options.db_path, .synchronous = options.synchronous});
+  if (!store.ok()) {
+    return absl::Status(store.status().code(),
+                        absl::StrCat("store ", options.db_path, ": ", store.status().message()));
+  }
+  server->store_ = std::move(*store);
+  server->engine_ = std::make_unique<Engine>(server->store_.get(), options.engine);
+  if (auto st = server->engine_->Start(); !st.ok()) return st;
+  server->sweep_service_ =
+      std::make_unique<SweepServiceImpl>(server->engine_.get(), server->store_.get());
+  server->agent_service_ = std::make_unique<AgentServiceImpl>(server->engine_.get());
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(server->sweep_service_.get());
+  builder.RegisterService(server->agent_service_.get());
+  // Keepalive ~30 s, and let agents ping that often (matching permit settings).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.SetMaxReceiveMessageSize(4 << 20);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
+                                               " (in use, or not an address of this machine?)"));
+  }
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  server->address_ = absl::StrCat(host, ":", port);
+  return server;
+}
+
+void SchedulerServer::Shutdown(int grace_ms) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  // The engine closes the agent streams first, so Shutdown does not wait on them.
+  engine_->Stop();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));
+  server_->Wait();
+  if (auto st = store_->Flush(); !st.ok()) {
+    spdlog::error("flushing the store at shutdown failed: {}", st.message());
+  }
+}
+
+SchedulerServer::~SchedulerServer() { Shutdown(); }
+
+}  // namespace sweepd::scheduler

@@ -1,0 +1,52 @@
+#pragma once
+
+// A whole scheduler in one object: the store, the engine and the gRPC server. `sweepd` runs one;
+// `sweepctl run` embeds one next to an agent. Thread-safe.
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "scheduler/engine.h"
+#include "scheduler/grpc_services.h"
+#include "store/store.h"
+
+namespace sweepd::scheduler {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free one (see SchedulerServer::address()).
+  std::string listen = "127.0.0.1:7777";
+  std::string db_path = "sweepd.db";
+  store::Synchronous synchronous = store::Synchronous::kFull;
+  EngineOptions engine;
+};
+
+class SchedulerServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<SchedulerServer>> Start(const ServerOptions& options);
+  ~SchedulerServer();
+
+  // The address clients and agents dial, with the chosen port.
+  const std::string& address() const { return address_; }
+  // Stops handing out work, ends every stream, waits up to `grace_ms` for calls in flight, then
+  // flushes the store.
+  void Shutdown(int grace_ms = 2000);
+
+  Engine& engine() { return *engine_; }
+  store::Store& store() { return *store_; }
+
+ private:
+  SchedulerServer() = default;
+
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<SweepServiceImpl> sweep_service_;
+  std::unique_ptr<AgentServiceImpl> agent_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool shut_down_ = false;
+};
+
+}  // namespace sweepd::scheduler

@@ -1,0 +1,66 @@
+#pragma once
+
+// The trial <-> agent reporting protocol (DESIGN.md): newline-delimited JSON on a Unix socket,
+// one request one reply, and the stdout fallback that finds `name=value` pairs in printed lines.
+// Stateless functions and a small parser class; safe from any thread (MetricLineParser: one
+// owner).
+
+#include <cstdint>
+#include <optional>
+#include <regex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace sweepd::worker {
+
+// Limits that keep a misbehaving script from exhausting the agent.
+inline constexpr size_t kMaxRequestBytes = 64 * 1024;
+inline constexpr size_t kMaxMetricsPerReport = 1000;
+inline constexpr size_t kMaxMetricNameBytes = 256;
+
+struct ReportRequest {
+  enum class Op { kReport, kFinish, kShouldStop };
+  Op op = Op::kReport;
+  // The trial the client believes it belongs to ($SWEEP_TRIAL_ID); empty when not sent.
+  std::string trial_id;
+  // Absent: the agent numbers reports itself.
+  std::optional<int64_t> step;
+  // Name -> value; NaN and infinities arrive as the strings "NaN", "Infinity", "-Infinity".
+  std::vector<std::pair<std::string, double>> metrics;
+};
+
+// Parses one request line. Errors name the field and what is allowed; the caller sends them back
+// as {"error": "..."} and the trial goes on.
+absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line);
+
+// Replies, each one JSON line with its newline.
+std::string ContinueReply();
+std::string StopReply(absl::string_view reason);
+std::string ErrorReply(absl::string_view message);
+
+// Finds metrics in a script's stdout lines with the sweep's `metric_pattern` (group 1 the name,
+// group 2 the value), Katib's `name=value` collector by default. A line's `step=N` (or
+// `epoch=N`, `iteration=N`) gives the report's step; otherwise reports are numbered 0, 1, ...
+class MetricLineParser {
+ public:
+  // `pattern` empty: the default. The pattern was validated with the spec.
+  explicit MetricLineParser(const std::string& pattern);
+
+  struct Parsed {
+    std::optional<int64_t> step;
+    std::vector<std::pair<std::string, double>> metrics;
+  };
+  // Nothing when the line has no metric.
+  std::optional<Parsed> Parse(absl::string_view line) const;
+
+  static const char* DefaultPattern();
+
+ private:
+  std::regex regex_;
+};
+
+}  // namespace sweepd::worker
