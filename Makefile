@@ -25,8 +25,7 @@ test-asan:
 	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DSWEEPD_SANITIZE=address,undefined"
 
 run: build
-	$(SWEEPCTL) validate $(EXAMPLE)
-	$(SWEEPCTL) preview $(EXAMPLE) --n 5
+	$(SWEEPCTL) run $(EXAMPLE) --db build/example-sweep.db --workdir build/example-work
 
 bench: build
 	$(BUILD)/bench/store_bench --dir bench-data

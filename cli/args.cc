@@ -65,7 +65,11 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
                                                      "' is not allowed; one of ",
                                                      absl::StrJoin(spec->choices, ", ")));
     }
-    out.flags[name] = value;
+    if (spec->repeatable && out.flags.contains(name)) {
+      out.flags[name] += '\x1f' + value;
+    } else {
+      out.flags[name] = value;
+    }
   }
   for (const auto& spec : specs) {
     if (!out.flags.contains(spec.name) && !spec.default_value.empty()) {

@@ -20,6 +20,8 @@ struct FlagSpec {
   std::string default_value;
   // Allowed values, when the set is closed (`table`, `json`).
   std::vector<std::string> choices;
+  // May be given several times; the values are joined with '\x1f' (unit separator).
+  bool repeatable = false;
 };
 
 struct ParsedArgs {

@@ -32,4 +32,7 @@ struct Command {
 // Commands that work on spec files without a scheduler: validate, preview.
 std::vector<Command> SpecCommands();
 
+// Commands that talk to sweepd, and `run`, which embeds one.
+std::vector<Command> ServerCommands();
+
 }  // namespace sweepd::cli

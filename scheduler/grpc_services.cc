@@ -315,6 +315,20 @@ grpc::Status SweepServiceImpl::TellTrial(grpc::ServerContext*, const v1::TellTri
   return ToGrpc(absl::UnimplementedError("ask/tell for external runners is not built yet"));
 }
 
+grpc::Status SweepServiceImpl::ExportSweep(grpc::ServerContext*,
+                                           const v1::ExportSweepRequest* request,
+                                           v1::ExportSweepResponse* response) {
+  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
+  auto table = store_->ExportSweep(request->sweep_id());
+  if (!table.ok()) return ToGrpc(table.status());
+  for (auto& c : table->columns) response->add_columns(std::move(c));
+  for (auto& row : table->rows) {
+    auto* out = response->add_rows();
+    for (auto& cell : row) out->add_cells(std::move(cell));
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status SweepServiceImpl::ListAgents(grpc::ServerContext*,
                                           const v1::ListAgentsRequest* request,
                                           v1::ListAgentsResponse* response) {

@@ -46,6 +46,8 @@ class SweepServiceImpl final : public v1::SweepService::Service {
                            v1::ReportTrialResponse*) override;
   grpc::Status TellTrial(grpc::ServerContext*, const v1::TellTrialRequest*,
                          v1::TellTrialResponse*) override;
+  grpc::Status ExportSweep(grpc::ServerContext*, const v1::ExportSweepRequest*,
+                           v1::ExportSweepResponse*) override;
   grpc::Status ListAgents(grpc::ServerContext*, const v1::ListAgentsRequest*,
                           v1::ListAgentsResponse*) override;
   grpc::Status ReleaseAgent(grpc::ServerContext*, const v1::ReleaseAgentRequest*,

@@ -775,12 +775,12 @@ absl::StatusOr<v1::Sweep> Store::ReadSweep(ReadConnection& db, absl::string_view
                                            "JOIN trials t ON t.id = tm.trial_id "
                                            "WHERE tm.sweep_id = ?1 AND tm.name_id = "
                                            "(SELECT id FROM metric_names WHERE name = ?2) "
-                                           "ORDER BY tm.max_value DESC LIMIT 1"
+                                           "ORDER BY tm.max_value DESC, tm.trial_id LIMIT 1"
                                          : "SELECT t.public_id, tm.min_value FROM trial_metrics tm "
                                            "JOIN trials t ON t.id = tm.trial_id "
                                            "WHERE tm.sweep_id = ?1 AND tm.name_id = "
                                            "(SELECT id FROM metric_names WHERE name = ?2) "
-                                           "ORDER BY tm.min_value ASC LIMIT 1"));
+                                           "ORDER BY tm.min_value ASC, tm.trial_id LIMIT 1"));
     best->Bind(1, row.id).Bind(2, row.metric_name);
     ASSIGN_OR_RETURN(bool has_best, best->Step());
     if (has_best && std::isfinite(best->ColumnDouble(1))) {

@@ -1,0 +1,840 @@
+// sweepctl commands that talk to sweepd over gRPC, and `run`, which embeds one.
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cli/command.h"
+#include "cli/table.h"
+#include "common/logging.h"
+#include "common/spec_parser.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "scheduler/server.h"
+#include "sweepd/v1/sweep_service.grpc.pb.h"
+#include "worker/agent.h"
+#include "worker/python_path.h"
+
+namespace sweepd::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using google::protobuf::util::TimeUtil;
+
+std::string SchedulerAddress(const ParsedArgs& args) {
+  if (!args.Get("scheduler").empty()) return args.Get("scheduler");
+  const char* env = std::getenv("SWEEPD_ADDR");
+  return env != nullptr && *env != '\0' ? env : "127.0.0.1:7777";
+}
+
+class Client {
+ public:
+  explicit Client(const ParsedArgs& args) : address_(SchedulerAddress(args)) {
+    double seconds = 10;
+    if (!args.Get("timeout").empty()) (void)absl::SimpleAtod(args.Get("timeout"), &seconds);
+    timeout_ms_ = static_cast<int64_t>(seconds * 1000);
+    stub_ = v1::SweepService::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  // A context with the call's deadline.
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::milliseconds(timeout_ms_));
+    return context;
+  }
+
+  // One line for a failed call, naming what to fix.
+  std::string Explain(const grpc::Status& status) const {
+    switch (status.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+        return absl::StrCat("cannot reach sweepd at ", address_,
+                            " (is it running? start it with `sweepd`, or pass --scheduler / set "
+                            "SWEEPD_ADDR)");
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        return absl::StrCat("sweepd at ", address_, " did not answer within the --timeout");
+      default:
+        return status.error_message();
+    }
+  }
+
+  v1::SweepService::Stub& stub() { return *stub_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  std::string address_;
+  int64_t timeout_ms_ = 10'000;
+  std::unique_ptr<v1::SweepService::Stub> stub_;
+};
+
+int Fail(std::ostream& err, const std::string& message) {
+  err << "sweepctl: " << message << "\n";
+  return kExitFailure;
+}
+
+Json ToJson(const google::protobuf::Message& message) {
+  std::string text;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &text, options);
+  return Json::parse(text, nullptr, false);
+}
+
+std::string FormatValue(double v) {
+  if (std::isnan(v)) return "nan";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.6g", v);
+  return buf;
+}
+
+std::string StateName(v1::TrialState s) {
+  std::string name = v1::TrialState_Name(s);
+  name = name.substr(std::string("TRIAL_STATE_").size());
+  for (auto& c : name) c = static_cast<char>(std::tolower(c));
+  return name;
+}
+
+std::string SweepStateName(v1::SweepState s) {
+  std::string name = v1::SweepState_Name(s);
+  name = name.substr(std::string("SWEEP_STATE_").size());
+  for (auto& c : name) c = static_cast<char>(std::tolower(c));
+  return name;
+}
+
+std::optional<v1::TrialState> ParseTrialState(const std::string& name) {
+  for (int s = v1::TRIAL_STATE_QUEUED; s <= v1::TRIAL_STATE_CANCELED; ++s) {
+    if (StateName(static_cast<v1::TrialState>(s)) == name) return static_cast<v1::TrialState>(s);
+  }
+  return std::nullopt;
+}
+
+std::string Hours(double gpu_seconds) { return FormatValue(gpu_seconds / 3600.0); }
+
+int64_t Done(const v1::TrialCounts& c) {
+  return c.completed() + c.pruned() + c.failed() + c.lost() + c.canceled();
+}
+
+int64_t Total(const v1::TrialCounts& c) {
+  return Done(c) + c.queued() + c.assigned() + c.running();
+}
+
+std::string ProgressBar(int64_t done, int64_t total, int width = 30) {
+  if (total <= 0) return "";
+  const int filled = static_cast<int>(width * std::min<int64_t>(done, total) / total);
+  return absl::StrCat("[", std::string(filled, '#'), std::string(width - filled, '.'), "] ", done,
+                      "/", total);
+}
+
+void PrintStatus(const v1::Sweep& s, std::ostream& out) {
+  const auto& c = s.counts();
+  out << "sweep     " << s.id() << (s.spec().name().empty() ? "" : "  (" + s.spec().name() + ")")
+      << "\nstate     " << SweepStateName(s.state())
+      << (s.reason().empty() ? "" : "  (" + s.reason() + ")") << "\nmethod    "
+      << SearchMethodName(s.spec().method()) << "\nmetric    "
+      << (s.spec().has_metric()
+              ? absl::StrCat(
+                    s.spec().metric().name(), " (",
+                    s.spec().metric().goal() == v1::GOAL_MAXIMIZE ? "maximize" : "minimize", ")")
+              : "none")
+      << "\ntrials    " << ProgressBar(Done(c), s.total_trials() > 0 ? s.total_trials() : Total(c))
+      << "  queued " << c.queued() << ", running " << c.running() + c.assigned() << ", completed "
+      << c.completed() << ", pruned " << c.pruned() << ", failed " << c.failed() << ", lost "
+      << c.lost() << ", canceled " << c.canceled() << "\n";
+  if (!s.best_trial_id().empty()) {
+    out << "best      " << s.best_trial_id() << "  " << s.spec().metric().name() << "="
+        << FormatValue(s.best_value()) << "\n";
+  }
+  out << "gpu-hours used " << Hours(s.gpu_seconds_used()) << ", saved by pruning "
+      << Hours(s.gpu_seconds_saved()) << "\n";
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  std::string text;
+  text.resize(kMaxSpecBytes + 1);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
+
+// ---- commands
+
+int RunSubmit(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  const std::string& path = args.positional[0];
+  auto text = ReadFile(path);
+  if (!text.ok()) return Fail(err, std::string(text.status().message()));
+  Client client(args);
+  v1::CreateSweepRequest request;
+  request.set_spec_yaml(*text);
+  request.set_paused(args.Has("paused"));
+  std::error_code ec;
+  request.set_spec_dir(std::filesystem::absolute(path, ec).parent_path().string());
+  v1::CreateSweepResponse response;
+  grpc::Status status = client.stub().CreateSweep(client.Context().get(), request, &response);
+  if (!status.ok()) {
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      for (absl::string_view line : absl::StrSplit(status.error_message(), '\n')) {
+        err << path << ": " << line << "\n";
+      }
+      return kExitFailure;
+    }
+    return Fail(err, client.Explain(status));
+  }
+  for (const auto& w : response.warnings()) err << path << ": warning: " << w << "\n";
+  if (args.Get("output") == "json") {
+    out << ToJson(response.sweep()).dump(2) << "\n";
+  } else {
+    out << response.sweep().id() << "\n";
+  }
+  return kExitOk;
+}
+
+int RunList(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::ListSweepsRequest request;
+  request.set_limit(1000);
+  v1::ListSweepsResponse response;
+  grpc::Status status = client.stub().ListSweeps(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (args.Get("output") == "json") {
+    Json arr = Json::array();
+    for (const auto& s : response.sweeps()) arr.push_back(ToJson(s));
+    out << arr.dump(2) << "\n";
+    return kExitOk;
+  }
+  Table table({"SWEEP", "NAME", "STATE", "METHOD", "DONE", "RUNNING", "BEST", "CREATED"});
+  for (const auto& s : response.sweeps()) {
+    table.AddRow({s.id(), s.spec().name(), SweepStateName(s.state()),
+                  std::string(SearchMethodName(s.spec().method())),
+                  absl::StrCat(Done(s.counts()), "/", Total(s.counts())),
+                  std::to_string(s.counts().running() + s.counts().assigned()),
+                  s.best_trial_id().empty() ? "" : FormatValue(s.best_value()),
+                  TimeUtil::ToString(s.created_time()).substr(0, 19)});
+  }
+  out << (args.Get("output") == "csv" ? table.ToCsv() : table.ToText());
+  return kExitOk;
+}
+
+absl::StatusOr<v1::Sweep> GetSweep(Client& client, const std::string& id) {
+  v1::GetSweepRequest request;
+  request.set_sweep_id(id);
+  v1::GetSweepResponse response;
+  grpc::Status status = client.stub().GetSweep(client.Context().get(), request, &response);
+  if (!status.ok())
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), client.Explain(status));
+  return response.sweep();
+}
+
+int RunStatus(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  auto sweep = GetSweep(client, args.positional[0]);
+  if (!sweep.ok()) return Fail(err, std::string(sweep.status().message()));
+  if (args.Get("output") == "json") {
+    Json doc = ToJson(*sweep);
+    doc.erase("spec_yaml");
+    doc["gpu_hours_used"] = sweep->gpu_seconds_used() / 3600.0;
+    doc["gpu_hours_saved"] = sweep->gpu_seconds_saved() / 3600.0;
+    out << doc.dump(2) << "\n";
+  } else {
+    PrintStatus(*sweep, out);
+  }
+  return kExitOk;
+}
+
+Table TrialsTable(const std::vector<v1::Trial>& trials, const std::string& metric) {
+  std::vector<std::string> header = {"TRIAL", "STATE", metric.empty() ? "BEST" : metric, "LAST",
+                                     "STEP"};
+  std::vector<std::string> params;
+  for (const auto& t : trials) {
+    for (const auto& p : t.params()) {
+      if (std::find(params.begin(), params.end(), p.name()) == params.end()) {
+        params.push_back(p.name());
+      }
+    }
+  }
+  for (const auto& p : params) header.push_back(p);
+  Table table(header);
+  for (const auto& t : trials) {
+    std::vector<std::string> row = {t.id(), StateName(t.state()),
+                                    t.has_best_value() ? FormatValue(t.best_value()) : "",
+                                    t.has_last_value() ? FormatValue(t.last_value()) : "",
+                                    t.has_last_value() ? std::to_string(t.last_step()) : ""};
+    for (const auto& name : params) {
+      std::string cell;
+      for (const auto& p : t.params()) {
+        if (p.name() == name) cell = CellText(Json::parse(p.value_json(), nullptr, false));
+      }
+      row.push_back(cell);
+    }
+    table.AddRow(std::move(row));
+  }
+  return table;
+}
+
+int RunTrials(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::ListTrialsRequest request;
+  request.set_sweep_id(args.positional[0]);
+  if (args.Has("state")) {
+    for (absl::string_view name : absl::StrSplit(args.Get("state"), ',')) {
+      auto state = ParseTrialState(std::string(name));
+      if (!state) {
+        err << "sweepctl trials: --state: '" << name << "' is not a trial state; one of queued, "
+            << "assigned, running, completed, pruned, failed, lost, canceled\n";
+        return kExitUsage;
+      }
+      request.add_states(*state);
+    }
+  }
+  request.set_sort_metric(args.Get("sort"));
+  request.set_sort_by_last(args.Has("last"));
+  request.set_descending(args.Has("reverse"));
+  int64_t limit = 100;
+  if (args.Has("limit") &&
+      (!absl::SimpleAtoi(args.Get("limit"), &limit) || limit < 1 || limit > 10000)) {
+    err << "sweepctl trials: --limit: must be 1 to 10000\n";
+    return kExitUsage;
+  }
+  request.set_limit(static_cast<int32_t>(limit));
+  v1::ListTrialsResponse response;
+  grpc::Status status = client.stub().ListTrials(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (args.Get("output") == "json") {
+    Json doc = {{"total", response.total()}, {"trials", Json::array()}};
+    for (const auto& t : response.trials()) doc["trials"].push_back(ToJson(t));
+    out << doc.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::vector<v1::Trial> trials(response.trials().begin(), response.trials().end());
+  Table table = TrialsTable(trials, args.Get("sort"));
+  out << (args.Get("output") == "csv" ? table.ToCsv() : table.ToText());
+  return kExitOk;
+}
+
+int RunBest(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::ListTrialsRequest request;
+  request.set_sweep_id(args.positional[0]);
+  request.set_limit(1);
+  v1::ListTrialsResponse response;
+  grpc::Status status = client.stub().ListTrials(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (response.trials_size() == 0 || !response.trials(0).has_best_value()) {
+    return Fail(err, absl::StrCat("sweep ", args.positional[0], " has no trial with a value yet"));
+  }
+  const v1::Trial& best = response.trials(0);
+  if (args.Get("output") == "json") {
+    out << ToJson(best).dump(2) << "\n";
+    return kExitOk;
+  }
+  Table table = TrialsTable({best}, "");
+  out << (args.Get("output") == "csv" ? table.ToCsv() : table.ToText());
+  return kExitOk;
+}
+
+int RunTrial(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::GetTrialRequest request;
+  request.set_trial_id(args.positional[0]);
+  request.set_max_points(200);
+  v1::GetTrialResponse response;
+  grpc::Status status = client.stub().GetTrial(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  const v1::Trial& t = response.trial();
+  if (args.Get("output") == "json") {
+    Json doc = ToJson(response);
+    out << doc.dump(2) << "\n";
+    return kExitOk;
+  }
+  out << "trial     " << t.id() << "\nstate     " << StateName(t.state())
+      << (t.reason().empty() ? "" : "  (" + t.reason() + ")") << "\nattempt   " << t.attempt()
+      << "\nagent     " << absl::StrJoin(t.agent_ids(), ",") << "\ngpu-hours "
+      << Hours(t.gpu_seconds()) << "\nparams\n";
+  for (const auto& p : t.params()) out << "  " << p.name() << " = " << p.value_json() << "\n";
+  if (t.metrics_size() > 0) {
+    out << "metrics\n";
+    Table table({"  NAME", "LAST", "BEST", "STEP", "REPORTS"});
+    for (const auto& m : t.metrics()) {
+      table.AddRow({"  " + m.name(), FormatValue(m.last()), FormatValue(m.best()),
+                    std::to_string(m.last_step()), std::to_string(m.count())});
+    }
+    out << table.ToText();
+  }
+  out << "events\n";
+  for (const auto& e : response.events()) {
+    out << "  " << TimeUtil::ToString(e.time()).substr(0, 19) << "  " << e.kind() << "  "
+        << e.from_state() << (e.to_state().empty() ? "" : " -> " + e.to_state()) << "  "
+        << e.message() << "\n";
+  }
+  if (!t.workdir().empty()) {
+    out << "logs      " << t.workdir() << "/stdout.log\n          " << t.workdir()
+        << "/stderr.log\n";
+  }
+  return kExitOk;
+}
+
+template <typename Request, typename Response>
+int RunSweepAction(const ParsedArgs& args, std::ostream& out, std::ostream& err,
+                   grpc::Status (v1::SweepService::Stub::*call)(grpc::ClientContext*,
+                                                                const Request&, Response*),
+                   const char* verb) {
+  Client client(args);
+  Request request;
+  request.set_sweep_id(args.positional[0]);
+  Response response;
+  grpc::Status status = (client.stub().*call)(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (args.Get("output") == "json") {
+    out << ToJson(response.sweep()).dump(2) << "\n";
+  } else {
+    out << response.sweep().id() << " " << verb << "\n";
+  }
+  return kExitOk;
+}
+
+int RunPause(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  return RunSweepAction<v1::PauseSweepRequest, v1::PauseSweepResponse>(
+      args, out, err, &v1::SweepService::Stub::PauseSweep, "paused");
+}
+int RunResume(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  return RunSweepAction<v1::ResumeSweepRequest, v1::ResumeSweepResponse>(
+      args, out, err, &v1::SweepService::Stub::ResumeSweep, "resumed");
+}
+int RunCancel(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  return RunSweepAction<v1::CancelSweepRequest, v1::CancelSweepResponse>(
+      args, out, err, &v1::SweepService::Stub::CancelSweep, "canceled");
+}
+
+int RunEnqueue(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::EnqueueTrialRequest request;
+  request.set_sweep_id(args.positional[0]);
+  for (const auto& assignment : absl::StrSplit(args.Get("param"), '\x1f', absl::SkipEmpty())) {
+    const size_t eq = assignment.find('=');
+    if (eq == absl::string_view::npos || eq == 0) {
+      err << "sweepctl enqueue: --param: '" << assignment << "' is not NAME=VALUE\n";
+      return kExitUsage;
+    }
+    auto* p = request.add_params();
+    p->set_name(std::string(assignment.substr(0, eq)));
+    const std::string value(assignment.substr(eq + 1));
+    // A JSON value stays one (0.01, 32, true, [1,2]); anything else is a string.
+    auto parsed = Json::parse(value, nullptr, false);
+    p->set_value_json(parsed.is_discarded() ? Json(value).dump() : parsed.dump());
+  }
+  v1::EnqueueTrialResponse response;
+  grpc::Status status = client.stub().EnqueueTrial(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (args.Get("output") == "json") {
+    out << ToJson(response.trial()).dump(2) << "\n";
+  } else {
+    out << response.trial().id() << "\n";
+  }
+  return kExitOk;
+}
+
+// Follows a sweep until it ends: a redrawn status on a terminal, one line per change otherwise.
+int Watch(Client& client, const std::string& sweep_id, std::ostream& out, std::ostream& err,
+          bool quiet = false) {
+  const bool tty = isatty(STDOUT_FILENO) != 0 && &out == &std::cout;
+  grpc::ClientContext context;  // no deadline: a watch lasts as long as the sweep
+  v1::WatchSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  auto reader = client.stub().WatchSweep(&context, request);
+  v1::Event event;
+  std::string last_line;
+  auto refresh = [&]() -> std::optional<v1::Sweep> {
+    auto sweep = GetSweep(client, sweep_id);
+    if (!sweep.ok()) return std::nullopt;
+    if (quiet) return *sweep;
+    if (tty) {
+      out << "\033[H\033[J";
+      PrintStatus(*sweep, out);
+      out.flush();
+    } else {
+      const auto& c = sweep->counts();
+      std::string line = absl::StrCat(
+          sweep_id, " ", SweepStateName(sweep->state()), " ",
+          ProgressBar(Done(c), sweep->total_trials() > 0 ? sweep->total_trials() : Total(c)),
+          " running ", c.running() + c.assigned(),
+          sweep->best_trial_id().empty()
+              ? ""
+              : absl::StrCat(" best ", sweep->spec().metric().name(), "=",
+                             FormatValue(sweep->best_value()), " (", sweep->best_trial_id(), ")"));
+      if (line != last_line) out << line << "\n" << std::flush;
+      last_line = line;
+    }
+    return *sweep;
+  };
+  refresh();
+  while (reader->Read(&event)) {
+    if (event.kind() == "trial.state" || event.kind() == "sweep.state") refresh();
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  auto final_state = refresh();
+  if (!final_state) return kExitFailure;
+  return final_state->state() == v1::SWEEP_STATE_FINISHED ? kExitOk : kExitFailure;
+}
+
+int RunWatch(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  const int rc = Watch(client, args.positional[0], out, err);
+  return rc == kExitFailure ? kExitOk : rc;  // a canceled sweep is still a successful watch
+}
+
+int RunLogs(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::GetTrialRequest request;
+  request.set_trial_id(args.positional[0]);
+  request.set_without_metrics(true);
+  v1::GetTrialResponse response;
+  grpc::Status status = client.stub().GetTrial(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (response.trial().workdir().empty()) {
+    return Fail(err, absl::StrCat("trial ", args.positional[0], " has not started; no logs yet"));
+  }
+  const std::string path =
+      absl::StrCat(response.trial().workdir(), args.Has("stderr") ? "/stderr.log" : "/stdout.log");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Fail(err, absl::StrCat("cannot read ", path,
+                                  " (logs are on the agent's node; run sweepctl logs there)"));
+  }
+  std::string chunk(65536, '\0');
+  while (true) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    out.write(chunk.data(), in.gcount());
+    if (in.gcount() > 0) continue;
+    out.flush();
+    if (!args.Has("follow")) break;
+    in.clear();
+    auto state = client.stub().GetTrial(client.Context().get(), request, &response);
+    const auto s = response.trial().state();
+    if (state.ok() && s != v1::TRIAL_STATE_RUNNING && s != v1::TRIAL_STATE_ASSIGNED) {
+      in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      out.write(chunk.data(), in.gcount());
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return kExitOk;
+}
+
+int RunAgents(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::ListAgentsRequest request;
+  request.set_all(args.Has("all"));
+  v1::ListAgentsResponse response;
+  grpc::Status status = client.stub().ListAgents(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (args.Get("output") == "json") {
+    Json arr = Json::array();
+    for (const auto& a : response.agents()) arr.push_back(ToJson(a));
+    out << arr.dump(2) << "\n";
+    return kExitOk;
+  }
+  Table table({"AGENT", "HOST", "STATE", "SLOTS", "RUNNING"});
+  for (const auto& a : response.agents()) {
+    std::string state = v1::AgentState_Name(a.state()).substr(std::string("AGENT_STATE_").size());
+    for (auto& c : state) c = static_cast<char>(std::tolower(c));
+    table.AddRow({a.id(), a.hostname(), state, std::to_string(a.gpus_size()),
+                  absl::StrJoin(a.running_trial_ids(), ",")});
+  }
+  out << (args.Get("output") == "csv" ? table.ToCsv() : table.ToText());
+  return kExitOk;
+}
+
+int RunExport(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::ExportSweepRequest request;
+  request.set_sweep_id(args.positional[0]);
+  v1::ExportSweepResponse response;
+  grpc::Status status = client.stub().ExportSweep(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  std::vector<std::string> columns(response.columns().begin(), response.columns().end());
+  if (args.Get("format") == "json") {
+    Json rows = Json::array();
+    for (const auto& r : response.rows()) {
+      Json row = Json::object();
+      for (int i = 0; i < r.cells_size() && i < static_cast<int>(columns.size()); ++i) {
+        auto v = Json::parse(r.cells(i), nullptr, false);
+        row[columns[static_cast<size_t>(i)]] =
+            r.cells(i).empty() ? Json(nullptr) : (v.is_discarded() ? Json(r.cells(i)) : v);
+      }
+      rows.push_back(std::move(row));
+    }
+    out << rows.dump(2) << "\n";
+    return kExitOk;
+  }
+  Table table(columns);
+  for (const auto& r : response.rows()) table.AddRow({r.cells().begin(), r.cells().end()});
+  out << table.ToCsv();
+  return kExitOk;
+}
+
+int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  const std::string& path = args.positional[0];
+  auto text = ReadFile(path);
+  if (!text.ok()) return Fail(err, std::string(text.status().message()));
+  auto parsed = ParseSweepSpec(*text);
+  if (!parsed.ok()) {
+    for (const auto& line : SpecErrorLines(parsed.status())) err << path << ": " << line << "\n";
+    return kExitFailure;
+  }
+  int parallel = parsed->spec.parallelism() > 0 ? parsed->spec.parallelism() : 2;
+  if (args.Has("parallel") &&
+      (!absl::SimpleAtoi(args.Get("parallel"), &parallel) || parallel < 1 || parallel > 1024)) {
+    err << "sweepctl run: --parallel: must be 1 to 1024\n";
+    return kExitUsage;
+  }
+  const bool json = args.Get("output") == "json";
+  spdlog::set_level(args.Has("verbose") ? spdlog::level::info : spdlog::level::warn);
+  std::error_code ec;
+  const std::string spec_dir = std::filesystem::absolute(path, ec).parent_path().string();
+  auto server = scheduler::SchedulerServer::Start(
+      {.listen = "127.0.0.1:0", .db_path = args.Get("db"), .engine = {.stop_grace_seconds = 10}});
+  if (!server.ok()) return Fail(err, std::string(server.status().message()));
+  worker::AgentOptions agent_options{.scheduler = (*server)->address(),
+                                     .agent_id = "local",
+                                     .slots = parallel,
+                                     .workdir = args.Get("workdir"),
+                                     .code_dir = spec_dir};
+  const char* python = std::getenv("SWEEPD_PYTHON");
+  agent_options.interpreter = python != nullptr && *python != '\0' ? python : "python3";
+  agent_options.python_path = worker::DefaultPythonPath();
+  worker::Agent agent(agent_options);
+  std::thread agent_thread([&agent] { (void)agent.Run(); });
+
+  ParsedArgs client_args = args;
+  client_args.flags["scheduler"] = (*server)->address();
+  Client client(client_args);
+  v1::CreateSweepRequest request;
+  request.set_spec_yaml(*text);
+  request.set_spec_dir(spec_dir);
+  v1::CreateSweepResponse created;
+  grpc::Status status = client.stub().CreateSweep(client.Context().get(), request, &created);
+  int rc = kExitFailure;
+  if (!status.ok()) {
+    Fail(err, client.Explain(status));
+  } else {
+    for (const auto& w : created.warnings()) err << path << ": warning: " << w << "\n";
+    const std::string id = created.sweep().id();
+    if (!json)
+      out << "sweep " << id << ": " << parallel << " at a time, store " << args.Get("db") << "\n";
+    rc = Watch(client, id, json ? err : out, err, /*quiet=*/json);
+    auto sweep = GetSweep(client, id);
+    v1::ListTrialsRequest best_request;
+    best_request.set_sweep_id(id);
+    best_request.set_limit(1);
+    v1::ListTrialsResponse best;
+    client.stub().ListTrials(client.Context().get(), best_request, &best);
+    if (json) {
+      Json doc = {{"sweep", sweep.ok() ? ToJson(*sweep) : Json(nullptr)}};
+      doc["sweep"].erase("spec_yaml");
+      doc["best_trial"] = best.trials_size() > 0 ? ToJson(best.trials(0)) : Json(nullptr);
+      out << doc.dump(2) << "\n";
+    } else if (best.trials_size() > 0 && best.trials(0).has_best_value()) {
+      out << "\nbest trial\n" << TrialsTable({best.trials(0)}, "").ToText();
+    }
+  }
+  // The sweep is over: the agent leaving is expected, not worth a warning.
+  if (!args.Has("verbose")) spdlog::set_level(spdlog::level::err);
+  agent.Stop();
+  agent_thread.join();
+  (*server)->Shutdown();
+  return rc;
+}
+
+std::vector<FlagSpec> ServerFlags(bool output = true, std::vector<FlagSpec> extra = {}) {
+  std::vector<FlagSpec> flags = {
+      {.name = "scheduler",
+       .value_name = "ADDR",
+       .help = "sweepd's address (default $SWEEPD_ADDR, else 127.0.0.1:7777)"},
+      {.name = "timeout",
+       .value_name = "SECONDS",
+       .help = "deadline of each call",
+       .default_value = "10"}};
+  if (output) {
+    flags.push_back({.name = "output",
+                     .value_name = "FORMAT",
+                     .help = "output format",
+                     .default_value = "table",
+                     .choices = {"table", "json", "csv"}});
+  }
+  for (auto& f : extra) flags.push_back(std::move(f));
+  return flags;
+}
+
+}  // namespace
+
+std::vector<Command> ServerCommands() {
+  return {
+      {.name = "submit",
+       .summary = "submit a sweep to sweepd; prints its id",
+       .usage = "sweepctl submit FILE [--paused]",
+       .description = "Sends the spec to sweepd, which validates it and starts proposing trials.",
+       .flags = ServerFlags(true, {{.name = "paused", .help = "create it paused"}}),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunSubmit},
+      {.name = "list",
+       .summary = "list sweeps",
+       .usage = "sweepctl list",
+       .description = "Every sweep, newest first, with its progress and best value.",
+       .flags = ServerFlags(),
+       .run = RunList},
+      {.name = "status",
+       .summary = "a sweep's state, trial counts, best trial and GPU-hours",
+       .usage = "sweepctl status SWEEP",
+       .description = "One sweep's summary.",
+       .flags = ServerFlags(),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunStatus},
+      {.name = "trials",
+       .summary = "a sweep's trials, best first",
+       .usage = "sweepctl trials SWEEP [--state S] [--sort METRIC] [--limit N]",
+       .description = "Trials sorted by the sweep metric's best value (or --sort METRIC), best "
+                      "first; trials without the metric last.",
+       .flags = ServerFlags(
+           true,
+           {{.name = "state", .value_name = "S[,S]", .help = "only trials in these states"},
+            {.name = "sort", .value_name = "METRIC", .help = "sort by this metric"},
+            {.name = "last", .help = "sort by the metric's last value, not its best"},
+            {.name = "reverse", .help = "worst first"},
+            {.name = "limit", .value_name = "N", .help = "at most N", .default_value = "100"}}),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunTrials},
+      {.name = "trial",
+       .summary = "one trial: params, state, metrics, events, log paths",
+       .usage = "sweepctl trial TRIAL",
+       .description = "Everything about one trial. JSON output includes its learning curves.",
+       .flags = ServerFlags(),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunTrial},
+      {.name = "best",
+       .summary = "the best trial of a sweep",
+       .usage = "sweepctl best SWEEP",
+       .description = "The trial with the best value of the sweep metric.",
+       .flags = ServerFlags(),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunBest},
+      {.name = "pause",
+       .summary = "stop proposing trials (running ones go on)",
+       .usage = "sweepctl pause SWEEP",
+       .description = "No new trials start until `sweepctl resume`.",
+       .flags = ServerFlags(),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunPause},
+      {.name = "resume",
+       .summary = "resume a paused sweep",
+       .usage = "sweepctl resume SWEEP",
+       .description = "Trials start again.",
+       .flags = ServerFlags(),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunResume},
+      {.name = "cancel",
+       .summary = "cancel a sweep and stop its trials",
+       .usage = "sweepctl cancel SWEEP",
+       .description = "Running trials are told to stop, then get SIGTERM and SIGKILL after the "
+                      "grace period.",
+       .flags = ServerFlags(),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunCancel},
+      {.name = "enqueue",
+       .summary = "queue a trial with given parameters; it runs next",
+       .usage = "sweepctl enqueue SWEEP --param NAME=VALUE [--param NAME=VALUE ...]",
+       .description = "Values are JSON when they parse as JSON (0.01, 32, true), else strings. "
+                      "Parameters not given come from the search method.",
+       .flags = ServerFlags(true, {{.name = "param",
+                                    .value_name = "NAME=VALUE",
+                                    .help = "a parameter value (repeatable)",
+                                    .repeatable = true}}),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunEnqueue},
+      {.name = "watch",
+       .summary = "follow a sweep live until it ends",
+       .usage = "sweepctl watch SWEEP",
+       .description = "A progress bar, trial counts and the best trial, updated as trials change.",
+       .flags = ServerFlags(false),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunWatch},
+      {.name = "logs",
+       .summary = "a trial's stdout (or --stderr)",
+       .usage = "sweepctl logs TRIAL [--follow] [--stderr]",
+       .description = "Reads the log files the agent wrote (on the agent's node).",
+       .flags = ServerFlags(false, {{.name = "follow", .help = "keep printing until it ends"},
+                                    {.name = "stderr", .help = "stderr instead of stdout"}}),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunLogs},
+      {.name = "agents",
+       .summary = "list agents and what they run",
+       .usage = "sweepctl agents [--all]",
+       .description = "Connected agents (--all: also disconnected ones).",
+       .flags = ServerFlags(true, {{.name = "all", .help = "include disconnected agents"}}),
+       .run = RunAgents},
+      {.name = "export",
+       .summary = "a sweep's trials as CSV or JSON",
+       .usage = "sweepctl export SWEEP [--format csv|json]",
+       .description = "One row per trial: state, parameters, and each metric's last value.",
+       .flags = ServerFlags(false, {{.name = "format",
+                                     .value_name = "FORMAT",
+                                     .help = "csv or json",
+                                     .default_value = "csv",
+                                     .choices = {"csv", "json"}}}),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunExport},
+      {.name = "run",
+       .summary = "run a whole sweep on this machine (embedded sweepd and agent)",
+       .usage = "sweepctl run FILE [--parallel N] [--db PATH] [--output json]",
+       .description = "Starts a scheduler and an agent in this process, runs the sweep with "
+                      "`program` resolved against the spec's folder, shows its progress, and "
+                      "prints the best trial. Exit 0 when the sweep finished.",
+       .flags =
+           {{.name = "parallel",
+             .value_name = "N",
+             .help = "trials at once (default: the spec's parallelism, else 2)"},
+            {.name = "db", .value_name = "PATH", .help = "the store", .default_value = "sweepd.db"},
+            {.name = "workdir",
+             .value_name = "DIR",
+             .help = "trial folders",
+             .default_value = "sweepd-work"},
+            {.name = "verbose", .help = "log what the scheduler and agent do"},
+            {.name = "output",
+             .value_name = "FORMAT",
+             .help = "output format",
+             .default_value = "table",
+             .choices = {"table", "json"}}},
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunRun},
+  };
+}
+
+}  // namespace sweepd::cli

@@ -1,0 +1,665 @@
+#include "worker/agent.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/command_template.h"
+#include "common/logging.h"
+#include "worker/report_protocol.h"
+#include "worker/trial_process.h"
+
+extern char** environ;
+
+namespace sweepd::worker {
+namespace {
+
+constexpr size_t kMaxBatchReports = 256;
+constexpr size_t kMaxBufferedReports = 1'000'000;  // per trial, while the scheduler is away
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool SafeId(const std::string& id) {
+  static const std::regex kId(R"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})");
+  return std::regex_match(id, kId) && id.find("..") == std::string::npos;
+}
+
+std::string Hostname() {
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
+// The last few lines of a file, for a failed trial's reason.
+std::string Tail(const std::string& path, size_t max_bytes = 400) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const auto size = static_cast<size_t>(in.tellg());
+  const size_t start = size > max_bytes ? size - max_bytes : 0;
+  in.seekg(static_cast<std::streamoff>(start));
+  std::string text(size - start, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (start > 0) {
+    const size_t nl = text.find('\n');
+    if (nl != std::string::npos) text = text.substr(nl + 1);
+  }
+  const size_t last_line = text.rfind('\n');
+  return last_line == std::string::npos ? text : text.substr(last_line + 1);
+}
+
+}  // namespace
+
+struct Agent::Client {
+  int fd = -1;
+  std::string pending;
+  bool closed = false;
+};
+
+struct Agent::Trial {
+  std::string id;
+  std::string sweep_id;
+  std::unique_ptr<TrialProcess> process;
+  std::string workdir;
+  std::string socket_path;
+  int listen_fd = -1;
+  std::vector<Client> clients;
+  std::ofstream stdout_log;
+  std::string stdout_pending;
+  std::unique_ptr<MetricLineParser> parser;
+  bool client_reported = false;    // once the client reports, stdout lines are only logged
+  std::deque<v1::Report> unacked;  // in seq order
+  size_t sent = 0;                 // how many of `unacked` went out on this connection
+  int64_t next_seq = 0;
+  int64_t next_step = 0;
+  std::vector<int32_t> gpu_indices;
+  double start = 0;
+  bool stop_requested = false;
+  std::string stop_reason;
+  int grace_seconds = 30;
+  double term_at = 0, kill_at = 0;
+  bool term_sent = false, kill_sent = false;
+  bool exited = false;
+  std::string stderr_path;
+};
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
+
+Agent::~Agent() {
+  Stop();
+  if (connection_thread_.joinable()) connection_thread_.join();
+  for (int fd : wake_pipe_) {
+    if (fd >= 0) close(fd);
+  }
+  if (!runtime_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(runtime_dir_, ec);
+  }
+}
+
+void Agent::Stop() {
+  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> lock(stream_mu_);
+    if (context_) context_->TryCancel();
+  }
+  Wake();
+}
+
+void Agent::Wake() {
+  if (wake_pipe_[1] >= 0) {
+    const char c = 1;
+    (void)!write(wake_pipe_[1], &c, 1);
+  }
+}
+
+bool Agent::Send(const v1::AgentMessage& message) {
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (!stream_) return false;
+  return stream_->Write(message);
+}
+
+void Agent::ConnectionLoop() {
+  double backoff = 0.2;
+  while (!stopping_) {
+    auto channel =
+        grpc::CreateCustomChannel(options_.scheduler, grpc::InsecureChannelCredentials(), [] {
+          grpc::ChannelArguments args;
+          args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+          args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+          return args;
+        }());
+    auto stub = v1::AgentService::NewStub(channel);
+    auto context = std::make_unique<grpc::ClientContext>();
+    auto stream = stub->Connect(context.get());
+    v1::AgentMessage hello;
+    v1::Register* reg = hello.mutable_register_();
+    reg->set_agent_id(options_.agent_id.empty() ? Hostname() : options_.agent_id);
+    reg->set_hostname(Hostname());
+    reg->set_address(Hostname());
+    reg->set_version("0.1.0");
+    for (int i = 0; i < options_.slots; ++i) {
+      v1::Gpu* slot = reg->add_gpus();
+      slot->set_index(i);
+      slot->set_uuid(absl::StrCat("slot-", i));
+      slot->set_name("cpu slot");
+    }
+    if (!stream->Write(hello)) {
+      stream->Finish();
+      if (!stopping_) {
+        spdlog::warn("cannot reach the scheduler at {}; retrying in {:.1f} s", options_.scheduler,
+                     backoff);
+      }
+      for (double waited = 0; waited < backoff && !stopping_; waited += 0.05) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      backoff = std::min(backoff * 2, options_.max_backoff_seconds);
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      context_ = std::move(context);
+      stream_ = std::move(stream);
+    }
+    v1::SchedulerMessage message;
+    bool registered = false;
+    while (!stopping_ && stream_->Read(&message)) {
+      if (message.has_registered() && !registered) {
+        registered = true;
+        backoff = 0.2;
+        spdlog::info("registered with {} as {} (incarnation {})", options_.scheduler,
+                     message.registered().agent_id(), message.registered().incarnation());
+        ++connection_generation_;
+      }
+      {
+        std::lock_guard<std::mutex> lock(inbox_mu_);
+        inbox_.push_back(std::move(message));
+      }
+      message = v1::SchedulerMessage();
+      Wake();
+    }
+    grpc::Status status;
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      stream_->WritesDone();
+      status = stream_->Finish();
+      stream_.reset();
+      context_.reset();
+    }
+    if (stopping_) break;
+    spdlog::warn("stream to the scheduler ended ({}); reconnecting", status.error_message());
+    for (double waited = 0; waited < backoff && !stopping_; waited += 0.05) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    backoff = std::min(backoff * 2, options_.max_backoff_seconds);
+  }
+}
+
+absl::Status Agent::Run() {
+  if (options_.slots < 1 || options_.slots > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--slots: must be 1 to 1024; got ", options_.slots));
+  }
+  if (pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
+  std::string pattern = (std::filesystem::temp_directory_path() / "sweep-agent-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
+  }
+  runtime_dir_ = pattern;
+  std::error_code ec;
+  std::filesystem::create_directories(options_.workdir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--workdir ", options_.workdir, ": ", ec.message()));
+  }
+  if (auto st = BecomeSubreaper(); !st.ok()) spdlog::warn("{}", st.message());
+  connection_thread_ = std::thread([this] { ConnectionLoop(); });
+  while (!stopping_) PollOnce();
+  // Leaving: no orphans. Kill every trial's group and reap it.
+  for (auto& [id, trial] : trials_) {
+    if (trial->process && !trial->exited) trial->process->SignalGroup(SIGKILL);
+  }
+  trials_.clear();  // TrialProcess destructors reap
+  ReapOrphans({});
+  if (connection_thread_.joinable()) connection_thread_.join();
+  return absl::OkStatus();
+}
+
+void Agent::HandleMessage(const v1::SchedulerMessage& message) {
+  switch (message.kind_case()) {
+    case v1::SchedulerMessage::kRegistered: {
+      heartbeat_seconds_ = std::max(1, message.registered().heartbeat_seconds());
+      for (const auto& id : message.registered().kill_trial_ids()) {
+        auto it = trials_.find(id);
+        if (it != trials_.end() && it->second->process && !it->second->exited) {
+          spdlog::warn("[trial={}] the scheduler no longer owns it; killing", id);
+          it->second->stop_requested = true;
+          it->second->process->SignalGroup(SIGKILL);
+        }
+      }
+      break;
+    }
+    case v1::SchedulerMessage::kAssign:
+      StartTrial(message.assign());
+      break;
+    case v1::SchedulerMessage::kStop: {
+      auto it = trials_.find(message.stop().trial_id());
+      if (it == trials_.end()) break;
+      Trial& trial = *it->second;
+      if (trial.stop_requested) break;
+      trial.stop_requested = true;
+      trial.stop_reason = message.stop().reason();
+      trial.grace_seconds = std::max(0, message.stop().grace_seconds());
+      trial.term_at = NowSeconds() + trial.grace_seconds;
+      trial.kill_at = trial.term_at + trial.grace_seconds;
+      spdlog::info("[trial={}] stop: {} (SIGTERM in {} s)", trial.id, trial.stop_reason,
+                   trial.grace_seconds);
+      break;
+    }
+    case v1::SchedulerMessage::kAck: {
+      auto it = trials_.find(message.ack().trial_id());
+      if (it == trials_.end()) break;
+      Trial& trial = *it->second;
+      while (!trial.unacked.empty() && trial.unacked.front().seq() <= message.ack().seq()) {
+        trial.unacked.pop_front();
+        if (trial.sent > 0) --trial.sent;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void Agent::StartTrial(const v1::Assign& assign) {
+  auto fail = [&](const std::string& why) {
+    spdlog::error("[trial={}] cannot start: {}", assign.trial_id(), why);
+    v1::AgentMessage exited;
+    exited.mutable_trial_exited()->set_trial_id(assign.trial_id());
+    exited.mutable_trial_exited()->set_exit_code(127);
+    exited.mutable_trial_exited()->set_stderr_tail(why);
+    outbox_.push_back(std::move(exited));
+  };
+  if (!SafeId(assign.trial_id()) || !SafeId(assign.sweep_id())) {
+    fail("trial or sweep id has characters not allowed in a path");
+    return;
+  }
+  if (trials_.contains(assign.trial_id())) return;  // duplicate assign after a reconnect
+  auto trial = std::make_unique<Trial>();
+  trial->id = assign.trial_id();
+  trial->sweep_id = assign.sweep_id();
+  trial->gpu_indices.assign(assign.gpu_indices().begin(), assign.gpu_indices().end());
+  trial->workdir =
+      (std::filesystem::path(options_.workdir) / assign.sweep_id() / assign.trial_id()).string();
+  std::error_code ec;
+  std::filesystem::create_directories(trial->workdir, ec);
+  if (ec) {
+    fail(absl::StrCat("cannot create ", trial->workdir, ": ", ec.message()));
+    return;
+  }
+  trial->workdir = std::filesystem::absolute(trial->workdir).string();
+  trial->stderr_path = trial->workdir + "/stderr.log";
+
+  // The command: W&B's template, program resolved against the code dir.
+  const std::string code_dir = assign.code_dir().empty() ? options_.code_dir : assign.code_dir();
+  std::string program = assign.program();
+  if (!program.empty()) {
+    const std::filesystem::path resolved = std::filesystem::path(code_dir) / program;
+    if (!std::filesystem::exists(resolved)) {
+      fail(absl::StrCat("program '", program, "' not found in ",
+                        std::filesystem::absolute(code_dir).string()));
+      return;
+    }
+    program = std::filesystem::absolute(resolved).lexically_normal().string();
+  }
+  std::vector<v1::TrialParam> params(assign.params().begin(), assign.params().end());
+  const std::string params_json = NestedParamsJson(params);
+  const std::string params_file = trial->workdir + "/params.json";
+  std::ofstream(params_file) << params_json << "\n";
+  nlohmann::ordered_json flat = nlohmann::ordered_json::object();
+  for (const auto& p : params) {
+    auto v = nlohmann::ordered_json::parse(p.value_json(), nullptr, false);
+    flat[p.name()] = v.is_discarded() ? nlohmann::ordered_json(p.value_json()) : v;
+  }
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    const size_t eq = entry.find('=');
+    if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  CommandContext context{.interpreter = options_.interpreter,
+                         .program = program,
+                         .args_json_file = params_file,
+                         .getenv = [&env](const std::string& name) -> std::optional<std::string> {
+                           auto it = env.find(name);
+                           if (it == env.end()) return std::nullopt;
+                           return it->second;
+                         }};
+  std::vector<std::string> command(assign.command().begin(), assign.command().end());
+  auto argv = ExpandCommand(command, params, context);
+  if (!argv.ok()) {
+    fail(std::string(argv.status().message()));
+    return;
+  }
+
+  // The reporting socket, in a short private folder (socket paths are limited to 107 bytes).
+  trial->socket_path = absl::StrCat(runtime_dir_, "/", next_socket_++, ".sock");
+  trial->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, trial->socket_path.c_str(), sizeof(addr.sun_path) - 1);
+  if (trial->listen_fd < 0 ||
+      bind(trial->listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(trial->listen_fd, 16) != 0) {
+    fail(absl::StrCat("reporting socket ", trial->socket_path, ": ", std::strerror(errno)));
+    if (trial->listen_fd >= 0) close(trial->listen_fd);
+    return;
+  }
+  chmod(trial->socket_path.c_str(), 0600);
+
+  env["SWEEP_ID"] = assign.sweep_id();
+  env["SWEEP_TRIAL_ID"] = assign.trial_id();
+  env["SWEEP_PARAMS_JSON"] = flat.dump();
+  env["SWEEP_SOCKET"] = trial->socket_path;
+  env["SWEEP_ATTEMPT"] = std::to_string(std::max(1, assign.attempt()));
+  std::vector<std::string> gpus;
+  for (int32_t g : trial->gpu_indices) gpus.push_back(std::to_string(g));
+  env["SWEEP_GPUS"] = absl::StrJoin(gpus, ",");
+  for (const auto& [k, v] : assign.env()) env[k] = v;
+  if (!options_.python_path.empty()) {
+    auto it = env.find("PYTHONPATH");
+    env["PYTHONPATH"] = it == env.end() || it->second.empty()
+                            ? options_.python_path
+                            : absl::StrCat(options_.python_path, ":", it->second);
+  }
+  // Python buffers stdout when it is a pipe; metric lines should arrive as printed.
+  env.emplace("PYTHONUNBUFFERED", "1");
+
+  auto process = TrialProcess::Start(
+      {.argv = *argv, .env = env, .workdir = trial->workdir, .stderr_path = trial->stderr_path});
+  if (!process.ok()) {
+    close(trial->listen_fd);
+    unlink(trial->socket_path.c_str());
+    fail(std::string(process.status().message()));
+    return;
+  }
+  trial->process = std::move(*process);
+  trial->stdout_log.open(trial->workdir + "/stdout.log", std::ios::binary | std::ios::trunc);
+  trial->parser = std::make_unique<MetricLineParser>(assign.metric_pattern());
+  trial->start = NowSeconds();
+  spdlog::info("[trial={}] started pid {}: {}", trial->id, trial->process->pid(),
+               absl::StrJoin(*argv, " "));
+  v1::AgentMessage started;
+  auto* s = started.mutable_trial_started();
+  s->set_trial_id(trial->id);
+  s->set_pid(trial->process->pid());
+  s->set_workdir(trial->workdir);
+  s->set_stdout_path(trial->workdir + "/stdout.log");
+  s->set_stderr_path(trial->stderr_path);
+  outbox_.push_back(std::move(started));
+  trials_[trial->id] = std::move(trial);
+}
+
+void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
+                      std::vector<std::pair<std::string, double>> metrics) {
+  if (trial.unacked.size() >= kMaxBufferedReports) {
+    spdlog::warn("[trial={}] {} reports unacknowledged; dropping the oldest", trial.id,
+                 trial.unacked.size());
+    trial.unacked.pop_front();
+    if (trial.sent > 0) --trial.sent;
+  }
+  v1::Report report;
+  report.set_seq(trial.next_seq++);
+  report.set_step(step.value_or(trial.next_step));
+  trial.next_step = report.step() + 1;
+  report.set_time_us(NowMicros());
+  for (auto& [name, value] : metrics) (*report.mutable_metrics())[name] = value;
+  trial.unacked.push_back(std::move(report));
+}
+
+std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer_pid) {
+  auto request = ParseReportRequest(line);
+  if (!request.ok()) return ErrorReply(request.status().message());
+  if (!request->trial_id.empty() && request->trial_id != trial.id) {
+    return ErrorReply(
+        absl::StrCat("this socket belongs to trial ", trial.id, ", not ", request->trial_id));
+  }
+  (void)peer_pid;
+  switch (request->op) {
+    case ReportRequest::Op::kReport:
+      trial.client_reported = true;
+      AddReport(trial, request->step, std::move(request->metrics));
+      break;
+    case ReportRequest::Op::kFinish:
+      trial.client_reported = true;
+      if (!request->metrics.empty()) AddReport(trial, request->step, std::move(request->metrics));
+      break;
+    case ReportRequest::Op::kShouldStop:
+      break;
+  }
+  return trial.stop_requested ? StopReply(trial.stop_reason) : ContinueReply();
+}
+
+void Agent::AcceptClients(Trial& trial) {
+  while (true) {
+    const int fd = accept4(trial.listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;
+    // Only processes of the trial's own process group may report for it.
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        getpgid(cred.pid) != trial.process->pid()) {
+      const std::string reply = ErrorReply(absl::StrCat("this socket belongs to trial ", trial.id,
+                                                        "; your process is not part of it"));
+      (void)!send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      close(fd);
+      continue;
+    }
+    trial.clients.push_back(Client{.fd = fd});
+  }
+}
+
+void Agent::ServeClient(Trial& trial, Client& client) {
+  char buf[16384];
+  while (true) {
+    const ssize_t n = recv(client.fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0) {
+      client.closed = true;
+      break;
+    }
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) client.closed = true;
+      break;
+    }
+    for (auto& line :
+         SplitLines(client.pending, buf, static_cast<size_t>(n), kMaxRequestBytes + 1)) {
+      if (line.empty()) continue;
+      const std::string reply = HandleRequest(trial, line, 0);
+      if (send(client.fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+          static_cast<ssize_t>(reply.size())) {
+        client.closed = true;  // a client that does not read its replies is dropped
+        return;
+      }
+    }
+  }
+}
+
+void Agent::ReadStdout(Trial& trial, bool drain) {
+  if (trial.process == nullptr || trial.process->stdout_fd() < 0) return;
+  char buf[65536];
+  for (int rounds = 0; drain || rounds < 16; ++rounds) {
+    const ssize_t n = read(trial.process->stdout_fd(), buf, sizeof(buf));
+    if (n == 0) {
+      trial.process->CloseStdout();
+      break;
+    }
+    if (n < 0) break;  // EAGAIN: nothing more for now
+    trial.stdout_log.write(buf, n);
+    for (auto& line : SplitLines(trial.stdout_pending, buf, static_cast<size_t>(n))) {
+      if (trial.client_reported) continue;
+      if (auto parsed = trial.parser->Parse(line)) {
+        AddReport(trial, parsed->step, std::move(parsed->metrics));
+      }
+    }
+  }
+  trial.stdout_log.flush();
+}
+
+void Agent::CheckExit(Trial& trial) {
+  if (trial.exited || trial.process == nullptr) return;
+  const double now = NowSeconds();
+  if (trial.stop_requested && !trial.term_sent && now >= trial.term_at) {
+    trial.term_sent = true;
+    trial.process->SignalGroup(SIGTERM);
+  }
+  if (trial.stop_requested && !trial.kill_sent && now >= trial.kill_at) {
+    trial.kill_sent = true;
+    trial.process->SignalGroup(SIGKILL);
+  }
+  auto exit = trial.process->Poll();
+  if (!exit) return;
+  trial.exited = true;
+  ReadStdout(trial, /*drain=*/true);
+  if (!trial.stdout_pending.empty() && !trial.client_reported) {
+    if (auto parsed = trial.parser->Parse(trial.stdout_pending)) {
+      AddReport(trial, parsed->step, std::move(parsed->metrics));
+    }
+  }
+  // No orphans: whatever is left of the group goes with the leader.
+  if (trial.process->GroupAlive()) trial.process->SignalGroup(SIGKILL);
+  for (auto& c : trial.clients) close(c.fd);
+  trial.clients.clear();
+  close(trial.listen_fd);
+  trial.listen_fd = -1;
+  unlink(trial.socket_path.c_str());
+  v1::AgentMessage message;
+  auto* e = message.mutable_trial_exited();
+  e->set_trial_id(trial.id);
+  e->set_exit_code(exit->exit_code);
+  e->set_signal(exit->signal);
+  e->set_stopped_by_scheduler(trial.stop_requested);
+  e->set_wall_seconds(now - trial.start);
+  if (exit->exit_code != 0 || exit->signal != 0) e->set_stderr_tail(Tail(trial.stderr_path));
+  // Queued after the trial's metrics are sent (SendPending sends metrics first).
+  outbox_.push_back(std::move(message));
+  spdlog::info("[trial={}] exited: code {} signal {}", trial.id, exit->exit_code, exit->signal);
+}
+
+void Agent::SendPending() {
+  const int64_t generation = connection_generation_.load();
+  if (generation != seen_generation_) {
+    // A new connection: everything unacknowledged goes out again.
+    seen_generation_ = generation;
+    for (auto& [id, trial] : trials_) trial->sent = 0;
+  }
+  if (seen_generation_ == 0) return;  // never registered yet
+  for (auto& [id, trial] : trials_) {
+    while (trial->sent < trial->unacked.size()) {
+      v1::AgentMessage message;
+      auto* batch = message.mutable_metric_batch();
+      batch->set_trial_id(id);
+      batch->set_first_seq(trial->unacked[trial->sent].seq());
+      const size_t end = std::min(trial->unacked.size(), trial->sent + kMaxBatchReports);
+      for (size_t i = trial->sent; i < end; ++i) *batch->add_reports() = trial->unacked[i];
+      if (!Send(message)) return;
+      trial->sent = end;
+    }
+  }
+  while (!outbox_.empty()) {
+    // A trial's exit goes out only after all its metrics did.
+    const auto& next = outbox_.front();
+    if (next.has_trial_exited()) {
+      auto it = trials_.find(next.trial_exited().trial_id());
+      if (it != trials_.end() && it->second->sent < it->second->unacked.size()) break;
+    }
+    if (!Send(next)) return;
+    outbox_.pop_front();
+  }
+  const double now = NowSeconds();
+  if (now - last_heartbeat_ >= heartbeat_seconds_) {
+    v1::AgentMessage heartbeat;
+    for (auto& [id, trial] : trials_) {
+      if (!trial->exited) heartbeat.mutable_heartbeat()->add_running_trial_ids(id);
+    }
+    heartbeat.mutable_heartbeat();
+    if (Send(heartbeat)) last_heartbeat_ = now;
+  }
+  // Trials that exited and whose metrics were all acknowledged are done here.
+  for (auto it = trials_.begin(); it != trials_.end();) {
+    const Trial& t = *it->second;
+    const bool exit_sent =
+        std::none_of(outbox_.begin(), outbox_.end(), [&](const v1::AgentMessage& m) {
+          return m.has_trial_exited() && m.trial_exited().trial_id() == t.id;
+        });
+    if (t.exited && t.unacked.empty() && exit_sent) {
+      it = trials_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Agent::PollOnce() {
+  std::vector<pollfd> fds;
+  fds.push_back({.fd = wake_pipe_[0], .events = POLLIN, .revents = 0});
+  for (auto& [id, trial] : trials_) {
+    if (trial->exited) continue;
+    if (trial->process->stdout_fd() >= 0) {
+      fds.push_back({.fd = trial->process->stdout_fd(), .events = POLLIN, .revents = 0});
+    }
+    fds.push_back({.fd = trial->listen_fd, .events = POLLIN, .revents = 0});
+    for (auto& c : trial->clients) fds.push_back({.fd = c.fd, .events = POLLIN, .revents = 0});
+  }
+  // Short timeout: exits and stop deadlines are checked on every turn.
+  poll(fds.data(), fds.size(), 50);
+  if (fds[0].revents & POLLIN) {
+    char drain[256];
+    while (read(wake_pipe_[0], drain, sizeof(drain)) > 0) {
+    }
+  }
+  std::deque<v1::SchedulerMessage> inbox;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox.swap(inbox_);
+  }
+  for (const auto& m : inbox) HandleMessage(m);
+  for (auto& [id, trial] : trials_) {
+    if (trial->exited) continue;
+    ReadStdout(*trial, false);
+    AcceptClients(*trial);
+    for (auto& c : trial->clients) ServeClient(*trial, c);
+    std::erase_if(trial->clients, [](const Client& c) {
+      if (c.closed) close(c.fd);
+      return c.closed;
+    });
+    CheckExit(*trial);
+  }
+  SendPending();
+}
+
+}  // namespace sweepd::worker

@@ -1,0 +1,101 @@
+#pragma once
+
+// sweep-agent: connects to the scheduler, registers its slots, runs assigned trials as process
+// groups, serves each trial's reporting socket, relays metrics with sequence numbers until they
+// are acknowledged, and stops trials when told.
+//
+// Threads: Run() drives the trial loop (poll over pipes and sockets) on the calling thread; a
+// connection thread owns the gRPC stream and hands scheduler messages to the loop through an
+// inbox. Stop() may be called from any thread.
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "sweepd/v1/agent_service.grpc.pb.h"
+
+namespace sweepd::worker {
+
+struct AgentOptions {
+  std::string scheduler = "127.0.0.1:7777";
+  // Stable name across restarts; defaults to the hostname.
+  std::string agent_id;
+  int slots = 1;
+  // Trials run in WORKDIR/<sweep>/<trial>/.
+  std::string workdir = "sweepd-work";
+  // `program` resolves against this folder unless the scheduler names one (sweepctl run).
+  std::string code_dir = ".";
+  // `${interpreter}`.
+  std::string interpreter = "python3";
+  // A folder holding the `sweepd` Python package, put first on trials' PYTHONPATH.
+  std::string python_path;
+  // Seconds between reconnect attempts grow from 0.2 to this.
+  double max_backoff_seconds = 10;
+};
+
+class Agent {
+ public:
+  explicit Agent(AgentOptions options);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Runs until Stop(): trials, reports, reconnects. Returns after every trial process is gone.
+  absl::Status Run();
+  // Asks Run() to stop: running trials are killed (their process groups), the stream ends.
+  void Stop();
+
+ private:
+  struct Trial;
+  struct Client;
+
+  void ConnectionLoop();
+  void HandleMessage(const v1::SchedulerMessage& message);
+  void StartTrial(const v1::Assign& assign);
+  void PollOnce();
+  void ReadStdout(Trial& trial, bool drain);
+  void AcceptClients(Trial& trial);
+  void ServeClient(Trial& trial, Client& client);
+  std::string HandleRequest(Trial& trial, const std::string& line, int peer_pid);
+  void AddReport(Trial& trial, std::optional<int64_t> step,
+                 std::vector<std::pair<std::string, double>> metrics);
+  void CheckExit(Trial& trial);
+  void SendPending();
+  bool Send(const v1::AgentMessage& message);
+  void Wake();
+
+  const AgentOptions options_;
+  std::atomic<bool> stopping_{false};
+  std::string runtime_dir_;  // holds the reporting sockets (short paths)
+  int wake_pipe_[2] = {-1, -1};
+
+  // Messages from the scheduler, handed from the connection thread to the trial loop.
+  std::mutex inbox_mu_;
+  std::deque<v1::SchedulerMessage> inbox_;
+  std::atomic<int64_t> connection_generation_{0};  // bumps on every (re)connect
+
+  // The stream; writes from the trial loop, reads on the connection thread.
+  std::mutex stream_mu_;
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::SchedulerMessage>> stream_;
+  std::thread connection_thread_;
+
+  // Trial-loop state.
+  std::map<std::string, std::unique_ptr<Trial>> trials_;
+  std::deque<v1::AgentMessage> outbox_;  // started/exited messages not yet sent
+  int64_t seen_generation_ = 0;
+  int heartbeat_seconds_ = 5;
+  double last_heartbeat_ = 0;
+  int next_socket_ = 0;
+};
+
+}  // namespace sweepd::worker

@@ -1,0 +1,73 @@
+// sweep-agent: the worker daemon on each node.
+
+#include <signal.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/logging.h"
+#include "worker/agent.h"
+#include "worker/python_path.h"
+
+ABSL_FLAG(std::string, scheduler, "",
+          "sweepd's address (default $SWEEPD_ADDR, else 127.0.0.1:7777)");
+ABSL_FLAG(int, slots, 1, "trials this node runs at once (CPU slots; GPUs come with GPU support)");
+ABSL_FLAG(std::string, workdir, "sweepd-work", "trials run in WORKDIR/<sweep>/<trial>/");
+ABSL_FLAG(std::string, code_dir, ".", "folder `program` resolves against");
+ABSL_FLAG(std::string, agent_id, "", "stable name of this agent (default: the hostname)");
+ABSL_FLAG(std::string, interpreter, "",
+          "what ${interpreter} expands to (default $SWEEPD_PYTHON, else python3)");
+ABSL_FLAG(std::string, python_path, "",
+          "folder with the sweepd Python package, put on trials' PYTHONPATH (default: the one "
+          "shipped with this binary)");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "the sweepd worker daemon.\nUsage: sweep-agent --scheduler HOST:PORT --slots N");
+  absl::ParseCommandLine(argc, argv);
+  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  sweepd::worker::AgentOptions options;
+  options.scheduler = absl::GetFlag(FLAGS_scheduler);
+  if (options.scheduler.empty()) {
+    const char* env = std::getenv("SWEEPD_ADDR");
+    options.scheduler = env != nullptr && *env != '\0' ? env : "127.0.0.1:7777";
+  }
+  options.slots = absl::GetFlag(FLAGS_slots);
+  options.workdir = absl::GetFlag(FLAGS_workdir);
+  options.code_dir = absl::GetFlag(FLAGS_code_dir);
+  options.agent_id = absl::GetFlag(FLAGS_agent_id);
+  options.interpreter = absl::GetFlag(FLAGS_interpreter);
+  if (options.interpreter.empty()) {
+    const char* env = std::getenv("SWEEPD_PYTHON");
+    options.interpreter = env != nullptr && *env != '\0' ? env : "python3";
+  }
+  options.python_path = absl::GetFlag(FLAGS_python_path);
+  if (options.python_path.empty()) options.python_path = sweepd::worker::DefaultPythonPath();
+
+  sweepd::worker::Agent agent(options);
+  std::thread signal_waiter([&] {
+    int received = 0;
+    sigwait(&signals, &received);
+    spdlog::info("signal {}: stopping; trials are killed", received);
+    agent.Stop();
+  });
+  signal_waiter.detach();
+  if (auto st = agent.Run(); !st.ok()) {
+    std::cerr << "sweep-agent: " << st.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
