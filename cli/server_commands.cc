@@ -182,8 +182,8 @@ int RunSubmit(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   v1::CreateSweepRequest request;
   request.set_spec_yaml(*text);
   request.set_paused(args.Has("paused"));
-  std::error_code ec;
-  request.set_spec_dir(std::filesystem::absolute(path, ec).parent_path().string());
+  // No spec_dir: on a cluster, `program` resolves against each agent's --code_dir (as W&B's
+  // agent resolves it against its working directory).
   v1::CreateSweepResponse response;
   grpc::Status status = client.stub().CreateSweep(client.Context().get(), request, &response);
   if (!status.ok()) {

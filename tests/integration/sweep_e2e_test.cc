@@ -1,0 +1,365 @@
+// End to end with the real binaries: one sweepd and two sweep-agent processes on loopback,
+// driven through sweepctl; assertions on its output and on the store.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/store.h"
+#include "tests/testing/subprocess.h"
+
+namespace sweepd {
+namespace {
+
+using ::sweepd::testing::BinaryPath;
+using ::sweepd::testing::ProcessResult;
+using ::sweepd::testing::RunProcess;
+using ::sweepd::testing::SourcePath;
+using ::sweepd::testing::SpawnProcess;
+using ::sweepd::testing::WaitFor;
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+std::string ReadFileText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// An int64 field of proto JSON (a string there, absent when zero).
+int64_t Int(const Json& object, const std::string& key) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return 0;
+  if (it->is_string()) return std::stoll(it->get<std::string>());
+  return it->get<int64_t>();
+}
+
+// Processes whose command line contains `marker`.
+int CountProcessesWith(const std::string& marker) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFileText(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    const std::string stat = ReadFileText(entry.path() / "stat");
+    const bool zombie = stat.find(") Z ") != std::string::npos;
+    if (!zombie && cmdline.find(marker) != std::string::npos) ++count;
+  }
+  return count;
+}
+
+class Cluster {
+ public:
+  explicit Cluster(int agents = 2, int slots = 1) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "sweepd-e2e-XXXXXX").string();
+    dir_ = mkdtemp(pattern.data());
+    const std::string address_file = dir_ + "/address";
+    sweepd_ = SpawnProcess({BinaryPath("scheduler/sweepd"), "--listen=127.0.0.1:0", "--db=" + db(),
+                            "--address_file=" + address_file, "--stop_grace=1"},
+                           dir_ + "/sweepd.log");
+    EXPECT_GT(sweepd_, 0);
+    EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(address_file); }, 20000))
+        << ReadFileText(dir_ + "/sweepd.log");
+    std::ifstream(address_file) >> address_;
+    for (int i = 0; i < agents; ++i) {
+      agents_.push_back(
+          SpawnProcess({BinaryPath("worker/sweep-agent"), "--scheduler=" + address_,
+                        "--slots=" + std::to_string(slots), "--agent_id=agent-" + std::to_string(i),
+                        "--workdir=" + dir_ + "/work-" + std::to_string(i),
+                        "--code_dir=" + SourcePath("tests/integration/scripts")},
+                       dir_ + "/agent-" + std::to_string(i) + ".log"));
+    }
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          auto r = Sweepctl({"agents", "--output", "json"});
+          return r.exit_code == 0 &&
+                 Json::parse(r.out, nullptr, false).size() == static_cast<size_t>(agents);
+        },
+        20000));
+  }
+
+  ~Cluster() {
+    for (int pid : agents_) kill(pid, SIGTERM);
+    for (int pid : agents_) waitpid(pid, nullptr, 0);
+    if (sweepd_ > 0) {
+      kill(sweepd_, SIGTERM);
+      int status = 0;
+      waitpid(sweepd_, &status, 0);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "sweepd did not exit cleanly";
+    }
+    std::filesystem::remove_all(dir_);
+  }
+
+  ProcessResult Sweepctl(std::vector<std::string> args) {
+    args.insert(args.begin(), BinaryPath("cli/sweepctl"));
+    args.push_back("--scheduler=" + address_);
+    return RunProcess(args);
+  }
+
+  // Writes a spec into the cluster's folder and submits it; returns the sweep id.
+  std::string Submit(const std::string& yaml) {
+    const std::string path = dir_ + "/spec-" + std::to_string(specs_++) + ".yaml";
+    std::ofstream(path) << yaml;
+    auto r = Sweepctl({"submit", path});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::string id = r.out;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id;
+  }
+
+  Json Status(const std::string& sweep) {
+    auto r = Sweepctl({"status", sweep, "--output", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return Json::parse(r.out, nullptr, false);
+  }
+
+  bool WaitForState(const std::string& sweep, const std::string& state, int timeout_ms = 60000) {
+    return WaitFor([&] { return Status(sweep).value("state", "") == state; }, timeout_ms);
+  }
+
+  std::string db() const { return dir_ + "/sweepd.db"; }
+  const std::string& dir() const { return dir_; }
+  std::string Logs() {
+    return ReadFileText(dir_ + "/sweepd.log") + ReadFileText(dir_ + "/agent-0.log");
+  }
+
+ private:
+  std::string dir_;
+  std::string address_;
+  int sweepd_ = -1;
+  std::vector<int> agents_;
+  int specs_ = 0;
+};
+
+TEST(SweepE2eTest, RandomSweepStoresEveryMetricOfEveryTrial) {
+  Cluster cluster;
+  const std::string id = cluster.Submit(R"(
+name: e2e-random
+program: report_socket.py
+method: random
+metric: {name: loss, goal: minimize}
+run_cap: 6
+seed: 3
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  const Json status = cluster.Status(id);
+  EXPECT_EQ(Int(status["counts"], "completed"), 6);
+  EXPECT_EQ(status["reason"], "run cap of 6 trials reached");
+  // Every report of every trial is in the store exactly once.
+  auto store = store::Store::Open({.path = cluster.db()});
+  ASSERT_TRUE(store.ok());
+  auto trials = (*store)->ListTrials({.sweep_public_id = id});
+  ASSERT_TRUE(trials.ok());
+  ASSERT_EQ(trials->trials.size(), 6u);
+  for (const auto& t : trials->trials) {
+    auto detail = (*store)->GetTrial(t.id(), {"loss"}, 0);
+    ASSERT_TRUE(detail.ok());
+    ASSERT_EQ(detail->curves.size(), 1u);
+    ASSERT_EQ(detail->curves[0].points_size(), 20) << t.id();
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(detail->curves[0].points(i).step(), i);
+    EXPECT_EQ(detail->trial.state(), v1::TRIAL_STATE_COMPLETED);
+  }
+  // Best first, and `best` agrees with the summary.
+  auto best = cluster.Sweepctl({"best", id, "--output", "json"});
+  ASSERT_EQ(best.exit_code, 0) << best.err;
+  EXPECT_EQ(Json::parse(best.out)["id"], status["best_trial_id"]);
+  EXPECT_EQ(trials->trials[0].id(), status["best_trial_id"]);
+  auto table = cluster.Sweepctl({"trials", id});
+  EXPECT_THAT(table.out, HasSubstr("TRIAL"));
+  EXPECT_THAT(table.out, HasSubstr("completed"));
+}
+
+TEST(SweepE2eTest, GridRunsEachPointOnceFromStdoutMetrics) {
+  Cluster cluster;
+  const std::string id = cluster.Submit(R"(
+program: print_metrics.py
+method: grid
+metric: {name: loss}
+parameters:
+  lr: {values: [0.1, 0.2, 0.3]}
+  layers: {values: [1, 2]}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  auto exported = cluster.Sweepctl({"export", id, "--format", "json"});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const Json rows = Json::parse(exported.out);
+  ASSERT_EQ(rows.size(), 6u);
+  std::set<std::string> points;
+  for (const auto& row : rows) {
+    points.insert(row["lr"].dump() + "/" + row["layers"].dump());
+    EXPECT_EQ(row["state"], "completed");
+    // Parsed from `epoch=4 loss=...` printed lines: the last epoch's loss.
+    EXPECT_NEAR(row["loss"].get<double>(),
+                row["lr"].get<double>() * row["layers"].get<double>() / 5, 1e-6);
+    EXPECT_EQ(row["epoch"], 4);
+  }
+  EXPECT_EQ(points.size(), 6u);
+  auto csv = cluster.Sweepctl({"export", id});
+  EXPECT_THAT(csv.out, HasSubstr("trial,number,state,attempt,gpu_seconds,reason,lr,layers"));
+}
+
+TEST(SweepE2eTest, PauseStopsNewTrialsAndResumeFinishes) {
+  Cluster cluster;
+  const std::string id = cluster.Submit(R"(
+program: report_socket.py
+method: random
+metric: {name: loss}
+run_cap: 4
+parallelism: 1
+command: ["${env}", "${interpreter}", "${program}", "${args}", "--sleep=0.05", "--steps=10"]
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 1; }, 30000));
+  auto paused = cluster.Sweepctl({"pause", id});
+  ASSERT_EQ(paused.exit_code, 0) << paused.err;
+  EXPECT_THAT(paused.out, HasSubstr("paused"));
+  auto again = cluster.Sweepctl({"pause", id});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("only a running sweep can be paused"));
+  // The running trial finishes; nothing new starts while paused.
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "completed") == 1; }, 30000));
+  const Json while_paused = cluster.Status(id);
+  EXPECT_EQ(while_paused["state"], "SWEEP_STATE_PAUSED");
+  EXPECT_EQ(Int(while_paused["counts"], "running") + Int(while_paused["counts"], "assigned"), 0);
+  ASSERT_EQ(cluster.Sweepctl({"resume", id}).exit_code, 0);
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  EXPECT_EQ(Int(cluster.Status(id)["counts"], "completed"), 4);
+}
+
+TEST(SweepE2eTest, CancelStopsTrialsAndLeavesNoProcess) {
+  Cluster cluster;
+  const std::string marker = "cancel-marker-" + std::to_string(getpid());
+  const std::string id = cluster.Submit(R"(
+program: report_socket.py
+method: random
+metric: {name: loss}
+command: ["${env}", "${interpreter}", "${program}", "${args}", "--sleep=0.1", "--steps=100000",
+          "--tag=)" + marker + R"("]
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  ASSERT_TRUE(WaitFor([&] { return CountProcessesWith(marker) == 2; }, 30000)) << cluster.Logs();
+  auto canceled = cluster.Sweepctl({"cancel", id});
+  ASSERT_EQ(canceled.exit_code, 0) << canceled.err;
+  ASSERT_TRUE(WaitFor([&] { return CountProcessesWith(marker) == 0; }, 30000))
+      << "trial processes left after cancel";
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "canceled") == 2; }, 30000));
+  const Json status = cluster.Status(id);
+  EXPECT_EQ(status["state"], "SWEEP_STATE_CANCELED");
+  // The scripts were told to stop through report() before any signal.
+  auto trials = cluster.Sweepctl({"trials", id, "--output", "json"});
+  for (const auto& t : Json::parse(trials.out)["trials"]) {
+    auto logs = cluster.Sweepctl({"logs", t["id"]});
+    EXPECT_THAT(logs.out, HasSubstr("stopped: sweep canceled"));
+  }
+  EXPECT_EQ(cluster.Sweepctl({"cancel", id}).exit_code, 1);
+}
+
+TEST(SweepE2eTest, FailingScriptFailsTheSweepAfterMaxFailures) {
+  Cluster cluster;
+  const std::string id = cluster.Submit(R"(
+program: fail.py
+method: random
+max_failures: 3
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FAILED")) << cluster.Logs();
+  const Json status = cluster.Status(id);
+  EXPECT_THAT(status["reason"].get<std::string>(), HasSubstr("max_failures 3"));
+  EXPECT_THAT(status["reason"].get<std::string>(), HasSubstr("exited with code 3"));
+  EXPECT_GE(Int(status["counts"], "failed"), 3);
+  auto trials = cluster.Sweepctl({"trials", id, "--state", "failed", "--output", "json"});
+  const Json first = Json::parse(trials.out)["trials"][0];
+  auto trial = cluster.Sweepctl({"trial", first["id"]});
+  EXPECT_THAT(trial.out, HasSubstr("something is wrong with the data"));
+}
+
+TEST(SweepE2eTest, MissingProgramAndBadRequestsGetClearErrors) {
+  Cluster cluster;
+  const std::string id = cluster.Submit(R"(
+program: no_such_script.py
+method: random
+max_failures: 1
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FAILED"));
+  EXPECT_THAT(cluster.Status(id)["reason"].get<std::string>(),
+              HasSubstr("program 'no_such_script.py' not found"));
+  auto unknown = cluster.Sweepctl({"status", "s-nosuchid"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("no sweep 's-nosuchid'"));
+  auto bad_trial = cluster.Sweepctl({"trial", "s-nosuchid-0001"});
+  EXPECT_EQ(bad_trial.exit_code, 1);
+  EXPECT_THAT(bad_trial.err, HasSubstr("no trial"));
+  // An invalid spec is refused by sweepd with every error.
+  std::ofstream(cluster.dir() + "/bad.yaml")
+      << "method: grid\nparameters:\n  x: {min: 1.0, max: 0.5}\n";
+  auto bad = cluster.Sweepctl({"submit", cluster.dir() + "/bad.yaml"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("parameters.x.min: min 1.0 must be less than max 0.5"));
+  EXPECT_THAT(bad.err, HasSubstr("program: required"));
+}
+
+TEST(SweepE2eTest, EnqueuedTrialRunsWithItsParameters) {
+  Cluster cluster(1, 1);
+  const std::string id = cluster.Submit(R"(
+program: report_socket.py
+method: random
+metric: {name: loss}
+run_cap: 2
+parameters:
+  x: {min: 0.0, max: 1.0}
+  opt: {values: [sgd, adam]}
+)");
+  auto bad = cluster.Sweepctl({"enqueue", id, "--param", "x=7"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("params.x: 7 is outside [0, 1]"));
+  auto unknown = cluster.Sweepctl({"enqueue", id, "--param", "y=1"});
+  EXPECT_THAT(unknown.err, HasSubstr("params.y: not a parameter of this sweep"));
+  auto enqueued = cluster.Sweepctl(
+      {"enqueue", id, "--param", "x=0.3", "--param", "opt=adam", "--output", "json"});
+  ASSERT_EQ(enqueued.exit_code, 0) << enqueued.err;
+  const std::string trial_id = Json::parse(enqueued.out)["id"];
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED"));
+  auto trial = cluster.Sweepctl({"trial", trial_id, "--output", "json"});
+  const Json detail = Json::parse(trial.out);
+  EXPECT_EQ(detail["trial"]["state"], "TRIAL_STATE_COMPLETED");
+  EXPECT_EQ(detail["trial"]["params"][0]["value_json"], "0.3");
+  EXPECT_EQ(detail["trial"]["params"][1]["value_json"], "\"adam\"");
+}
+
+TEST(SweepctlRunTest, RunsAWholeSweepWithNoDaemons) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("sweepctl-run-" + std::to_string(getpid())))
+          .string();
+  std::filesystem::create_directories(dir);
+  auto r = RunProcess({BinaryPath("cli/sweepctl"), "run", SourcePath("examples/grid/sweep.yaml"),
+                       "--db", dir + "/run.db", "--workdir", dir + "/work", "--output", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json doc = Json::parse(r.out);
+  EXPECT_EQ(doc["sweep"]["state"], "SWEEP_STATE_FINISHED");
+  EXPECT_EQ(Int(doc["sweep"]["counts"], "completed"), 12);
+  EXPECT_EQ(doc["best_trial"]["id"], doc["sweep"]["best_trial_id"]);
+  EXPECT_GT(doc["best_trial"]["best_value"].get<double>(), 0.5);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sweepd
