@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -343,6 +344,86 @@ parameters:
   EXPECT_EQ(detail["trial"]["state"], "TRIAL_STATE_COMPLETED");
   EXPECT_EQ(detail["trial"]["params"][0]["value_json"], "0.3");
   EXPECT_EQ(detail["trial"]["params"][1]["value_json"], "\"adam\"");
+}
+
+TEST(SweepE2eTest, PythonClientReportsAndIsToldToStop) {
+  Cluster cluster;
+  const std::string id = cluster.Submit(R"(
+program: client_script.py
+method: grid
+metric: {name: loss}
+parameters:
+  opt:
+    parameters:
+      lr: {values: [0.05, 0.1]}
+  steps: {value: 8}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  auto store = store::Store::Open({.path = cluster.db()});
+  ASSERT_TRUE(store.ok());
+  auto trials = (*store)->ListTrials({.sweep_public_id = id});
+  ASSERT_EQ(trials->trials.size(), 2u);
+  for (const auto& t : trials->trials) {
+    auto detail = (*store)->GetTrial(t.id(), {}, 0);
+    ASSERT_TRUE(detail.ok());
+    std::map<std::string, int> points;
+    for (const auto& c : detail->curves) points[c.name()] = c.points_size();
+    EXPECT_EQ(points["loss"], 8) << t.id();
+    EXPECT_EQ(points["acc"], 8) << t.id();
+    EXPECT_EQ(points["final_loss"], 1) << "finish() reports final metrics";
+  }
+  // The best is lr=0.1 (its loss has no (lr - 0.1)^2 term).
+  EXPECT_EQ(trials->trials[0].params(0).value_json(), "0.1");
+
+  // A long trial is told to stop through report() when the sweep is canceled.
+  const std::string long_id = cluster.Submit(R"(
+program: client_script.py
+method: random
+metric: {name: loss}
+parameters:
+  opt:
+    parameters:
+      lr: {min: 0.0, max: 1.0}
+  steps: {value: 100000}
+  sleep: {value: 0.05}
+)");
+  ASSERT_TRUE(
+      WaitFor([&] { return Int(cluster.Status(long_id)["counts"], "running") == 2; }, 30000));
+  ASSERT_EQ(cluster.Sweepctl({"cancel", long_id}).exit_code, 0);
+  ASSERT_TRUE(
+      WaitFor([&] { return Int(cluster.Status(long_id)["counts"], "canceled") == 2; }, 30000));
+  auto listed = cluster.Sweepctl({"trials", long_id, "--output", "json"});
+  for (const auto& t : Json::parse(listed.out)["trials"]) {
+    EXPECT_THAT(cluster.Sweepctl({"logs", t["id"]}).out, HasSubstr("told to stop: sweep canceled"));
+  }
+}
+
+TEST(SweepE2eTest, HostileScriptGetsErrorsAndTheTrialGoesOn) {
+  Cluster cluster(1, 1);
+  const std::string id = cluster.Submit(R"(
+program: hostile.py
+method: random
+metric: {name: loss}
+run_cap: 1
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  auto trials = cluster.Sweepctl({"trials", id, "--output", "json"});
+  const Json trial = Json::parse(trials.out)["trials"][0];
+  EXPECT_EQ(trial["state"], "TRIAL_STATE_COMPLETED");
+  auto logs = cluster.Sweepctl({"logs", trial["id"]});
+  EXPECT_THAT(logs.out, HasSubstr("reply-error: request is not a JSON object"));
+  EXPECT_THAT(logs.out, HasSubstr("reply-error: op: 'explode' is unknown"));
+  EXPECT_THAT(logs.out, HasSubstr("reply-error: this socket belongs to trial"));
+  EXPECT_THAT(logs.out, HasSubstr("reply-error: metrics.loss: must be a number"));
+  EXPECT_THAT(logs.out, HasSubstr("noise 199999"));
+  // Only the five valid reports count; the flood's "loss=999" lines were not parsed.
+  auto detail = cluster.Sweepctl({"trial", trial["id"], "--output", "json"});
+  const Json metrics = Json::parse(detail.out)["trial"]["metrics"][0];
+  EXPECT_EQ(metrics["name"], "loss");
+  EXPECT_EQ(metrics["count"], "5");
+  EXPECT_DOUBLE_EQ(metrics["best"].get<double>(), 0.2);
 }
 
 TEST(SweepctlRunTest, RunsAWholeSweepWithNoDaemons) {

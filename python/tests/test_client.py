@@ -1,0 +1,149 @@
+"""The reporting client against a real Unix socket served by a stand-in agent."""
+
+import io
+import json
+import math
+import os
+import socket
+import sys
+import tempfile
+import threading
+import unittest
+from contextlib import redirect_stderr
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import sweepd  # noqa: E402
+
+
+class StandInAgent:
+    """Serves the protocol on a Unix socket: records requests, answers stop from a step on."""
+
+    def __init__(self, path, stop_at=None, error_on=None):
+        self.path = path
+        self.stop_at = stop_at
+        self.error_on = error_on
+        self.requests = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(4)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rw") as f:
+                for line in f:
+                    request = json.loads(line)
+                    self.requests.append(request)
+                    if self.error_on is not None and request.get("step") == self.error_on:
+                        reply = {"error": "metrics.loss: must be a number"}
+                    elif self.stop_at is not None and request.get("step", -1) >= self.stop_at:
+                        reply = {"action": "stop", "reason": "pruned by test at rung 1"}
+                    else:
+                        reply = {"action": "continue"}
+                    f.write(json.dumps(reply) + "\n")
+                    f.flush()
+
+    def close(self):
+        self.server.close()
+
+
+class ClientTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.saved_env = dict(os.environ)
+        sweepd._close()
+        sweepd._state.update(step=0, stop=False, reason="")
+
+    def tearDown(self):
+        sweepd._close()
+        os.environ.clear()
+        os.environ.update(self.saved_env)
+
+    def start_agent(self, **kwargs):
+        agent = StandInAgent(os.path.join(self.dir, "t.sock"), **kwargs)
+        self.addCleanup(agent.close)
+        os.environ["SWEEP_SOCKET"] = agent.path
+        os.environ["SWEEP_TRIAL_ID"] = "s-test-0001"
+        os.environ["SWEEP_PARAMS_JSON"] = json.dumps(
+            {"optimizer.lr": 0.1, "optimizer.name": "adam", "model.hidden": 16, "epochs": 3})
+        return agent
+
+    def test_params_nest_dotted_names(self):
+        self.start_agent()
+        self.assertEqual(sweepd.params(), {"optimizer": {"lr": 0.1, "name": "adam"},
+                                           "model": {"hidden": 16}, "epochs": 3})
+        self.assertEqual(sweepd.flat_params()["optimizer.lr"], 0.1)
+
+    def test_params_from_argv_outside_a_sweep(self):
+        os.environ.pop("SWEEP_SOCKET", None)
+        os.environ.pop("SWEEP_PARAMS_JSON", None)
+        saved = sys.argv
+        sys.argv = ["train.py", "--optimizer.lr=0.5", "--model.hidden", "8", "--name=run a",
+                    "--fast"]
+        try:
+            self.assertEqual(sweepd.params(), {"optimizer": {"lr": 0.5}, "model": {"hidden": 8},
+                                               "name": "run a", "fast": True})
+        finally:
+            sys.argv = saved
+
+    def test_report_sends_steps_metrics_and_trial(self):
+        agent = self.start_agent()
+        self.assertTrue(sweepd.report(loss=0.5, acc=0.9))
+        self.assertTrue(sweepd.report(loss=float("nan"), acc=float("inf")))
+        self.assertTrue(sweepd.report(step=10, loss=-float("inf")))
+        self.assertEqual([r["step"] for r in agent.requests], [0, 1, 10])
+        self.assertEqual(agent.requests[0]["metrics"], {"acc": 0.9, "loss": 0.5})
+        self.assertEqual(agent.requests[1]["metrics"], {"acc": "Infinity", "loss": "NaN"})
+        self.assertEqual(agent.requests[2]["metrics"], {"loss": "-Infinity"})
+        self.assertTrue(all(r["trial"] == "s-test-0001" for r in agent.requests))
+        self.assertTrue(all(r["op"] == "report" for r in agent.requests))
+
+    def test_stop_makes_report_false(self):
+        self.start_agent(stop_at=2)
+        results = [sweepd.report(step=s, loss=1.0 / (s + 1)) for s in range(4)]
+        self.assertEqual(results, [True, True, False, False])
+        self.assertTrue(sweepd.should_stop())
+        self.assertEqual(sweepd.stop_reason(), "pruned by test at rung 1")
+
+    def test_error_replies_raise(self):
+        self.start_agent(error_on=1)
+        sweepd.report(step=0, loss=1.0)
+        with self.assertRaises(sweepd.SweepdError) as raised:
+            sweepd.report(step=1, loss=1.0)
+        self.assertIn("metrics.loss", str(raised.exception))
+
+    def test_bad_arguments(self):
+        self.start_agent()
+        with self.assertRaises(ValueError):
+            sweepd.report(step=0)
+        with self.assertRaises(ValueError):
+            sweepd.report(step=0, reduce="median", loss=1.0)
+
+    def test_unreachable_agent_is_a_clear_error(self):
+        os.environ["SWEEP_SOCKET"] = os.path.join(self.dir, "missing.sock")
+        with self.assertRaises(sweepd.SweepdError) as raised:
+            sweepd.report(loss=1.0)
+        self.assertIn("missing.sock", str(raised.exception))
+
+    def test_outside_a_sweep_report_logs_and_continues(self):
+        os.environ.pop("SWEEP_SOCKET", None)
+        buf = io.StringIO()
+        with redirect_stderr(buf):
+            self.assertTrue(sweepd.report(step=3, loss=0.25))
+        self.assertIn("step=3 loss=0.25", buf.getvalue())
+
+    def test_finish_sends_final_metrics(self):
+        agent = self.start_agent()
+        sweepd.report(step=0, loss=1.0)
+        sweepd.finish(loss=0.125)
+        self.assertEqual(agent.requests[-1]["op"], "finish")
+        self.assertEqual(agent.requests[-1]["metrics"], {"loss": 0.125})
+
+
+if __name__ == "__main__":
+    unittest.main()
