@@ -29,6 +29,7 @@ run: build
 
 bench: build
 	$(BUILD)/bench/store_bench --dir bench-data
+	$(BUILD)/bench/sweep_bench --dir bench-data
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
