@@ -1,0 +1,240 @@
+#pragma once
+
+// sweepd's header-only C++ reporting client: the same calls as the Python one.
+//
+//   #include <sweepd/client.h>
+//   sweepd::Client client;                        // reads SWEEP_* from the environment
+//   double lr = std::stod(client.Param("optimizer.lr", "0.01"));
+//   for (int epoch = 0; epoch < epochs; ++epoch) {
+//     if (!client.Report(epoch, {{"val_loss", loss}, {"acc", acc}})) break;  // pruned
+//   }
+//   client.Finish();
+//
+// Outside a sweep (SWEEP_SOCKET unset) Param() falls back to `--name=value` arguments given to
+// the constructor and Report() only logs to stderr, so the program also runs by hand.
+// POSIX only; no dependencies. Not thread-safe: one Client per thread (or a lock around it).
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sweepd {
+
+class Client {
+ public:
+  Client() : Client(0, nullptr) {}
+  // argc/argv: where Param() looks outside a sweep.
+  Client(int argc, char** argv) {
+    if (const char* s = std::getenv("SWEEP_SOCKET")) socket_path_ = s;
+    if (const char* t = std::getenv("SWEEP_TRIAL_ID")) trial_id_ = t;
+    if (const char* p = std::getenv("SWEEP_PARAMS_JSON")) {
+      params_ = ParseFlatObject(p);
+    } else {
+      for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg.rfind("--", 0) != 0) continue;
+        const size_t eq = arg.find('=');
+        if (eq != std::string::npos) {
+          params_[arg.substr(2, eq - 2)] = arg.substr(eq + 1);
+        } else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
+          params_[arg.substr(2)] = argv[++i];
+        } else {
+          params_[arg.substr(2)] = "true";
+        }
+      }
+    }
+  }
+  ~Client() { Close(); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool in_sweep() const { return !socket_path_.empty(); }
+
+  // A parameter by its flattened name (`optimizer.lr`): strings without their quotes, numbers
+  // and booleans as written. `fallback` when absent.
+  std::string Param(const std::string& name, const std::string& fallback = "") const {
+    auto it = params_.find(name);
+    return it == params_.end() ? fallback : it->second;
+  }
+  const std::map<std::string, std::string>& Params() const { return params_; }
+
+  // Reports metrics at `step`; false means stop (pruned or canceled). Throws std::runtime_error
+  // when the agent refuses the request or cannot be reached.
+  bool Report(long long step, const std::vector<std::pair<std::string, double>>& metrics) {
+    if (!in_sweep()) {
+      std::string line = "sweepd: step=" + std::to_string(step);
+      for (const auto& [name, value] : metrics) line += " " + name + "=" + Number(value);
+      std::fprintf(stderr, "%s\n", line.c_str());
+      return true;
+    }
+    std::string request = "{\"op\":\"report\",\"step\":" + std::to_string(step) +
+                          ",\"trial\":" + Quote(trial_id_) + ",\"metrics\":{";
+    for (size_t i = 0; i < metrics.size(); ++i) {
+      request += (i ? "," : "") + Quote(metrics[i].first) + ":" + JsonNumber(metrics[i].second);
+    }
+    request += "}}";
+    return !Exchange(request);
+  }
+
+  bool ShouldStop() const { return stopped_; }
+  const std::string& StopReason() const { return stop_reason_; }
+
+  // Final metrics (optional), then closes the connection.
+  void Finish(const std::vector<std::pair<std::string, double>>& metrics = {}) {
+    if (in_sweep()) {
+      std::string request = "{\"op\":\"finish\",\"trial\":" + Quote(trial_id_);
+      if (!metrics.empty()) {
+        request += ",\"metrics\":{";
+        for (size_t i = 0; i < metrics.size(); ++i) {
+          request += (i ? "," : "") + Quote(metrics[i].first) + ":" + JsonNumber(metrics[i].second);
+        }
+        request += "}";
+      }
+      Exchange(request + "}");
+    }
+    Close();
+  }
+
+ private:
+  static std::string Number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.17g", v);
+    return buf;
+  }
+  static std::string JsonNumber(double v) {
+    if (std::isnan(v)) return "\"NaN\"";
+    if (std::isinf(v)) return v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+    return Number(v);
+  }
+  static std::string Quote(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      if (static_cast<unsigned char>(c) < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+        out += buf;
+        continue;
+      }
+      out += c;
+    }
+    return out + "\"";
+  }
+
+  // A flat JSON object of scalars (what SWEEP_PARAMS_JSON holds for scalar parameters);
+  // nested values are kept as their JSON text.
+  static std::map<std::string, std::string> ParseFlatObject(const std::string& text) {
+    std::map<std::string, std::string> out;
+    size_t i = text.find('{');
+    if (i == std::string::npos) return out;
+    ++i;
+    auto skip = [&] {
+      while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    };
+    auto string_at = [&]() {
+      std::string s;
+      ++i;  // opening quote
+      while (i < text.size() && text[i] != '"') {
+        if (text[i] == '\\' && i + 1 < text.size()) ++i;
+        s += text[i++];
+      }
+      ++i;
+      return s;
+    };
+    while (i < text.size()) {
+      skip();
+      if (text[i] != '"') break;
+      std::string key = string_at();
+      skip();
+      ++i;  // ':'
+      skip();
+      std::string value;
+      if (text[i] == '"') {
+        value = string_at();
+      } else {
+        int depth = 0;
+        const size_t start = i;
+        while (i < text.size() && (depth > 0 || (text[i] != ',' && text[i] != '}'))) {
+          if (text[i] == '[' || text[i] == '{') ++depth;
+          if (text[i] == ']' || text[i] == '}') --depth;
+          ++i;
+        }
+        value = text.substr(start, i - start);
+        while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) {
+          value.pop_back();
+        }
+      }
+      out[key] = value;
+      skip();
+      if (i < text.size() && text[i] == ',') ++i;
+    }
+    return out;
+  }
+
+  // Sends one request line and reads the reply; true when the reply says stop.
+  bool Exchange(const std::string& request) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (fd_ < 0 && !Connect()) continue;
+      const std::string line = request + "\n";
+      if (send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+        Close();
+        continue;
+      }
+      std::string reply;
+      char c;
+      while (recv(fd_, &c, 1, 0) == 1 && c != '\n') reply += c;
+      if (reply.empty()) {
+        Close();
+        continue;
+      }
+      if (reply.find("\"error\"") != std::string::npos) {
+        throw std::runtime_error("sweepd: " + reply);
+      }
+      if (reply.find("\"stop\"") != std::string::npos) {
+        stopped_ = true;
+        const size_t r = reply.find("\"reason\":\"");
+        if (r != std::string::npos) {
+          stop_reason_ = reply.substr(r + 10, reply.find('"', r + 10) - (r + 10));
+        }
+      }
+      return stopped_;
+    }
+    throw std::runtime_error("sweepd: cannot reach the sweep agent at " + socket_path_);
+  }
+
+  bool Connect() {
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, socket_path_.c_str(), sizeof(addr.sun_path) - 1);
+    if (fd_ < 0 || connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      Close();
+      return false;
+    }
+    return true;
+  }
+
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+  std::string socket_path_;
+  std::string trial_id_;
+  std::map<std::string, std::string> params_;
+  int fd_ = -1;
+  bool stopped_ = false;
+  std::string stop_reason_;
+};
+
+}  // namespace sweepd
