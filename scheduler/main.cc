@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/flag_names.h"
 #include "common/logging.h"
 #include "scheduler/server.h"
 
@@ -25,6 +26,7 @@ ABSL_FLAG(std::string, address_file, "", "write the address served on to this fi
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the sweepd scheduler daemon.\nUsage: sweepd [--listen HOST:PORT] [--db PATH]");
+  sweepd::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");

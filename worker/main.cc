@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/flag_names.h"
 #include "common/logging.h"
 #include "worker/agent.h"
 #include "worker/python_path.h"
@@ -29,6 +30,7 @@ ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the sweepd worker daemon.\nUsage: sweep-agent --scheduler HOST:PORT --slots N");
+  sweepd::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
