@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <future>
 #include <limits>
@@ -448,6 +449,8 @@ absl::Status Store::Init() {
   RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys = ON"));
   // The writer holds the only write connection: keep its pages cached (64 MiB).
   RETURN_IF_ERROR(db->Exec("PRAGMA cache_size = -65536"));
+  // Checkpoints run on their own thread (CheckpointLoop), not inside the writer's commits.
+  RETURN_IF_ERROR(db->Exec("PRAGMA wal_autocheckpoint = 0"));
   RETURN_IF_ERROR(MigrateSchema(*db));
   if (options_.max_pages > 0) {
     RETURN_IF_ERROR(db->Exec(absl::StrCat("PRAGMA max_page_count = ", options_.max_pages)));
@@ -468,8 +471,32 @@ absl::Status Store::Init() {
     absl::MutexLock lock(&readers_mu_);
     idle_readers_.push_back(std::make_unique<ReadConnection>(std::move(reader)));
   }
+  ASSIGN_OR_RETURN(checkpoint_db_, Connection::Open(options_.path, Connection::Mode::kReadWrite));
+  RETURN_IF_ERROR(checkpoint_db_->Exec(options_.synchronous == Synchronous::kFull
+                                           ? "PRAGMA synchronous = FULL"
+                                           : "PRAGMA synchronous = NORMAL"));
   writer_thread_ = std::thread([this] { WriterLoop(); });
+  checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
   return absl::OkStatus();
+}
+
+void Store::CheckpointLoop() {
+  std::unique_lock<std::mutex> lock(checkpoint_mu_);
+  while (!checkpoint_stop_) {
+    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(200));
+    if (checkpoint_stop_) break;
+    lock.unlock();
+    int wal_frames = 0, copied = 0;
+    const int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_->raw(), nullptr,
+                                             SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied);
+    // Once everything is copied and no reader holds the old WAL, start it over so the file does
+    // not grow for ever (TRUNCATE waits for nothing when it cannot proceed: busy is fine).
+    if (rc == SQLITE_OK && wal_frames > 0 && copied == wal_frames && wal_frames > 4096) {
+      sqlite3_wal_checkpoint_v2(checkpoint_db_->raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                nullptr);
+    }
+    lock.lock();
+  }
 }
 
 Store::~Store() {
@@ -478,6 +505,16 @@ Store::~Store() {
     stopping_ = true;
   }
   if (writer_thread_.joinable()) writer_thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+  if (checkpoint_db_) {
+    sqlite3_wal_checkpoint_v2(checkpoint_db_->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                              nullptr);
+  }
 }
 
 void Store::Enqueue(std::function<absl::Status(Writer&)> apply, WriteDone done, size_t rows) {

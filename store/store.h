@@ -267,6 +267,16 @@ class Store {
   std::vector<std::unique_ptr<ReadConnection>> idle_readers_ ABSL_GUARDED_BY(readers_mu_);
 
   std::thread writer_thread_;
+
+  // Checkpoints copy the WAL back into the database file. SQLite would run them inside a commit
+  // on the writer thread (stalling every waiting write); this thread runs them beside it on its
+  // own connection, PASSIVE, so they never block the writer.
+  void CheckpointLoop();
+  std::unique_ptr<Connection> checkpoint_db_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_stop_ = false;
+  std::thread checkpoint_thread_;
 };
 
 }  // namespace sweepd::store
