@@ -30,6 +30,7 @@ run: build
 bench: build
 	$(BUILD)/bench/store_bench --dir bench-data
 	$(BUILD)/bench/sweep_bench --dir bench-data
+	$(BUILD)/bench/pruning_bench
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -35,4 +35,7 @@ std::vector<Command> SpecCommands();
 // Commands that talk to sweepd, and `run`, which embeds one.
 std::vector<Command> ServerCommands();
 
+// `simulate`: search and pruning in virtual time.
+Command SimulateCommand();
+
 }  // namespace sweepd::cli

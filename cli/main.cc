@@ -15,6 +15,7 @@ constexpr char kVersion[] = "0.1.0";
 std::vector<Command> AllCommands() {
   std::vector<Command> commands = SpecCommands();
   for (auto& c : ServerCommands()) commands.push_back(std::move(c));
+  commands.push_back(SimulateCommand());
   return commands;
 }
 

@@ -259,6 +259,10 @@ absl::Status Engine::Rebuild() {
     auto search = CreateSearchMethod(sweep.spec);
     if (!search.ok()) return search.status();
     sweep.search = std::move(*search);
+    ASSIGN_OR_RETURN(sweep.pruner, pruning::CreatePruner(sweep.spec));
+    if (sweep.spec.has_pruner() && sweep.spec.pruner().resource() != "step") {
+      sweep.resource_metric = sweep.spec.pruner().resource();
+    }
     ASSIGN_OR_RETURN(store::TrialPage page, store_->ListTrials({.sweep_public_id = s.id(),
                                                                 .sort_metric = "",
                                                                 .limit = 10'000'000,
@@ -293,6 +297,7 @@ absl::Status Engine::Rebuild() {
     }
     sweep_ids_[sweep.public_id] = sweep.id;
     sweeps_[sweep.id] = std::move(sweep);
+    RETURN_IF_ERROR(ReplayPruner(sweeps_.at(sweep_key)));
   }
   // Trials that were on agents when sweepd stopped: their agents will have to re-register to
   // claim them (reattach comes with fault tolerance); until then they count as lost and go back
@@ -436,6 +441,8 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
   }
   auto search = CreateSearchMethod(parsed->spec);
   if (!search.ok()) return search.status();
+  auto pruner = pruning::CreatePruner(parsed->spec);
+  if (!pruner.ok()) return pruner.status();
   auto done = std::make_shared<std::promise<absl::Status>>();
   auto committed = done->get_future();
   auto response = Call<absl::StatusOr<v1::CreateSweepResponse>>(
@@ -450,6 +457,10 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
         sweep.state = request.paused() ? v1::SWEEP_STATE_PAUSED : v1::SWEEP_STATE_RUNNING;
         sweep.external = request.external();
         sweep.search = std::move(*search);
+        sweep.pruner = std::move(*pruner);
+        if (sweep.spec.has_pruner() && sweep.spec.pruner().resource() != "step") {
+          sweep.resource_metric = sweep.spec.pruner().resource();
+        }
         store_->CreateSweep({.id = sweep.id,
                              .public_id = sweep.public_id,
                              .spec = sweep.spec,
@@ -791,6 +802,69 @@ void Engine::MaybeFinish(Sweep& sweep) {
                 sweep.target_reached ? "metric target reached" : sweep.exhausted_reason);
 }
 
+void Engine::Prune(Sweep& sweep, Trial& trial, int64_t step,
+                   const google::protobuf::Map<std::string, double>& metrics, bool decide) {
+  if (!sweep.pruner) return;
+  if (!sweep.resource_metric.empty()) {
+    if (auto it = metrics.find(sweep.resource_metric); it != metrics.end()) {
+      trial.resource_metric_value = it->second;
+    }
+  }
+  auto value = metrics.find(sweep.spec.metric().name());
+  if (value == metrics.end()) return;
+  const double resource = sweep.resource_metric.empty()
+                              ? static_cast<double>(step)
+                              : trial.resource_metric_value.value_or(static_cast<double>(step));
+  trial.resource = std::max(trial.resource, resource);
+  const pruning::Observation observation{.trial = trial.id,
+                                         .index = trial.metric_reports++,
+                                         .resource = resource,
+                                         .value = value->second};
+  const bool can_stop =
+      decide && Live(trial) && !trial.stop_as &&
+      (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED);
+  const pruning::Decision decision = sweep.pruner->OnReport(observation, can_stop);
+  if (decision.stop) {
+    Event(sweep.id, trial.id, trial.agent_id, "trial.pruned", TrialStateName(trial.state), "pruned",
+          decision.reason);
+    spdlog::info("[sweep={}][trial={}] {}", sweep.public_id, trial.public_id, decision.reason);
+    StopTrial(trial, v1::TRIAL_STATE_PRUNED, decision.reason);
+  }
+}
+
+absl::Status Engine::ReplayPruner(Sweep& sweep) {
+  if (!sweep.pruner) return absl::OkStatus();
+  std::vector<std::string> names = {sweep.spec.metric().name()};
+  if (!sweep.resource_metric.empty()) names.push_back(sweep.resource_metric);
+  for (int64_t id : sweep.trial_ids) {
+    Trial& trial = trials_.at(id);
+    ASSIGN_OR_RETURN(store::TrialDetail detail, store_->GetTrial(trial.public_id, names, 0));
+    // Merge the curves back into reports by sequence number.
+    std::map<int64_t, std::pair<int64_t, google::protobuf::Map<std::string, double>>> reports;
+    for (const auto& curve : detail.curves) {
+      for (const auto& p : curve.points()) {
+        auto& r = reports[p.seq()];
+        r.first = p.step();
+        r.second[curve.name()] = p.value();
+      }
+    }
+    for (const auto& [seq, report] : reports) {
+      trial.last_seq_seen = seq;
+      Prune(sweep, trial, report.first, report.second, /*decide=*/false);
+    }
+    if (!Live(trial)) {
+      sweep.pruner->OnTrialEnd(trial.id, trial.state);
+      if (trial.state == v1::TRIAL_STATE_COMPLETED) {
+        const double progress = sweep.pruner->CountsReports()
+                                    ? static_cast<double>(trial.metric_reports)
+                                    : trial.resource;
+        sweep.max_completed_resource = std::max(sweep.max_completed_resource, progress);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 void Engine::ReleaseSlots(Trial& trial) {
   auto it = agents_.find(trial.agent_id);
   if (it == agents_.end()) return;
@@ -957,7 +1031,12 @@ void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
       }
     }
     last_seq = report.seq;
+    const bool fresh = report.seq > trial->last_seq_seen;
     reports.push_back(std::move(report));
+    if (fresh) {
+      trial->last_seq_seen = last_seq;
+      Prune(sweep, *trial, r.step(), r.metrics(), /*decide=*/true);
+    }
   }
   // Ack once durable; the agent then drops its copy.
   std::weak_ptr<AgentChannel> channel = agent.channel;
@@ -994,6 +1073,30 @@ void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
                             .exit_code = exited.exit_code(),
                             .exit_signal = exited.signal(),
                             .add_gpu_seconds = gpu_seconds};
+  v1::TrialState final_state;
+  if (trial->stop_as) {
+    final_state = *trial->stop_as;
+  } else if (exited.exit_code() == 0 && exited.signal() == 0) {
+    final_state = v1::TRIAL_STATE_COMPLETED;
+  } else {
+    final_state = v1::TRIAL_STATE_FAILED;
+  }
+  if (sweep.pruner) sweep.pruner->OnTrialEnd(trial->id, final_state);
+  const double progress = sweep.pruner && sweep.pruner->CountsReports()
+                              ? static_cast<double>(trial->metric_reports)
+                              : trial->resource;
+  if (final_state == v1::TRIAL_STATE_COMPLETED) {
+    sweep.max_completed_resource = std::max(sweep.max_completed_resource, progress);
+  }
+  if (final_state == v1::TRIAL_STATE_PRUNED && progress > 0) {
+    // What it would have cost to reach the end at its own pace.
+    const double full = sweep.pruner && sweep.pruner->MaxResource() ? *sweep.pruner->MaxResource()
+                                                                    : sweep.max_completed_resource;
+    if (full > progress) {
+      const double saved = gpu_seconds * (full - progress) / progress;
+      store_->UpdateSweep({.id = sweep.id, .add_gpu_seconds_saved = saved}, nullptr);
+    }
+  }
   if (trial->stop_as) {
     SetTrialState(*trial, *trial->stop_as, trial->stop_reason, std::move(update));
   } else if (exited.exit_code() == 0 && exited.signal() == 0) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "scheduler/pruning/pruner.h"
 #include "scheduler/search/search_method.h"
 #include "store/store.h"
 #include "sweepd/v1/agent_service.pb.h"
@@ -97,6 +98,12 @@ class Engine {
     std::optional<v1::TrialState> stop_as;
     std::string stop_reason;
     size_t history_index = 0;  // its record in the sweep's search history
+    // Pruning: reports of the sweep metric so far, the resource reached, the last value of the
+    // resource metric (when the resource is a metric).
+    int64_t metric_reports = 0;
+    double resource = 0;
+    std::optional<double> resource_metric_value;
+    int64_t last_seq_seen = -1;  // redelivered reports are stored once and pruned on once
   };
 
   struct Sweep {
@@ -117,6 +124,9 @@ class Engine {
     std::string exhausted_reason;
     std::optional<double> best_value;
     bool target_reached = false;
+    std::unique_ptr<pruning::Pruner> pruner;  // null: no early stopping
+    std::string resource_metric;              // empty: the report's step
+    double max_completed_resource = 0;        // for the GPU time saved by pruning
   };
 
   struct Agent {
@@ -150,6 +160,11 @@ class Engine {
   void OnMetricBatch(Agent& agent, v1::MetricBatch batch);
   void OnTrialExited(Agent& agent, const v1::TrialExited& exited);
   void ReleaseSlots(Trial& trial);
+  // Feeds one report to the sweep's pruner; stops the trial when it says so (decide == false:
+  // only records, when rebuilding).
+  void Prune(Sweep& sweep, Trial& trial, int64_t step,
+             const google::protobuf::Map<std::string, double>& metrics, bool decide);
+  absl::Status ReplayPruner(Sweep& sweep);
   void Event(int64_t sweep_id, int64_t trial_id, const std::string& agent_id,
              const std::string& kind, const std::string& from, const std::string& to,
              const std::string& message);

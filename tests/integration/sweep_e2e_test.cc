@@ -110,10 +110,10 @@ class Cluster {
   }
 
   // Writes a spec into the cluster's folder and submits it; returns the sweep id.
-  std::string Submit(const std::string& yaml) {
+  std::string Submit(const std::string& yaml, bool paused = false) {
     const std::string path = dir_ + "/spec-" + std::to_string(specs_++) + ".yaml";
     std::ofstream(path) << yaml;
-    auto r = Sweepctl({"submit", path});
+    auto r = paused ? Sweepctl({"submit", path, "--paused"}) : Sweepctl({"submit", path});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::string id = r.out;
     while (!id.empty() && id.back() == '\n') id.pop_back();
@@ -264,7 +264,8 @@ parameters:
   EXPECT_EQ(status["state"], "SWEEP_STATE_CANCELED");
   // The scripts were told to stop through report() before any signal.
   auto trials = cluster.Sweepctl({"trials", id, "--output", "json"});
-  for (const auto& t : Json::parse(trials.out)["trials"]) {
+  const Json parsed1 = Json::parse(trials.out);
+  for (const auto& t : parsed1["trials"]) {
     auto logs = cluster.Sweepctl({"logs", t["id"]});
     EXPECT_THAT(logs.out, HasSubstr("stopped: sweep canceled"));
   }
@@ -328,7 +329,8 @@ run_cap: 2
 parameters:
   x: {min: 0.0, max: 1.0}
   opt: {values: [sgd, adam]}
-)");
+)",
+                                        /*paused=*/true);
   auto bad = cluster.Sweepctl({"enqueue", id, "--param", "x=7"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.err, HasSubstr("params.x: 7 is outside [0, 1]"));
@@ -338,6 +340,7 @@ parameters:
       {"enqueue", id, "--param", "x=0.3", "--param", "opt=adam", "--output", "json"});
   ASSERT_EQ(enqueued.exit_code, 0) << enqueued.err;
   const std::string trial_id = Json::parse(enqueued.out)["id"];
+  ASSERT_EQ(cluster.Sweepctl({"resume", id}).exit_code, 0);
   ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED"));
   auto trial = cluster.Sweepctl({"trial", trial_id, "--output", "json"});
   const Json detail = Json::parse(trial.out);
@@ -393,7 +396,8 @@ parameters:
   ASSERT_TRUE(
       WaitFor([&] { return Int(cluster.Status(long_id)["counts"], "canceled") == 2; }, 30000));
   auto listed = cluster.Sweepctl({"trials", long_id, "--output", "json"});
-  for (const auto& t : Json::parse(listed.out)["trials"]) {
+  const Json parsed2 = Json::parse(listed.out);
+  for (const auto& t : parsed2["trials"]) {
     EXPECT_THAT(cluster.Sweepctl({"logs", t["id"]}).out, HasSubstr("told to stop: sweep canceled"));
   }
 }
@@ -424,6 +428,38 @@ parameters:
   EXPECT_EQ(metrics["name"], "loss");
   EXPECT_EQ(metrics["count"], "5");
   EXPECT_DOUBLE_EQ(metrics["best"].get<double>(), 0.2);
+}
+
+TEST(SweepE2eTest, AshaPrunesHopelessTrialsAndCountsSavedGpuTime) {
+  Cluster cluster;
+  const std::string id = cluster.Submit(R"(
+program: report_socket.py
+method: random
+seed: 5
+metric: {name: loss, goal: minimize}
+run_cap: 12
+command: ["${env}", "${interpreter}", "${program}", "${args}", "--sleep=0.01", "--steps=20"]
+pruner: {type: asha, min_resource: 1, max_resource: 19, reduction_factor: 3}
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  const Json status = cluster.Status(id);
+  const int64_t pruned = Int(status["counts"], "pruned");
+  EXPECT_GE(pruned, 1);
+  EXPECT_EQ(pruned + Int(status["counts"], "completed"), 12);
+  EXPECT_GT(status["gpu_seconds_saved"].get<double>(), 0);
+  auto pruned_trials = cluster.Sweepctl({"trials", id, "--state", "pruned", "--output", "json"});
+  const Json parsed3 = Json::parse(pruned_trials.out);
+  for (const auto& t : parsed3["trials"]) {
+    EXPECT_THAT(t["reason"].get<std::string>(), HasSubstr("pruned by asha at rung"));
+    auto detail = cluster.Sweepctl({"trial", t["id"]});
+    EXPECT_THAT(detail.out, HasSubstr("trial.pruned"));
+    // The script saw stop through report() and left on its own.
+    EXPECT_THAT(cluster.Sweepctl({"logs", t["id"]}).out, HasSubstr("stopped: pruned by asha"));
+  }
+  auto text = cluster.Sweepctl({"status", id});
+  EXPECT_THAT(text.out, HasSubstr("saved by pruning"));
 }
 
 TEST(SweepctlRunTest, RunsAWholeSweepWithNoDaemons) {

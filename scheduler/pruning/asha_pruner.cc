@@ -1,0 +1,86 @@
+#include "scheduler/pruning/asha_pruner.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "scheduler/search/param_sampler.h"
+
+namespace sweepd::pruning {
+
+std::string FormatNumber(double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.6g", value);
+  return buf;
+}
+
+AshaPruner::AshaPruner(double min_resource, double max_resource, double eta,
+                       int min_early_stopping_rate, bool maximize, std::string label)
+    : max_resource_(max_resource), eta_(eta), maximize_(maximize), label_(std::move(label)) {
+  for (int k = 0; k < 64; ++k) {
+    const double rung = min_resource * std::pow(eta, k + min_early_stopping_rate);
+    if (max_resource > 0 && rung >= max_resource) break;
+    rungs_.push_back(rung);
+  }
+  recorded_.resize(rungs_.size());
+}
+
+std::optional<double> AshaPruner::MaxResource() const {
+  if (max_resource_ > 0) return max_resource_;
+  return std::nullopt;
+}
+
+Decision AshaPruner::OnReport(const Observation& o, bool decide) {
+  size_t& next = next_rung_[o.trial];
+  const double score = Score(o.value, maximize_);
+  while (next < rungs_.size() && o.resource >= rungs_[next]) {
+    OrderStatistics& rung = recorded_[next];
+    rung.Insert(score, o.trial);
+    const size_t rung_index = next++;
+    if (!decide) continue;
+    // Within the top 1/eta of the values recorded at this rung (the best one always passes).
+    const size_t n = rung.size();
+    const auto top = static_cast<size_t>(std::floor(static_cast<double>(n) / eta_));
+    const double threshold = rung.Kth(top == 0 ? 0 : top - 1);
+    if (score > threshold) {
+      return Decision{
+          .stop = true,
+          .reason = absl::StrCat("pruned by ", label_, " at rung ", rung_index, " (step ",
+                                 FormatNumber(o.resource), "): ", FormatNumber(o.value),
+                                 " not in top 1/", FormatNumber(eta_), " of ", n)};
+    }
+  }
+  return {};
+}
+
+HyperbandPruner::HyperbandPruner(double min_resource, double max_resource, double eta, int brackets,
+                                 bool maximize)
+    : max_resource_(max_resource) {
+  const int all = std::max(
+      1,
+      static_cast<int>(std::floor(std::log(max_resource / min_resource) / std::log(eta) + 1e-9)) +
+          1);
+  const int n = brackets > 0 ? std::min(brackets, all) : all;
+  int64_t total = 0;
+  for (int b = 0; b < n; ++b) {
+    brackets_.push_back(std::make_unique<AshaPruner>(min_resource, max_resource, eta, b, maximize,
+                                                     absl::StrCat("hyperband bracket ", b)));
+    const int s = n - 1 - b;
+    total += static_cast<int64_t>(std::ceil(n * std::pow(eta, s) / (s + 1)));
+    cumulative_budget_.push_back(total);
+  }
+}
+
+size_t HyperbandPruner::BracketOf(int64_t trial) const {
+  const auto draw = static_cast<int64_t>(SplitMix64(static_cast<uint64_t>(trial)) %
+                                         static_cast<uint64_t>(cumulative_budget_.back()));
+  for (size_t b = 0; b < cumulative_budget_.size(); ++b) {
+    if (draw < cumulative_budget_[b]) return b;
+  }
+  return cumulative_budget_.size() - 1;
+}
+
+Decision HyperbandPruner::OnReport(const Observation& o, bool decide) {
+  return brackets_[BracketOf(o.trial)]->OnReport(o, decide);
+}
+
+}  // namespace sweepd::pruning

@@ -1,0 +1,79 @@
+#include "scheduler/pruning/wandb_hyperband_pruner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace sweepd::pruning {
+
+WandbHyperbandPruner::WandbHyperbandPruner(std::vector<int64_t> bands, double eta, bool strict,
+                                           bool maximize)
+    : bands_(std::move(bands)), eta_(eta), strict_(strict), maximize_(maximize) {
+  std::sort(bands_.begin(), bands_.end());
+  bands_.erase(std::unique(bands_.begin(), bands_.end()), bands_.end());
+  recorded_.resize(bands_.size());
+}
+
+std::unique_ptr<WandbHyperbandPruner> WandbHyperbandPruner::FromSpec(const v1::EarlyTerminate& et,
+                                                                     bool maximize) {
+  std::vector<int64_t> bands;
+  const double eta = et.eta() > 1 ? et.eta() : 3;
+  if (et.has_max_iter() && et.has_s()) {
+    double band = static_cast<double>(et.max_iter());
+    for (int64_t i = 0; i < et.s(); ++i) {
+      band /= eta;
+      if (band < 1) break;
+      bands.push_back(static_cast<int64_t>(band));
+    }
+  } else {
+    double band = static_cast<double>(std::max<int64_t>(1, et.min_iter()));
+    for (int i = 0; i < 100 && band < 1e12; ++i) {
+      bands.push_back(static_cast<int64_t>(band));
+      band *= eta;
+    }
+  }
+  auto pruner =
+      std::make_unique<WandbHyperbandPruner>(std::move(bands), eta, et.strict(), maximize);
+  if (et.has_max_iter()) pruner->max_iter_ = et.max_iter();
+  return pruner;
+}
+
+std::optional<double> WandbHyperbandPruner::MaxResource() const {
+  if (max_iter_) return static_cast<double>(*max_iter_);
+  return std::nullopt;
+}
+
+Decision WandbHyperbandPruner::OnReport(const Observation& o, bool decide) {
+  TrialState& t = trials_[o.trial];
+  const double score = Score(o.value, maximize_);
+  t.best = std::min(t.best, score);
+  // History index o.index is W&B's h[band] once index == band.
+  size_t reached = t.at_band.size();
+  if (reached < bands_.size() && o.index == bands_[reached]) {
+    recorded_[reached].Insert(score, o.trial);
+    t.at_band.push_back(score);
+    reached = t.at_band.size();
+  }
+  if (!decide || reached == 0) return {};
+  // The last band the trial passed: W&B's closest band with band < len(history).
+  const size_t b = reached - 1;
+  const OrderStatistics& band = recorded_[b];
+  const auto index =
+      std::min(band.size() - 1, static_cast<size_t>(static_cast<double>(band.size()) / eta_));
+  const double threshold = band.Kth(index);
+  const double mine = strict_ ? t.at_band[b] : t.best;
+  if (mine > threshold) {
+    const double shown = maximize_ ? -mine : mine;
+    const double shown_threshold = maximize_ ? -threshold : threshold;
+    return Decision{
+        .stop = true,
+        .reason = absl::StrCat("stopped by hyperband at band ", bands_[b], " (iteration ",
+                               o.index + 1, "): ", strict_ ? "value " : "best ",
+                               FormatNumber(shown), " worse than threshold ",
+                               FormatNumber(shown_threshold), " of ", band.size())};
+  }
+  return {};
+}
+
+}  // namespace sweepd::pruning

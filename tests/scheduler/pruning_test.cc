@@ -1,0 +1,286 @@
+// The pruners' rules, their replay after a restart, and W&B's hyperband semantics.
+
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "scheduler/pruning/asha_pruner.h"
+#include "scheduler/pruning/order_statistics.h"
+#include "scheduler/pruning/percentile_pruner.h"
+#include "scheduler/pruning/wandb_hyperband_pruner.h"
+
+namespace sweepd::pruning {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+Observation At(int64_t trial, int64_t step, double value, int64_t index = -1) {
+  return {.trial = trial,
+          .index = index < 0 ? step : index,
+          .resource = static_cast<double>(step),
+          .value = value};
+}
+
+TEST(OrderStatisticsTest, KthAndPercentileMatchSorting) {
+  OrderStatistics s;
+  std::vector<double> values = {5, 1, 4, 1, 3, 9, 2};
+  for (size_t i = 0; i < values.size(); ++i) s.Insert(values[i], static_cast<int64_t>(i));
+  std::sort(values.begin(), values.end());
+  for (size_t k = 0; k < values.size(); ++k) EXPECT_EQ(s.Kth(k), values[k]);
+  EXPECT_DOUBLE_EQ(s.Percentile(50), 3);    // numpy: 3.0
+  EXPECT_DOUBLE_EQ(s.Percentile(25), 1.5);  // numpy: 1.5
+  EXPECT_DOUBLE_EQ(s.Percentile(90), 6.6);  // numpy: 6.6
+}
+
+TEST(AshaPrunerTest, RungsAndTopOneOverEta) {
+  AshaPruner asha(1, 27, 3, 0, /*maximize=*/false);
+  EXPECT_THAT(asha.rungs(), ElementsAre(1, 3, 9));
+  // Rung 0 (step 1): 0.5 first (alone: passes), 0.3 (best of 2: passes), 0.9 (not in top 1/3).
+  EXPECT_FALSE(asha.OnReport(At(1, 1, 0.5), true).stop);
+  EXPECT_FALSE(asha.OnReport(At(2, 1, 0.3), true).stop);
+  const Decision d = asha.OnReport(At(3, 1, 0.9), true);
+  EXPECT_TRUE(d.stop);
+  EXPECT_EQ(d.reason, "pruned by asha at rung 0 (step 1): 0.9 not in top 1/3 of 3");
+  // Reports between rungs decide nothing.
+  EXPECT_FALSE(asha.OnReport(At(1, 2, 100), true).stop);
+  // Rung 1 (step 3): trial 2 first there.
+  EXPECT_FALSE(asha.OnReport(At(2, 3, 0.2), true).stop);
+  EXPECT_TRUE(asha.OnReport(At(1, 3, 0.4), true).stop);
+  // A report that jumps past several rungs is judged at each.
+  AshaPruner jump(1, 100, 2, 0, false);
+  EXPECT_FALSE(jump.OnReport(At(1, 1, 0.1), true).stop);
+  EXPECT_FALSE(jump.OnReport(At(1, 2, 0.1), true).stop);
+  EXPECT_TRUE(jump.OnReport(At(2, 8, 0.5), true).stop);  // fails at rung 0 already
+}
+
+TEST(AshaPrunerTest, MaximizeAndNanIsWorst) {
+  AshaPruner asha(1, 0, 2, 0, /*maximize=*/true);
+  EXPECT_FALSE(asha.OnReport(At(1, 1, 0.8), true).stop);
+  EXPECT_TRUE(asha.OnReport(At(2, 1, 0.7), true).stop);  // top 1/2 of 2 is the 0.8
+  EXPECT_FALSE(asha.OnReport(At(3, 1, 0.95), true).stop);
+  EXPECT_TRUE(asha.OnReport(At(4, 1, NAN), true).stop);
+  // min_early_stopping_rate skips the lowest rungs.
+  AshaPruner late(1, 100, 3, 2, false);
+  EXPECT_THAT(late.rungs(), ElementsAre(9, 27, 81));
+}
+
+TEST(HyperbandPrunerTest, BracketsFollowHyperbandBudgets) {
+  HyperbandPruner hb(1, 81, 3, 0, false);
+  ASSERT_EQ(hb.brackets(), 5u);
+  // Budgets ceil(5 * 3^s / (s + 1)) for s = 4..0: 81, 34, 15, 8, 5 of 143.
+  const std::vector<double> expected = {81, 34, 15, 8, 5};
+  std::vector<int> counts(5, 0);
+  const int n = 143000;
+  for (int t = 0; t < n; ++t) ++counts[hb.BracketOf(t)];
+  for (size_t b = 0; b < 5; ++b) {
+    const double p = expected[b] / 143;
+    EXPECT_NEAR(counts[b], n * p, 5 * std::sqrt(n * p * (1 - p))) << "bracket " << b;
+  }
+}
+
+// W&B's own docstring example (max_iter 5, eta 2, s 2 -> bands 1 and 2).
+TEST(WandbHyperbandTest, MatchesWandbExample) {
+  for (bool strict : {true, false}) {
+    v1::EarlyTerminate et;
+    et.set_type("hyperband");
+    et.set_max_iter(5);
+    et.set_s(2);
+    et.set_eta(2);
+    et.set_strict(strict);
+    auto hb = WandbHyperbandPruner::FromSpec(et, false);
+    EXPECT_THAT(hb->bands(), ElementsAre(1, 2));
+    const std::map<int64_t, std::vector<double>> histories = {
+        {1, {10, 9}}, {2, {10, 10}}, {3, {10, 8, 8}}, {4, {10, 7, 7}}, {5, {10, 6, 6}}};
+    // Record everything first, then judge each running trial at its last report.
+    std::map<int64_t, Decision> last;
+    for (const auto& [trial, h] : histories) {
+      for (size_t i = 0; i + 1 < h.size(); ++i) {
+        hb->OnReport({.trial = trial, .index = static_cast<int64_t>(i), .value = h[i]}, false);
+      }
+    }
+    // The finished runs' last reports first, then the running ones (W&B judges them all at
+    // once; online, each is judged when it reports).
+    for (int64_t trial : {1, 5, 4, 2, 3}) {
+      const auto& h = histories.at(trial);
+      last[trial] = hb->OnReport(
+          {.trial = trial, .index = static_cast<int64_t>(h.size() - 1), .value = h.back()},
+          trial == 2 || trial == 3 || trial == 4);
+    }
+    EXPECT_TRUE(last[2].stop) << "b: 10 at band 1, threshold 8";
+    EXPECT_THAT(last[2].reason, HasSubstr("threshold 8"));
+    EXPECT_TRUE(last[3].stop) << "c: passes band 1, not band 2 (threshold 7)";
+    EXPECT_FALSE(last[4].stop) << "d: 7 at band 2";
+  }
+}
+
+TEST(WandbHyperbandTest, MinIterBandsAndMaximize) {
+  v1::EarlyTerminate et;
+  et.set_min_iter(3);
+  et.set_eta(3);
+  et.set_strict(true);
+  auto hb = WandbHyperbandPruner::FromSpec(et, /*maximize=*/true);
+  EXPECT_THAT(std::vector<int64_t>(hb->bands().begin(), hb->bands().begin() + 3),
+              ElementsAre(3, 9, 27));
+  // Reports 0..3 of three trials; band 3 is their 4th report. Higher is better.
+  for (int64_t t = 1; t <= 3; ++t) {
+    for (int64_t i = 0; i < 3; ++i) hb->OnReport({.trial = t, .index = i, .value = 0.5}, true);
+  }
+  EXPECT_FALSE(hb->OnReport({.trial = 1, .index = 3, .value = 0.9}, true).stop);
+  // W&B's threshold is the value at index int(n / eta): with 2 or 3 values, only the best
+  // passes.
+  EXPECT_TRUE(hb->OnReport({.trial = 2, .index = 3, .value = 0.8}, true).stop);
+  EXPECT_TRUE(hb->OnReport({.trial = 3, .index = 3, .value = 0.1}, true).stop);
+  EXPECT_FALSE(hb->OnReport({.trial = 4, .index = 3, .value = 0.95}, true).stop);
+}
+
+TEST(PercentilePrunerTest, MedianOfCompletedTrialsAtTheStep) {
+  PercentilePruner median(50, /*n_startup_trials=*/2, /*n_warmup_steps=*/1,
+                          /*interval_steps=*/1, /*n_min_trials=*/1, false);
+  // Two completed trials: values 1.0 and 3.0 at step 2 (median 2.0).
+  for (int64_t t : {1, 2}) {
+    for (int64_t step = 0; step < 4; ++step) {
+      median.OnReport(At(t, step, t == 1 ? 1.0 : 3.0), true);
+    }
+  }
+  EXPECT_FALSE(median.OnReport(At(3, 2, 2.5), true).stop) << "before 2 trials completed";
+  median.OnTrialEnd(1, v1::TRIAL_STATE_COMPLETED);
+  median.OnTrialEnd(2, v1::TRIAL_STATE_COMPLETED);
+  EXPECT_FALSE(median.OnReport(At(4, 0, 9.0), true).stop) << "warm-up step";
+  const Decision d = median.OnReport(At(4, 2, 2.5), true);
+  EXPECT_TRUE(d.stop);
+  EXPECT_EQ(d.reason, "pruned at step 2: best 2.5 worse than the median 2 of 2 completed trials");
+  EXPECT_FALSE(median.OnReport(At(5, 2, 1.5), true).stop);
+  // The best so far counts, not the last value.
+  EXPECT_FALSE(median.OnReport(At(5, 3, 2.9), true).stop);
+  EXPECT_TRUE(median.OnReport(At(6, 3, NAN), true).stop);
+  // No completed value at an unseen step: no decision.
+  EXPECT_FALSE(median.OnReport(At(7, 50, 100.0), true).stop);
+}
+
+TEST(PercentilePrunerTest, PercentileIntervalAndMinTrials) {
+  PercentilePruner p25(25, 0, 0, /*interval_steps=*/2, /*n_min_trials=*/3, /*maximize=*/true);
+  for (int64_t t = 1; t <= 2; ++t) {
+    p25.OnReport(At(t, 4, 0.1 * t), true);
+    p25.OnTrialEnd(t, v1::TRIAL_STATE_COMPLETED);
+  }
+  EXPECT_FALSE(p25.OnReport(At(10, 4, 0.0), true).stop) << "only 2 trials at step 4";
+  p25.OnReport(At(3, 4, 0.3), true);
+  p25.OnTrialEnd(3, v1::TRIAL_STATE_COMPLETED);
+  // Maximising: prune when best < the 75th percentile (of 0.1, 0.2, 0.3: 0.25).
+  EXPECT_TRUE(p25.OnReport(At(11, 4, 0.24), true).stop);
+  EXPECT_FALSE(p25.OnReport(At(12, 4, 0.26), true).stop);
+  EXPECT_FALSE(p25.OnReport(At(13, 5, 0.0), true).stop) << "step 5 is not on the interval";
+  // Pruned and failed trials do not count as completed.
+  p25.OnReport(At(14, 4, 100), true);
+  p25.OnTrialEnd(14, v1::TRIAL_STATE_PRUNED);
+  EXPECT_TRUE(p25.OnReport(At(15, 4, 0.24), true).stop);
+}
+
+TEST(ThresholdPrunerTest, BoundsAndNan) {
+  ThresholdPruner t(0.0, 10.0, 1, 1);
+  EXPECT_FALSE(t.OnReport(At(1, 0, 100), true).stop) << "warm-up";
+  EXPECT_TRUE(t.OnReport(At(1, 1, 100), true).stop);
+  EXPECT_TRUE(t.OnReport(At(2, 1, -1), true).stop);
+  EXPECT_TRUE(t.OnReport(At(3, 1, NAN), true).stop);
+  EXPECT_FALSE(t.OnReport(At(4, 1, 5), true).stop);
+}
+
+// A pruner rebuilt by replaying the stored reports (trial by trial, not in arrival order)
+// decides exactly as the one that saw them live.
+template <typename MakePruner>
+void CheckReplay(MakePruner make, int64_t steps_per_trial, bool report_index_resource) {
+  std::mt19937_64 rng(42);
+  auto live = make();
+  std::map<int64_t, std::vector<Observation>> stored;
+  std::map<int64_t, int64_t> progress;
+  std::set<int64_t> stopped, ended;
+  const int trials = 200;
+  std::vector<double> quality(trials);
+  for (auto& q : quality) q = std::uniform_real_distribution<double>(0, 1)(rng);
+  auto next_observation = [&](int64_t trial) {
+    const int64_t step = progress[trial]++;
+    const double value =
+        quality[trial] + 1.0 / (step + 1) + std::normal_distribution<double>(0, 0.05)(rng);
+    return Observation{.trial = trial,
+                       .index = step,
+                       .resource = report_index_resource ? 0.0 : static_cast<double>(step),
+                       .value = value};
+  };
+  auto step_all = [&](Pruner& pruner, std::vector<Decision>* decisions, int rounds) {
+    for (int r = 0; r < rounds; ++r) {
+      const auto trial = static_cast<int64_t>(rng() % trials);
+      if (stopped.contains(trial) || ended.contains(trial)) continue;
+      if (progress[trial] >= steps_per_trial) {
+        ended.insert(trial);
+        pruner.OnTrialEnd(trial, v1::TRIAL_STATE_COMPLETED);
+        if (decisions != nullptr) decisions->push_back({.stop = false, .reason = "end"});
+        continue;
+      }
+      Observation o = next_observation(trial);
+      stored[trial].push_back(o);
+      Decision d = pruner.OnReport(o, true);
+      if (d.stop) stopped.insert(trial);
+      if (decisions != nullptr) decisions->push_back(d);
+    }
+  };
+  step_all(*live, nullptr, 3000);
+  // Rebuild from the "store": each trial's reports, trial by trial.
+  auto rebuilt = make();
+  for (const auto& [trial, observations] : stored) {
+    for (const auto& o : observations) rebuilt->OnReport(o, false);
+    if (ended.contains(trial)) rebuilt->OnTrialEnd(trial, v1::TRIAL_STATE_COMPLETED);
+    if (stopped.contains(trial)) rebuilt->OnTrialEnd(trial, v1::TRIAL_STATE_PRUNED);
+  }
+  for (int64_t t : stopped) live->OnTrialEnd(t, v1::TRIAL_STATE_PRUNED);
+  // Both see the same future.
+  const auto saved_rng = rng;
+  const auto saved_progress = progress;
+  const auto saved_stopped = stopped;
+  const auto saved_ended = ended;
+  std::vector<Decision> a, b;
+  step_all(*live, &a, 3000);
+  rng = saved_rng;
+  progress = saved_progress;
+  stopped = saved_stopped;
+  ended = saved_ended;
+  step_all(*rebuilt, &b, 3000);
+  ASSERT_EQ(a.size(), b.size());
+  int stops = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].stop, b[i].stop) << "decision " << i;
+    EXPECT_EQ(a[i].reason, b[i].reason) << "decision " << i;
+    stops += a[i].stop;
+  }
+  EXPECT_GT(stops, 0) << "the scenario must prune something to mean anything";
+}
+
+TEST(PrunerReplayTest, AshaDecidesTheSameAfterARebuild) {
+  CheckReplay([] { return std::make_unique<AshaPruner>(1, 27, 3, 0, false); }, 30, false);
+}
+
+TEST(PrunerReplayTest, HyperbandDecidesTheSameAfterARebuild) {
+  CheckReplay([] { return std::make_unique<HyperbandPruner>(1, 27, 3, 0, false); }, 30, false);
+}
+
+TEST(PrunerReplayTest, MedianDecidesTheSameAfterARebuild) {
+  CheckReplay([] { return std::make_unique<PercentilePruner>(50, 3, 2, 1, 1, false); }, 20, false);
+}
+
+TEST(PrunerReplayTest, WandbHyperbandDecidesTheSameAfterARebuild) {
+  CheckReplay(
+      [] {
+        v1::EarlyTerminate et;
+        et.set_min_iter(2);
+        et.set_eta(2);
+        et.set_strict(false);
+        return WandbHyperbandPruner::FromSpec(et, false);
+      },
+      30, true);
+}
+
+}  // namespace
+}  // namespace sweepd::pruning

@@ -1,0 +1,86 @@
+// The simulator: ASHA against unpruned random search on curves where good configurations show
+// early, and where they do not.
+
+#include "scheduler/simulator.h"
+
+#include "common/spec_parser.h"
+#include "gtest/gtest.h"
+
+namespace sweepd::scheduler {
+namespace {
+
+v1::SweepSpec Spec(const std::string& pruner) {
+  auto parsed = ParseSweepSpec(R"(
+method: random
+seed: 11
+command: [run]
+metric: {name: loss, goal: minimize}
+)" + pruner + R"(
+parameters:
+  lr: {distribution: log_uniform_values, min: 0.0001, max: 1}
+  width: {values: [16, 32, 64, 128]}
+  dropout: {min: 0.0, max: 0.5}
+)");
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  return parsed->spec;
+}
+
+TEST(SimulatorTest, AshaMatchesUnprunedRandomWithAThirdOfTheGpuHours) {
+  const auto spec = Spec(
+      "pruner: {type: asha, min_resource: 1, max_resource: 100, "
+      "reduction_factor: 3}");
+  auto curves = SyntheticCurves(spec, "rank-preserving", 3, 100);
+  ASSERT_TRUE(curves.ok());
+  SimulationOptions options{.workers = 8, .max_trials = 200};
+  auto pruned = Simulate(spec, **curves, options);
+  options.disable_pruning = true;
+  auto unpruned = Simulate(spec, **curves, options);
+  ASSERT_TRUE(pruned.ok() && unpruned.ok());
+  EXPECT_EQ(unpruned->pruned, 0);
+  EXPECT_GT(pruned->pruned, 100);
+  EXPECT_EQ(pruned->trials, 200);
+  // The same proposals, so the same best configuration: pruning never cut it.
+  EXPECT_DOUBLE_EQ(pruned->best_value, unpruned->best_value);
+  double hours_to_match = -1;
+  for (const auto& [hours, value] : pruned->best_over_time) {
+    if (value <= unpruned->best_value) {
+      hours_to_match = hours;
+      break;
+    }
+  }
+  ASSERT_GT(hours_to_match, 0);
+  EXPECT_LE(hours_to_match, unpruned->gpu_hours / 3)
+      << "ASHA needed " << hours_to_match << " of " << unpruned->gpu_hours << " GPU-hours";
+  EXPECT_LE(pruned->gpu_hours, unpruned->gpu_hours / 3);
+}
+
+TEST(SimulatorTest, CrossingCurvesShowWhatPruningCanMiss) {
+  const auto spec = Spec(
+      "pruner: {type: asha, min_resource: 1, max_resource: 100, "
+      "reduction_factor: 3}");
+  auto curves = SyntheticCurves(spec, "crossing", 3, 100);
+  ASSERT_TRUE(curves.ok());
+  SimulationOptions options{.workers = 8, .max_trials = 200};
+  auto pruned = Simulate(spec, **curves, options);
+  options.disable_pruning = true;
+  auto unpruned = Simulate(spec, **curves, options);
+  ASSERT_TRUE(pruned.ok() && unpruned.ok());
+  // Slow starters that end better get cut: pruning saves time but finds a worse best here.
+  EXPECT_LT(pruned->gpu_hours, unpruned->gpu_hours);
+  EXPECT_GT(pruned->best_value, unpruned->best_value);
+}
+
+TEST(SimulatorTest, CsvCurvesAndErrors) {
+  auto curves = CsvCurves("lr,step,value\n0.1,0,1.0\n0.1,1,0.5\n0.01,0,2.0\n0.01,1,1.5\n");
+  ASSERT_TRUE(curves.ok()) << curves.status();
+  EXPECT_EQ((*curves)->Steps(), 2);
+  EXPECT_DOUBLE_EQ((*curves)->Value({{"lr", "0.1"}}, 1), 0.5);
+  EXPECT_DOUBLE_EQ((*curves)->Value({{"lr", "0.012"}}, 0), 2.0);  // nearest row
+  EXPECT_FALSE(CsvCurves("lr,value\n0.1,1\n").ok());
+  EXPECT_FALSE(CsvCurves("lr,step,value\n0.1,x,1\n").ok());
+  const auto spec = Spec("");
+  EXPECT_FALSE(SyntheticCurves(spec, "nope", 0, 10).ok());
+}
+
+}  // namespace
+}  // namespace sweepd::scheduler
