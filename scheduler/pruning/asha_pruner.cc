@@ -37,6 +37,12 @@ Decision AshaPruner::OnReport(const Observation& o, bool decide) {
     rung.Insert(score, o.trial);
     const size_t rung_index = next++;
     if (!decide) continue;
+    if (std::isnan(o.value)) {  // as Optuna: a NaN at a rung is pruned at once
+      return Decision{
+          .stop = true,
+          .reason = absl::StrCat("pruned by ", label_, " at rung ", rung_index, " (step ",
+                                 FormatNumber(o.resource), "): the value is NaN")};
+    }
     // Within the top 1/eta of the values recorded at this rung (the best one always passes).
     const size_t n = rung.size();
     const auto top = static_cast<size_t>(std::floor(static_cast<double>(n) / eta_));
