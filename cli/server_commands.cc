@@ -158,7 +158,13 @@ void PrintStatus(const v1::Sweep& s, std::ostream& out) {
         << FormatValue(s.best_value()) << "\n";
   }
   out << "gpu-hours used " << Hours(s.gpu_seconds_used()) << ", saved by pruning "
-      << Hours(s.gpu_seconds_saved()) << "\n";
+      << Hours(s.gpu_seconds_saved());
+  if (s.gpu_seconds_saved() > 0) {
+    out << " (" << FormatValue(100 * s.gpu_seconds_saved() /
+                               (s.gpu_seconds_used() + s.gpu_seconds_saved()))
+        << "% of what running every trial to the end would have cost)";
+  }
+  out << "\n";
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
