@@ -48,11 +48,6 @@ std::optional<ParsedSpec> LoadSpec(const std::string& path, std::ostream& err) {
     return std::nullopt;
   }
   for (const auto& warning : parsed->warnings) err << path << ": warning: " << warning << "\n";
-  const auto method = parsed->spec.method();
-  if (method == v1::SEARCH_METHOD_BAYES || method == v1::SEARCH_METHOD_TPE) {
-    err << path << ": note: method " << SearchMethodName(method)
-        << ": sweepd's TPE model is not built yet; proposals are random for now\n";
-  }
   return std::move(*parsed);
 }
 

@@ -4,6 +4,7 @@
 #include "scheduler/search/grid_search.h"
 #include "scheduler/search/random_search.h"
 #include "scheduler/search/sobol_search.h"
+#include "scheduler/search/tpe_search.h"
 
 namespace sweepd {
 
@@ -12,9 +13,10 @@ absl::StatusOr<std::unique_ptr<SearchMethod>> CreateSearchMethod(const v1::Sweep
     case v1::SEARCH_METHOD_GRID:
       return std::make_unique<GridSearch>(spec);
     case v1::SEARCH_METHOD_RANDOM:
-    case v1::SEARCH_METHOD_BAYES:  // random until TPE lands (issue 6)
-    case v1::SEARCH_METHOD_TPE:
       return std::make_unique<RandomSearch>(spec);
+    case v1::SEARCH_METHOD_BAYES:  // the best model-based method sweepd has
+    case v1::SEARCH_METHOD_TPE:
+      return std::make_unique<TpeSearch>(spec);
     case v1::SEARCH_METHOD_SOBOL:
       return std::make_unique<SobolSearch>(spec);
     default:

@@ -43,8 +43,7 @@ class SearchMethod {
   virtual std::optional<int64_t> Size() const = 0;
 };
 
-// The method of `spec.method()`. `bayes` and `tpe` propose random parameter sets until the TPE
-// model lands (issue 6): see docs/sweep-spec.md.
+// The method of `spec.method()` (`bayes` is TPE).
 absl::StatusOr<std::unique_ptr<SearchMethod>> CreateSearchMethod(const v1::SweepSpec& spec);
 
 // A stable text key of a parameter set, for "already proposed?" checks.
