@@ -160,8 +160,8 @@ void PrintStatus(const v1::Sweep& s, std::ostream& out) {
   out << "gpu-hours used " << Hours(s.gpu_seconds_used()) << ", saved by pruning "
       << Hours(s.gpu_seconds_saved());
   if (s.gpu_seconds_saved() > 0) {
-    out << " (" << FormatValue(100 * s.gpu_seconds_saved() /
-                               (s.gpu_seconds_used() + s.gpu_seconds_saved()))
+    out << " ("
+        << FormatValue(100 * s.gpu_seconds_saved() / (s.gpu_seconds_used() + s.gpu_seconds_saved()))
         << "% of what running every trial to the end would have cost)";
   }
   out << "\n";
@@ -188,6 +188,7 @@ int RunSubmit(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   v1::CreateSweepRequest request;
   request.set_spec_yaml(*text);
   request.set_paused(args.Has("paused"));
+  request.set_external(args.Has("external"));
   // No spec_dir: on a cluster, `program` resolves against each agent's --code_dir (as W&B's
   // agent resolves it against its working directory).
   v1::CreateSweepResponse response;
@@ -498,6 +499,91 @@ int Watch(Client& client, const std::string& sweep_id, std::ostream& out, std::o
   return final_state->state() == v1::SWEEP_STATE_FINISHED ? kExitOk : kExitFailure;
 }
 
+int RunAsk(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::AskTrialRequest request;
+  request.set_sweep_id(args.positional[0]);
+  v1::AskTrialResponse response;
+  grpc::Status status = client.stub().AskTrial(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  const v1::Trial& t = response.trial();
+  if (args.Get("output") == "json") {
+    Json params = Json::object();
+    for (const auto& p : t.params()) params[p.name()] = Json::parse(p.value_json(), nullptr, false);
+    out << Json{{"trial", t.id()}, {"params", params}}.dump(2) << "\n";
+    return kExitOk;
+  }
+  out << t.id();
+  for (const auto& p : t.params()) {
+    out << " " << p.name() << "=" << CellText(Json::parse(p.value_json(), nullptr, false));
+  }
+  out << "\n";
+  return kExitOk;
+}
+
+int RunReport(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::ReportTrialRequest request;
+  request.set_trial_id(args.positional[0]);
+  int64_t step = 0;
+  if (!absl::SimpleAtoi(args.Get("step"), &step) || step < 0) {
+    err << "sweepctl report: --step: a whole number >= 0 is required\n";
+    return kExitUsage;
+  }
+  request.set_step(step);
+  for (absl::string_view metric : absl::StrSplit(args.Get("metric"), '\x1f', absl::SkipEmpty())) {
+    const size_t eq = metric.find('=');
+    double value = 0;
+    if (eq == absl::string_view::npos || eq == 0 ||
+        !absl::SimpleAtod(metric.substr(eq + 1), &value)) {
+      err << "sweepctl report: --metric: '" << metric << "' is not NAME=NUMBER\n";
+      return kExitUsage;
+    }
+    (*request.mutable_metrics())[std::string(metric.substr(0, eq))] = value;
+  }
+  if (request.metrics().empty()) {
+    err << "sweepctl report: give at least one --metric NAME=NUMBER\n";
+    return kExitUsage;
+  }
+  v1::ReportTrialResponse response;
+  grpc::Status status = client.stub().ReportTrial(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (args.Get("output") == "json") {
+    out << Json{{"continue", response.should_continue()}, {"reason", response.reason()}}.dump()
+        << "\n";
+  } else {
+    out << (response.should_continue() ? "continue" : "stop: " + response.reason()) << "\n";
+  }
+  return kExitOk;
+}
+
+int RunTell(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  Client client(args);
+  v1::TellTrialRequest request;
+  request.set_trial_id(args.positional[0]);
+  if (args.Has("value")) {
+    double value = 0;
+    if (!absl::SimpleAtod(args.Get("value"), &value)) {
+      err << "sweepctl tell: --value: '" << args.Get("value") << "' is not a number\n";
+      return kExitUsage;
+    }
+    request.set_value(value);
+  }
+  const std::string state = args.Get("state");
+  request.set_state(state == "failed"   ? v1::TRIAL_STATE_FAILED
+                    : state == "pruned" ? v1::TRIAL_STATE_PRUNED
+                                        : v1::TRIAL_STATE_COMPLETED);
+  v1::TellTrialResponse response;
+  grpc::Status status = client.stub().TellTrial(client.Context().get(), request, &response);
+  if (!status.ok()) return Fail(err, client.Explain(status));
+  if (args.Get("output") == "json") {
+    out << ToJson(response.trial()).dump(2) << "\n";
+  } else {
+    out << response.trial().id() << " " << StateName(response.trial().state()) << "\n";
+  }
+  return kExitOk;
+}
+
 int RunWatch(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   Client client(args);
   const int rc = Watch(client, args.positional[0], out, err);
@@ -695,7 +781,9 @@ std::vector<Command> ServerCommands() {
        .summary = "submit a sweep to sweepd; prints its id",
        .usage = "sweepctl submit FILE [--paused]",
        .description = "Sends the spec to sweepd, which validates it and starts proposing trials.",
-       .flags = ServerFlags(true, {{.name = "paused", .help = "create it paused"}}),
+       .flags = ServerFlags(
+           true, {{.name = "paused", .help = "create it paused"},
+                  {.name = "external", .help = "no agents: trials come through ask/report/tell"}}),
        .min_args = 1,
        .max_args = 1,
        .run = RunSubmit},
@@ -781,6 +869,41 @@ std::vector<Command> ServerCommands() {
        .min_args = 1,
        .max_args = 1,
        .run = RunEnqueue},
+      {.name = "ask",
+       .summary = "ask/tell: a new trial of an --external sweep and its parameters",
+       .usage = "sweepctl ask SWEEP [--output json]",
+       .description = "For your own runner (a notebook, a Slurm array): the trial runs wherever "
+                      "you like; report its progress with `sweepctl report` and end it with "
+                      "`sweepctl tell`. Exit 1 when the sweep has nothing left to propose.",
+       .flags = ServerFlags(),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunAsk},
+      {.name = "report",
+       .summary = "ask/tell: an intermediate value; answers continue or stop (pruned)",
+       .usage = "sweepctl report TRIAL --step N --metric NAME=VALUE [--metric ...]",
+       .description = "Stores the values and runs the sweep's pruner on them.",
+       .flags = ServerFlags(true, {{.name = "step", .value_name = "N", .help = "the step"},
+                                   {.name = "metric",
+                                    .value_name = "NAME=VALUE",
+                                    .help = "a metric value (repeatable)",
+                                    .repeatable = true}}),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunReport},
+      {.name = "tell",
+       .summary = "ask/tell: end a trial with its final value or state",
+       .usage = "sweepctl tell TRIAL --value V [--state completed|failed|pruned]",
+       .description = "A completed trial needs its final value of the sweep metric.",
+       .flags = ServerFlags(true, {{.name = "value", .value_name = "V", .help = "final value"},
+                                   {.name = "state",
+                                    .value_name = "STATE",
+                                    .help = "how it ended",
+                                    .default_value = "completed",
+                                    .choices = {"completed", "failed", "pruned"}}}),
+       .min_args = 1,
+       .max_args = 1,
+       .run = RunTell},
       {.name = "watch",
        .summary = "follow a sweep live until it ends",
        .usage = "sweepctl watch SWEEP",

@@ -24,7 +24,7 @@ int RunSimulate(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  auto parsed = ParseSweepSpec(text.str());
+  auto parsed = ParseSweepSpec(text.str(), /*external=*/true);  // nothing runs: no program needed
   if (!parsed.ok()) {
     for (const auto& line : SpecErrorLines(parsed.status())) err << path << ": " << line << "\n";
     return kExitFailure;

@@ -225,6 +225,8 @@ absl::Status PrescanInput(absl::string_view text) {
 
 class SpecReader {
  public:
+  explicit SpecReader(bool external) : external_(external) {}
+
   ParsedSpec Read(const YAML::Node& root) {
     ParsedSpec out;
     if (!root.IsMap()) {
@@ -1125,7 +1127,7 @@ class SpecReader {
     for (const auto& token : spec->command()) {
       if (token.find("${program}") != std::string::npos) uses_program = true;
     }
-    if (uses_program && spec->program().empty()) {
+    if (uses_program && spec->program().empty() && !external_) {
       Error("program", "required: the command uses ${program}; name the training script");
     }
     if (spec->method() == v1::SEARCH_METHOD_GRID) {
@@ -1152,6 +1154,7 @@ class SpecReader {
     }
   }
 
+  const bool external_;
   std::vector<std::string> errors_;
   std::vector<std::string> warnings_;
   size_t visited_ = 0;
@@ -1160,7 +1163,7 @@ class SpecReader {
 
 }  // namespace
 
-absl::StatusOr<ParsedSpec> ParseSweepSpec(absl::string_view yaml) {
+absl::StatusOr<ParsedSpec> ParseSweepSpec(absl::string_view yaml, bool external) {
   if (absl::Status st = PrescanInput(yaml); !st.ok()) return st;
   YAML::Node root;
   try {
@@ -1171,7 +1174,7 @@ absl::StatusOr<ParsedSpec> ParseSweepSpec(absl::string_view yaml) {
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("spec: not valid YAML: ", e.what()));
   }
-  SpecReader reader;
+  SpecReader reader(external);
   ParsedSpec parsed;
   try {
     parsed = reader.Read(root);

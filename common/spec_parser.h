@@ -27,7 +27,8 @@ struct ParsedSpec {
 
 // Parses and validates `yaml`. On failure the status is INVALID_ARGUMENT and its message lists
 // every error found, one per line, each as `key.path: what is wrong (what is allowed)`.
-absl::StatusOr<ParsedSpec> ParseSweepSpec(absl::string_view yaml);
+// `external`: the sweep's trials run elsewhere (ask/tell), so no `program` is needed.
+absl::StatusOr<ParsedSpec> ParseSweepSpec(absl::string_view yaml, bool external = false);
 
 // Splits an INVALID_ARGUMENT message of ParseSweepSpec back into its lines.
 std::vector<std::string> SpecErrorLines(const absl::Status& status);

@@ -433,7 +433,7 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
     return absl::InvalidArgumentError(absl::StrCat("spec_yaml: is ", request.spec_yaml().size(),
                                                    " bytes; the limit is ", kMaxSpecBytes));
   }
-  auto parsed = ParseSweepSpec(request.spec_yaml());
+  auto parsed = ParseSweepSpec(request.spec_yaml(), request.external());
   if (!parsed.ok()) return parsed.status();
   if (parsed->spec.resources().nodes() > 1) {
     return absl::UnimplementedError(
@@ -1004,7 +1004,11 @@ void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
     return;
   }
   if (batch.reports_size() == 0) return;
-  Sweep& sweep = sweeps_.at(trial->sweep_id);
+  StoreReports(sweeps_.at(trial->sweep_id), *trial, std::move(batch), agent.channel);
+}
+
+void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
+                          const std::shared_ptr<AgentChannel>& ack_to, bool prune) {
   const std::string& metric = sweep.spec.metric().name();
   const bool maximize = sweep.spec.metric().goal() == v1::GOAL_MAXIMIZE;
   std::vector<store::MetricReport> reports;
@@ -1017,7 +1021,7 @@ void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
     for (const auto& [name, value] : r.metrics()) {
       report.metrics.emplace_back(name, value);
       if (name == metric) {
-        TrialRecord& record = sweep.history[trial->history_index];
+        TrialRecord& record = sweep.history[trial.history_index];
         record.value = value;
         record.last_step = r.step();
         if (!sweep.best_value || Better(value, *sweep.best_value, maximize)) {
@@ -1031,16 +1035,20 @@ void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
       }
     }
     last_seq = report.seq;
-    const bool fresh = report.seq > trial->last_seq_seen;
+    const bool fresh = report.seq > trial.last_seq_seen;
     reports.push_back(std::move(report));
     if (fresh) {
-      trial->last_seq_seen = last_seq;
-      Prune(sweep, *trial, r.step(), r.metrics(), /*decide=*/true);
+      trial.last_seq_seen = last_seq;
+      if (prune) {
+        Prune(sweep, trial, r.step(), r.metrics(), /*decide=*/true);
+      } else if (r.metrics().contains(metric)) {
+        ++trial.metric_reports;
+      }
     }
   }
   // Ack once durable; the agent then drops its copy.
-  std::weak_ptr<AgentChannel> channel = agent.channel;
-  store_->AppendMetrics(trial->id, std::move(reports),
+  std::weak_ptr<AgentChannel> channel = ack_to;
+  store_->AppendMetrics(trial.id, std::move(reports),
                         [channel, trial_id = batch.trial_id(), last_seq](absl::Status status) {
                           if (!status.ok()) {
                             spdlog::error("[trial={}] storing metrics failed: {}", trial_id,
@@ -1067,24 +1075,30 @@ void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
   Sweep& sweep = sweeps_.at(trial->sweep_id);
   ReleaseSlots(*trial);
   const double slots = static_cast<double>(std::max<size_t>(1, trial->gpu_indices.size()));
-  const double gpu_seconds = slots * std::max(0.0, exited.wall_seconds());
-  sweep.gpu_seconds += gpu_seconds;
-  store::TrialUpdate update{.end_us = NowMicros(),
-                            .exit_code = exited.exit_code(),
-                            .exit_signal = exited.signal(),
-                            .add_gpu_seconds = gpu_seconds};
-  v1::TrialState final_state;
+  v1::TrialState final_state = v1::TRIAL_STATE_COMPLETED;
+  std::string reason = "exited 0";
   if (trial->stop_as) {
     final_state = *trial->stop_as;
-  } else if (exited.exit_code() == 0 && exited.signal() == 0) {
-    final_state = v1::TRIAL_STATE_COMPLETED;
-  } else {
+    reason = trial->stop_reason;
+  } else if (exited.exit_code() != 0 || exited.signal() != 0) {
     final_state = v1::TRIAL_STATE_FAILED;
+    reason = exited.signal() != 0 ? absl::StrCat("killed by signal ", exited.signal())
+                                  : absl::StrCat("exited with code ", exited.exit_code());
+    if (!exited.stderr_tail().empty()) absl::StrAppend(&reason, ": ", exited.stderr_tail());
   }
-  if (sweep.pruner) sweep.pruner->OnTrialEnd(trial->id, final_state);
+  EndTrial(sweep, *trial, final_state, reason, slots * std::max(0.0, exited.wall_seconds()),
+           {.exit_code = exited.exit_code(), .exit_signal = exited.signal()});
+}
+
+void Engine::EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state,
+                      const std::string& reason, double gpu_seconds, store::TrialUpdate update) {
+  sweep.gpu_seconds += gpu_seconds;
+  update.end_us = NowMicros();
+  update.add_gpu_seconds = gpu_seconds;
+  if (sweep.pruner) sweep.pruner->OnTrialEnd(trial.id, final_state);
   const double progress = sweep.pruner && sweep.pruner->CountsReports()
-                              ? static_cast<double>(trial->metric_reports)
-                              : trial->resource;
+                              ? static_cast<double>(trial.metric_reports)
+                              : trial.resource;
   if (final_state == v1::TRIAL_STATE_COMPLETED) {
     sweep.max_completed_resource = std::max(sweep.max_completed_resource, progress);
   }
@@ -1097,35 +1111,167 @@ void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
       store_->UpdateSweep({.id = sweep.id, .add_gpu_seconds_saved = saved}, nullptr);
     }
   }
-  if (trial->stop_as) {
-    SetTrialState(*trial, *trial->stop_as, trial->stop_reason, std::move(update));
-  } else if (exited.exit_code() == 0 && exited.signal() == 0) {
-    SetTrialState(*trial, v1::TRIAL_STATE_COMPLETED, "exited 0", std::move(update));
-  } else {
-    std::string reason = exited.signal() != 0
-                             ? absl::StrCat("killed by signal ", exited.signal())
-                             : absl::StrCat("exited with code ", exited.exit_code());
-    if (!exited.stderr_tail().empty()) absl::StrAppend(&reason, ": ", exited.stderr_tail());
-    SetTrialState(*trial, v1::TRIAL_STATE_FAILED, reason, std::move(update));
+  SetTrialState(trial, final_state, reason, std::move(update));
+  if (final_state == v1::TRIAL_STATE_FAILED) {
     ++sweep.failures;
-    if (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED) {
-      if (sweep.failures >= std::max(1, sweep.spec.max_failures())) {
-        SetSweepState(sweep, v1::SWEEP_STATE_FAILED,
-                      absl::StrCat(sweep.failures, " trials failed (max_failures ",
-                                   sweep.spec.max_failures(), "); last: ", reason));
-        for (int64_t id : sweep.trial_ids) {
-          Trial& other = trials_.at(id);
-          if (other.state == v1::TRIAL_STATE_QUEUED) {
-            SetTrialState(other, v1::TRIAL_STATE_CANCELED, "sweep failed", {.end_us = NowMicros()});
-          } else if (Live(other)) {
-            StopTrial(other, v1::TRIAL_STATE_CANCELED, "sweep failed");
-          }
+    if ((sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED) &&
+        sweep.failures >= std::max(1, sweep.spec.max_failures())) {
+      SetSweepState(sweep, v1::SWEEP_STATE_FAILED,
+                    absl::StrCat(sweep.failures, " trials failed (max_failures ",
+                                 sweep.spec.max_failures(), "); last: ", reason));
+      for (int64_t id : sweep.trial_ids) {
+        Trial& other = trials_.at(id);
+        if (other.state == v1::TRIAL_STATE_QUEUED) {
+          SetTrialState(other, v1::TRIAL_STATE_CANCELED, "sweep failed", {.end_us = NowMicros()});
+        } else if (Live(other)) {
+          StopTrial(other, v1::TRIAL_STATE_CANCELED, "sweep failed");
         }
-        sweep.queue.clear();
       }
+      sweep.queue.clear();
     }
   }
   Schedule();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ask/tell for external runners.
+
+absl::StatusOr<v1::Trial> Engine::AskTrial(const std::string& sweep_id) {
+  return Call<absl::StatusOr<v1::Trial>>([&]() -> absl::StatusOr<v1::Trial> {
+    Sweep* sweep = FindSweep(sweep_id);
+    if (sweep == nullptr) return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
+    if (!sweep->external) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sweep ", sweep_id,
+                       " runs its trials on agents; ask/tell needs a sweep submitted with "
+                       "--external"));
+    }
+    if (sweep->state != v1::SWEEP_STATE_RUNNING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sweep ", sweep_id, " is ", SweepStateName(sweep->state)));
+    }
+    if (sweep->queue.empty()) {
+      int64_t cap = sweep->spec.run_cap();
+      if (sweep->spec.budget().max_trials() > 0) {
+        cap = cap > 0 ? std::min(cap, sweep->spec.budget().max_trials())
+                      : sweep->spec.budget().max_trials();
+      }
+      if (!sweep->exhausted && cap > 0 && static_cast<int64_t>(sweep->trial_ids.size()) >= cap) {
+        sweep->exhausted = true;
+        sweep->exhausted_reason = absl::StrCat("run cap of ", cap, " trials reached");
+      }
+      if (!sweep->exhausted && !sweep->target_reached) {
+        auto params = sweep->search->Propose(sweep->history);
+        if (params.ok()) {
+          NewTrial(*sweep, std::move(*params), false);
+        } else {
+          sweep->exhausted = true;
+          sweep->exhausted_reason = std::string(params.status().message());
+        }
+      }
+      if (sweep->queue.empty()) {
+        MaybeFinish(*sweep);
+        return absl::OutOfRangeError(absl::StrCat(
+            "sweep ", sweep_id, " has nothing left to propose: ",
+            sweep->target_reached ? "metric target reached" : sweep->exhausted_reason));
+      }
+    }
+    Trial& trial = trials_.at(sweep->queue.front());
+    sweep->queue.pop_front();
+    trial.agent_id = "external";
+    trial.start_us = NowMicros();
+    SetTrialState(trial, v1::TRIAL_STATE_RUNNING, "asked by an external runner",
+                  {.start_us = trial.start_us, .agent_ids = std::string("external")});
+    v1::Trial out;
+    out.set_id(trial.public_id);
+    out.set_sweep_id(sweep->public_id);
+    out.set_number(trial.number);
+    out.set_state(trial.state);
+    out.set_attempt(trial.attempt);
+    for (const auto& p : trial.params) *out.add_params() = p;
+    return out;
+  });
+}
+
+absl::StatusOr<v1::ReportTrialResponse> Engine::ReportTrial(const v1::ReportTrialRequest& request) {
+  return Call<absl::StatusOr<v1::ReportTrialResponse>>(
+      [&]() -> absl::StatusOr<v1::ReportTrialResponse> {
+        Trial* trial = FindTrial(request.trial_id());
+        if (trial == nullptr) {
+          return absl::NotFoundError(absl::StrCat("no trial '", request.trial_id(), "'"));
+        }
+        if (trial->agent_id != "external" || trial->state != v1::TRIAL_STATE_RUNNING) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("trial ", trial->public_id, " is ", TrialStateName(trial->state),
+                           trial->agent_id == "external" ? "" : " on an agent",
+                           "; only a running trial of an --external sweep takes reports"));
+        }
+        Sweep& sweep = sweeps_.at(trial->sweep_id);
+        v1::MetricBatch batch;
+        batch.set_trial_id(trial->public_id);
+        batch.set_first_seq(trial->last_seq_seen + 1);
+        v1::Report* report = batch.add_reports();
+        report->set_seq(trial->last_seq_seen + 1);
+        report->set_step(request.step());
+        report->set_time_us(NowMicros());
+        report->mutable_metrics()->insert(request.metrics().begin(), request.metrics().end());
+        StoreReports(sweep, *trial, std::move(batch), nullptr);
+        v1::ReportTrialResponse response;
+        response.set_should_continue(!trial->stop_as);
+        response.set_reason(trial->stop_reason);
+        return response;
+      });
+}
+
+absl::StatusOr<v1::Trial> Engine::TellTrial(const v1::TellTrialRequest& request) {
+  return Call<absl::StatusOr<v1::Trial>>([&]() -> absl::StatusOr<v1::Trial> {
+    Trial* trial = FindTrial(request.trial_id());
+    if (trial == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no trial '", request.trial_id(), "'"));
+    }
+    if (trial->agent_id != "external" || trial->state != v1::TRIAL_STATE_RUNNING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("trial ", trial->public_id, " is ", TrialStateName(trial->state),
+                       "; only a running trial of an --external sweep can be told"));
+    }
+    Sweep& sweep = sweeps_.at(trial->sweep_id);
+    v1::TrialState state = request.state() == v1::TRIAL_STATE_UNSPECIFIED
+                               ? v1::TRIAL_STATE_COMPLETED
+                               : request.state();
+    if (state != v1::TRIAL_STATE_COMPLETED && state != v1::TRIAL_STATE_FAILED &&
+        state != v1::TRIAL_STATE_PRUNED) {
+      return absl::InvalidArgumentError("state: a trial is told completed, failed or pruned");
+    }
+    if (state == v1::TRIAL_STATE_COMPLETED && !request.has_value() && sweep.spec.has_metric()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "value: required for a completed trial (the final ", sweep.spec.metric().name(), ")"));
+    }
+    if (request.has_value() && sweep.spec.has_metric()) {
+      v1::MetricBatch batch;
+      batch.set_trial_id(trial->public_id);
+      batch.set_first_seq(trial->last_seq_seen + 1);
+      v1::Report* report = batch.add_reports();
+      report->set_seq(trial->last_seq_seen + 1);
+      report->set_step(trial->metric_reports);
+      report->set_time_us(NowMicros());
+      (*report->mutable_metrics())[sweep.spec.metric().name()] = request.value();
+      StoreReports(sweep, *trial, std::move(batch), nullptr, /*prune=*/false);
+    }
+    // A trial the pruner stopped ends pruned even if the runner finished it.
+    if (trial->stop_as && state == v1::TRIAL_STATE_COMPLETED) state = *trial->stop_as;
+    const double seconds = static_cast<double>(NowMicros() - trial->start_us) / 1e6;
+    EndTrial(sweep, *trial, state,
+             trial->stop_as ? trial->stop_reason : absl::StrCat("told ", TrialStateName(state)),
+             std::max(0.0, seconds));
+    MaybeFinish(sweep);
+    v1::Trial out;
+    out.set_id(trial->public_id);
+    out.set_sweep_id(sweep.public_id);
+    out.set_number(trial->number);
+    out.set_state(trial->state);
+    for (const auto& p : trial->params) *out.add_params() = p;
+    return out;
+  });
 }
 
 }  // namespace sweepd::scheduler

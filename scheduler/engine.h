@@ -66,6 +66,14 @@ class Engine {
   absl::StatusOr<v1::Trial> EnqueueTrial(const v1::EnqueueTrialRequest& request);
   absl::StatusOr<std::vector<v1::Agent>> ListAgents(bool all);
 
+  // ---- Ask/tell for external runners (sweeps created with `external`).
+  // A new trial (state RUNNING) with its parameters; OUT_OF_RANGE when nothing is left.
+  absl::StatusOr<v1::Trial> AskTrial(const std::string& sweep_id);
+  // Stores an intermediate report and answers with the pruning decision.
+  absl::StatusOr<v1::ReportTrialResponse> ReportTrial(const v1::ReportTrialRequest& request);
+  // Ends the trial with its final value and state.
+  absl::StatusOr<v1::Trial> TellTrial(const v1::TellTrialRequest& request);
+
   // ---- Agent streams.
   // Registers (or re-registers) an agent; returns the reply to send first.
   absl::StatusOr<v1::Registered> AgentConnected(const v1::Register& request,
@@ -159,6 +167,13 @@ class Engine {
   void OnTrialStarted(Agent& agent, const v1::TrialStarted& started);
   void OnMetricBatch(Agent& agent, v1::MetricBatch batch);
   void OnTrialExited(Agent& agent, const v1::TrialExited& exited);
+  // Stores a trial's reports, tracks the sweep's best and target, feeds the pruner (prune), and
+  // acknowledges them to `ack_to` once durable.
+  void StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
+                    const std::shared_ptr<AgentChannel>& ack_to, bool prune = true);
+  // A trial ended: pruner, GPU accounting (used and saved), state, failure budget, scheduling.
+  void EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state, const std::string& reason,
+                double gpu_seconds, store::TrialUpdate update = {});
   void ReleaseSlots(Trial& trial);
   // Feeds one report to the sweep's pruner; stops the trial when it says so (decide == false:
   // only records, when rebuilding).

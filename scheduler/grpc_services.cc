@@ -300,19 +300,47 @@ grpc::Status SweepServiceImpl::EnqueueTrial(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::AskTrial(grpc::ServerContext*, const v1::AskTrialRequest*,
-                                        v1::AskTrialResponse*) {
-  return ToGrpc(absl::UnimplementedError("ask/tell for external runners is not built yet"));
+grpc::Status SweepServiceImpl::AskTrial(grpc::ServerContext*, const v1::AskTrialRequest* request,
+                                        v1::AskTrialResponse* response) {
+  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
+  auto trial = engine_->AskTrial(request->sweep_id());
+  if (!trial.ok()) return ToGrpc(trial.status());
+  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  *response->mutable_trial() = std::move(*trial);
+  return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::ReportTrial(grpc::ServerContext*, const v1::ReportTrialRequest*,
-                                           v1::ReportTrialResponse*) {
-  return ToGrpc(absl::UnimplementedError("ask/tell for external runners is not built yet"));
+grpc::Status SweepServiceImpl::ReportTrial(grpc::ServerContext*,
+                                           const v1::ReportTrialRequest* request,
+                                           v1::ReportTrialResponse* response) {
+  if (auto st = CheckId("trial_id", request->trial_id()); !st.ok()) return ToGrpc(st);
+  if (request->step() < 0) return ToGrpc(absl::InvalidArgumentError("step: must be >= 0"));
+  if (request->metrics().empty() || request->metrics_size() > 1000) {
+    return ToGrpc(absl::InvalidArgumentError("metrics: give 1 to 1000 metrics"));
+  }
+  for (const auto& [name, value] : request->metrics()) {
+    if (name.empty() || name.size() > 256) {
+      return ToGrpc(absl::InvalidArgumentError("metrics: a name must have 1 to 256 bytes"));
+    }
+  }
+  auto answer = engine_->ReportTrial(*request);
+  if (!answer.ok()) return ToGrpc(answer.status());
+  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  *response = std::move(*answer);
+  return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::TellTrial(grpc::ServerContext*, const v1::TellTrialRequest*,
-                                         v1::TellTrialResponse*) {
-  return ToGrpc(absl::UnimplementedError("ask/tell for external runners is not built yet"));
+grpc::Status SweepServiceImpl::TellTrial(grpc::ServerContext*, const v1::TellTrialRequest* request,
+                                         v1::TellTrialResponse* response) {
+  if (auto st = CheckId("trial_id", request->trial_id()); !st.ok()) return ToGrpc(st);
+  if (!v1::TrialState_IsValid(request->state())) {
+    return ToGrpc(absl::InvalidArgumentError("state: not a trial state"));
+  }
+  auto trial = engine_->TellTrial(*request);
+  if (!trial.ok()) return ToGrpc(trial.status());
+  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  *response->mutable_trial() = std::move(*trial);
+  return grpc::Status::OK;
 }
 
 grpc::Status SweepServiceImpl::ExportSweep(grpc::ServerContext*,

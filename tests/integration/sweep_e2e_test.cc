@@ -82,13 +82,14 @@ class Cluster {
                         "--code_dir=" + SourcePath("tests/integration/scripts")},
                        dir_ + "/agent-" + std::to_string(i) + ".log"));
     }
-    EXPECT_TRUE(WaitFor(
-        [&] {
-          auto r = Sweepctl({"agents", "--output", "json"});
-          return r.exit_code == 0 &&
-                 Json::parse(r.out, nullptr, false).size() == static_cast<size_t>(agents);
-        },
-        20000));
+    EXPECT_TRUE(agents == 0 || WaitFor(
+                                   [&] {
+                                     auto r = Sweepctl({"agents", "--output", "json"});
+                                     return r.exit_code == 0 &&
+                                            Json::parse(r.out, nullptr, false).size() ==
+                                                static_cast<size_t>(agents);
+                                   },
+                                   20000));
   }
 
   ~Cluster() {
@@ -110,10 +111,13 @@ class Cluster {
   }
 
   // Writes a spec into the cluster's folder and submits it; returns the sweep id.
-  std::string Submit(const std::string& yaml, bool paused = false) {
+  std::string Submit(const std::string& yaml, bool paused = false, bool external = false) {
     const std::string path = dir_ + "/spec-" + std::to_string(specs_++) + ".yaml";
     std::ofstream(path) << yaml;
-    auto r = paused ? Sweepctl({"submit", path, "--paused"}) : Sweepctl({"submit", path});
+    std::vector<std::string> args = {"submit", path};
+    if (paused) args.push_back("--paused");
+    if (external) args.push_back("--external");
+    auto r = Sweepctl(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::string id = r.out;
     while (!id.empty() && id.back() == '\n') id.pop_back();
@@ -460,6 +464,67 @@ parameters:
   }
   auto text = cluster.Sweepctl({"status", id});
   EXPECT_THAT(text.out, HasSubstr("saved by pruning"));
+}
+
+TEST(SweepE2eTest, AskReportTellForAnExternalRunner) {
+  Cluster cluster(0);  // no agents: an external runner does the work
+  const std::string id = cluster.Submit(R"(
+method: tpe
+seed: 2
+metric: {name: loss, goal: minimize}
+run_cap: 14
+search: {n_startup_trials: 4}
+pruner: {type: asha, min_resource: 1, max_resource: 9, reduction_factor: 3}
+parameters:
+  x: {min: 0.0, max: 1.0}
+)",
+                                        /*paused=*/false, /*external=*/true);
+  int asked = 0, pruned_by_report = 0;
+  while (true) {
+    auto ask = cluster.Sweepctl({"ask", id, "--output", "json"});
+    if (ask.exit_code != 0) {
+      EXPECT_THAT(ask.err, HasSubstr("nothing left to propose: run cap of 14 trials reached"));
+      break;
+    }
+    ++asked;
+    const Json trial = Json::parse(ask.out);
+    const double x = trial["params"]["x"];
+    bool stopped = false;
+    for (int step = 0; step < 9 && !stopped; ++step) {
+      const double loss = (x - 0.3) * (x - 0.3) + 1.0 / (step + 1);
+      auto r = cluster.Sweepctl({"report", trial["trial"], "--step", std::to_string(step),
+                                 "--metric", "loss=" + std::to_string(loss), "--output", "json"});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      const Json answer = Json::parse(r.out);
+      if (!answer["continue"].get<bool>()) {
+        EXPECT_THAT(answer["reason"].get<std::string>(), HasSubstr("pruned by asha"));
+        stopped = true;
+        ++pruned_by_report;
+      }
+    }
+    const double final_loss = (x - 0.3) * (x - 0.3) + 0.1;
+    auto told = cluster.Sweepctl({"tell", trial["trial"], "--value", std::to_string(final_loss)});
+    ASSERT_EQ(told.exit_code, 0) << told.err;
+    EXPECT_THAT(told.out, HasSubstr(stopped ? "pruned" : "completed"));
+    ASSERT_LE(asked, 14);
+  }
+  EXPECT_EQ(asked, 14);
+  EXPECT_GE(pruned_by_report, 1);
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED"));
+  const Json status = cluster.Status(id);
+  EXPECT_EQ(Int(status["counts"], "completed") + Int(status["counts"], "pruned"), 14);
+  EXPECT_EQ(Int(status["counts"], "pruned"), pruned_by_report);
+  // Bad calls: tell twice, report to an ended trial, ask on an agent sweep, a missing value.
+  auto trials = cluster.Sweepctl({"trials", id, "--output", "json"});
+  const Json listed = Json::parse(trials.out);
+  const std::string first = listed["trials"][0]["id"];
+  EXPECT_THAT(cluster.Sweepctl({"tell", first, "--value", "1"}).err,
+              HasSubstr("only a running trial of an --external sweep can be told"));
+  EXPECT_EQ(cluster.Sweepctl({"report", first, "--step", "1", "--metric", "loss=1"}).exit_code, 1);
+  const std::string normal =
+      cluster.Submit("program: x.py\nmethod: random\nparameters:\n  x: {min: 0.0, max: 1.0}\n",
+                     /*paused=*/true);
+  EXPECT_THAT(cluster.Sweepctl({"ask", normal}).err, HasSubstr("submitted with --external"));
 }
 
 TEST(SweepctlRunTest, RunsAWholeSweepWithNoDaemons) {
