@@ -31,6 +31,7 @@ bench: build
 	$(BUILD)/bench/store_bench --dir bench-data
 	$(BUILD)/bench/sweep_bench --dir bench-data
 	$(BUILD)/bench/pruning_bench
+	$(BUILD)/bench/search_quality
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

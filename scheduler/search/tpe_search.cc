@@ -23,13 +23,6 @@ double PhiInverse(double p) {
   return boost::math::quantile(standard, std::clamp(p, 1e-300, 1 - 1e-16));
 }
 
-// log of the truncated-normal density on [low, high].
-double LogTruncatedNormal(double x, double mu, double sigma, double low, double high) {
-  const double z = (x - mu) / sigma;
-  const double mass = Phi((high - mu) / sigma) - Phi((low - mu) / sigma);
-  return -0.5 * z * z - std::log(sigma * std::sqrt(2 * M_PI)) - std::log(std::max(mass, 1e-300));
-}
-
 double SampleTruncatedNormal(double mu, double sigma, double low, double high,
                              std::mt19937_64& rng) {
   const double a = Phi((low - mu) / sigma), b = Phi((high - mu) / sigma);
@@ -79,6 +72,7 @@ class ParzenEstimator {
     mu_.assign(dims.size(), std::vector<double>(components));
     sigma_.assign(dims.size(), std::vector<double>(components));
     cat_.assign(dims.size(), {});
+    log_norm_.assign(dims.size(), {});
     for (size_t j = 0; j < dims.size(); ++j) {
       const auto& d = dims[j];
       if (d.categorical) {
@@ -121,8 +115,14 @@ class ParzenEstimator {
       }
       // Magic clip: no kernel narrower than range / min(100, 1 + components).
       const double min_sigma = range / std::min(100.0, 1.0 + static_cast<double>(components));
+      log_norm_[j].resize(components);
       for (size_t k = 0; k < components; ++k) {
         sigma_[j][k] = std::clamp(sigma_[j][k], min_sigma, range);
+        // The truncated kernel's normaliser does not depend on x: computed once.
+        const double mass =
+            Phi((high - mu_[j][k]) / sigma_[j][k]) - Phi((low - mu_[j][k]) / sigma_[j][k]);
+        log_norm_[j][k] =
+            std::log(sigma_[j][k] * std::sqrt(2 * M_PI)) + std::log(std::max(mass, 1e-300));
       }
     }
   }
@@ -172,14 +172,15 @@ class ParzenEstimator {
   double KernelLog(size_t j, size_t k, double x) const {
     const auto& d = dims_[j];
     if (d.categorical) return cat_[j][k][static_cast<size_t>(x)];
-    return LogTruncatedNormal(x, mu_[j][k], sigma_[j][k], Low(d), High(d));
+    const double z = (x - mu_[j][k]) / sigma_[j][k];
+    return -0.5 * z * z - log_norm_[j][k];
   }
 
   const std::vector<TpeSearch::Dimension>& dims_;
   bool multivariate_;
   std::vector<double> weights_, log_weights_;
-  std::vector<std::vector<double>> mu_, sigma_;        // [dim][component]
-  std::vector<std::vector<std::vector<double>>> cat_;  // [dim][component][choice]
+  std::vector<std::vector<double>> mu_, sigma_, log_norm_;  // [dim][component]
+  std::vector<std::vector<std::vector<double>>> cat_;       // [dim][component][choice]
 };
 
 }  // namespace
