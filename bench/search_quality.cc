@@ -41,10 +41,15 @@ std::map<std::string, double> Decode(const ParamSet& params, const v1::SweepSpec
   return out;
 }
 
-double Run(const std::string& method, const bench::TestFunction& f, uint64_t seed, int trials) {
+double Run(std::string method, const bench::TestFunction& f, uint64_t seed, int trials) {
+  std::string extra;
+  if (method == "tpe-univariate") {
+    method = "tpe";
+    extra = "search: {multivariate: false}\n";
+  }
   auto parsed =
-      ParseSweepSpec("method: " + method + "\nseed: " + std::to_string(seed) +
-                     "\ncommand: [run]\nmetric: {name: f}\nparameters:\n" + f.parameters_yaml);
+      ParseSweepSpec("method: " + method + "\nseed: " + std::to_string(seed) + "\n" + extra +
+                     "command: [run]\nmetric: {name: f}\nparameters:\n" + f.parameters_yaml);
   if (!parsed.ok()) {
     std::fprintf(stderr, "%s\n", std::string(parsed.status().message()).c_str());
     std::exit(1);
@@ -96,7 +101,7 @@ int main(int argc, char** argv) {
   }
   const auto functions = bench::TestFunctions();
   std::map<std::string, std::map<std::string, std::vector<double>>> regret;  // method -> fn
-  for (const std::string method : {"random", "sobol", "tpe"}) {
+  for (const std::string method : {"random", "sobol", "tpe", "tpe-univariate"}) {
     for (const auto& f : functions) {
       for (int s = 0; s < seeds; ++s) {
         regret[method][f.name].push_back(Run(method, f, static_cast<uint64_t>(s), trials) -

@@ -145,6 +145,25 @@ class ParzenEstimator {
     return x;
   }
 
+  // One dimension on its own (univariate TPE): a draw from its mixture, and its log density.
+  double SampleDim(size_t j, std::mt19937_64& rng) const {
+    std::discrete_distribution<size_t> pick(weights_.begin(), weights_.end());
+    const size_t k = pick(rng);
+    const auto& d = dims_[j];
+    if (d.categorical) {
+      std::vector<double> p(cat_[j][k].size());
+      for (size_t c = 0; c < p.size(); ++c) p[c] = std::exp(cat_[j][k][c]);
+      return static_cast<double>(std::discrete_distribution<size_t>(p.begin(), p.end())(rng));
+    }
+    return SampleTruncatedNormal(mu_[j][k], sigma_[j][k], Low(d), High(d), rng);
+  }
+
+  double LogDensityDim(size_t j, double x) const {
+    std::vector<double> terms(weights_.size());
+    for (size_t k = 0; k < weights_.size(); ++k) terms[k] = log_weights_[k] + KernelLog(j, k, x);
+    return LogSumExp(terms);
+  }
+
   double LogDensity(const std::vector<double>& x) const {
     if (multivariate_) {
       std::vector<double> terms(weights_.size());
@@ -382,6 +401,22 @@ absl::StatusOr<ParamSet> TpeSearch::Propose(absl::Span<const TrialRecord> histor
   std::mt19937_64 rng(SplitMix64(seed_ ^ SplitMix64(history.size() + 0x7e5ull)));
   std::vector<double> best_x;
   double best_gain = -kInf;
+  if (!multivariate_) {
+    // Optuna's independent sampling: each parameter takes its own best candidate.
+    best_x.resize(dims_.size());
+    for (size_t j = 0; j < dims_.size(); ++j) {
+      double best_dim_gain = -kInf;
+      for (int c = 0; c < n_candidates_; ++c) {
+        const double x = l.SampleDim(j, rng);
+        const double gain = l.LogDensityDim(j, x) - g.LogDensityDim(j, x);
+        if (gain > best_dim_gain || c == 0) {
+          best_dim_gain = gain;
+          best_x[j] = x;
+        }
+      }
+    }
+    return Decode(best_x);
+  }
   for (int c = 0; c < n_candidates_; ++c) {
     std::vector<double> x = l.Sample(rng);
     const double gain = l.LogDensity(x) - g.LogDensity(x);
