@@ -118,11 +118,14 @@ class ParzenEstimator {
       log_norm_[j].resize(components);
       for (size_t k = 0; k < components; ++k) {
         sigma_[j][k] = std::clamp(sigma_[j][k], min_sigma, range);
-        // The truncated kernel's normaliser does not depend on x: computed once.
+        // The truncated kernel's normaliser does not depend on x: computed once. As Optuna 3.1
+        // (its _truncnorm.logpdf), the density is taken in the kernel's standardised units,
+        // without the 1/sigma factor: a kernel counts in proportion to its bandwidth. This is
+        // what Debian's Optuna does and it finds better optima on every function of
+        // bench/search_quality than the exact density (see docs/sweep-spec.md).
         const double mass =
             Phi((high - mu_[j][k]) / sigma_[j][k]) - Phi((low - mu_[j][k]) / sigma_[j][k]);
-        log_norm_[j][k] =
-            std::log(sigma_[j][k] * std::sqrt(2 * M_PI)) + std::log(std::max(mass, 1e-300));
+        log_norm_[j][k] = std::log(std::sqrt(2 * M_PI)) + std::log(std::max(mass, 1e-300));
       }
     }
   }
