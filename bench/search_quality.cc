@@ -4,7 +4,8 @@
 // of the regret (best found - known minimum) per method and function, and TPE's proposal time
 // with 1,000 trials of history. Not a test.
 //
-// Usage: search_quality [--trials 100] [--seeds 20] [--no-optuna] [--python /usr/bin/python3]
+// Usage: search_quality [--trials 100] [--seeds 20] [--first-seed 0] [--no-optuna]
+//                       [--python /usr/bin/python3]
 
 #include <algorithm>
 #include <chrono>
@@ -84,7 +85,7 @@ Stats Summarize(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int trials = 100, seeds = 20;
+  int trials = 100, seeds = 20, first_seed = 0;
   bool optuna = true;
   std::string python = "/usr/bin/python3";
   std::string driver = std::string(SWEEPD_SOURCE_DIR) + "/bench/optuna_search_driver.py";
@@ -96,6 +97,8 @@ int main(int argc, char** argv) {
       seeds = std::atoi(argv[++i]);
     else if (flag == "--no-optuna")
       optuna = false;
+    else if (flag == "--first-seed" && i + 1 < argc)
+      first_seed = std::atoi(argv[++i]);
     else if (flag == "--python" && i + 1 < argc)
       python = argv[++i];
   }
@@ -104,8 +107,8 @@ int main(int argc, char** argv) {
   for (const std::string method : {"random", "sobol", "tpe", "tpe-univariate"}) {
     for (const auto& f : functions) {
       for (int s = 0; s < seeds; ++s) {
-        regret[method][f.name].push_back(Run(method, f, static_cast<uint64_t>(s), trials) -
-                                         f.minimum);
+        regret[method][f.name].push_back(
+            Run(method, f, static_cast<uint64_t>(first_seed + s), trials) - f.minimum);
       }
     }
   }
