@@ -20,6 +20,7 @@
 #include "cli/table.h"
 #include "common/logging.h"
 #include "common/spec_parser.h"
+#include "common/state_names.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "scheduler/server.h"
@@ -98,27 +99,6 @@ std::string FormatValue(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.6g", v);
   return buf;
-}
-
-std::string StateName(v1::TrialState s) {
-  std::string name = v1::TrialState_Name(s);
-  name = name.substr(std::string("TRIAL_STATE_").size());
-  for (auto& c : name) c = static_cast<char>(std::tolower(c));
-  return name;
-}
-
-std::string SweepStateName(v1::SweepState s) {
-  std::string name = v1::SweepState_Name(s);
-  name = name.substr(std::string("SWEEP_STATE_").size());
-  for (auto& c : name) c = static_cast<char>(std::tolower(c));
-  return name;
-}
-
-std::optional<v1::TrialState> ParseTrialState(const std::string& name) {
-  for (int s = v1::TRIAL_STATE_QUEUED; s <= v1::TRIAL_STATE_CANCELED; ++s) {
-    if (StateName(static_cast<v1::TrialState>(s)) == name) return static_cast<v1::TrialState>(s);
-  }
-  return std::nullopt;
 }
 
 std::string Hours(double gpu_seconds) { return FormatValue(gpu_seconds / 3600.0); }
@@ -277,7 +257,7 @@ Table TrialsTable(const std::vector<v1::Trial>& trials, const std::string& metri
   for (const auto& p : params) header.push_back(p);
   Table table(header);
   for (const auto& t : trials) {
-    std::vector<std::string> row = {t.id(), StateName(t.state()),
+    std::vector<std::string> row = {t.id(), TrialStateName(t.state()),
                                     t.has_best_value() ? FormatValue(t.best_value()) : "",
                                     t.has_last_value() ? FormatValue(t.last_value()) : "",
                                     t.has_last_value() ? std::to_string(t.last_step()) : ""};
@@ -368,7 +348,7 @@ int RunTrial(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
     out << doc.dump(2) << "\n";
     return kExitOk;
   }
-  out << "trial     " << t.id() << "\nstate     " << StateName(t.state())
+  out << "trial     " << t.id() << "\nstate     " << TrialStateName(t.state())
       << (t.reason().empty() ? "" : "  (" + t.reason() + ")") << "\nattempt   " << t.attempt()
       << "\nagent     " << absl::StrJoin(t.agent_ids(), ",") << "\ngpu-hours "
       << Hours(t.gpu_seconds()) << "\nparams\n";
@@ -579,7 +559,7 @@ int RunTell(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   if (args.Get("output") == "json") {
     out << ToJson(response.trial()).dump(2) << "\n";
   } else {
-    out << response.trial().id() << " " << StateName(response.trial().state()) << "\n";
+    out << response.trial().id() << " " << TrialStateName(response.trial().state()) << "\n";
   }
   return kExitOk;
 }

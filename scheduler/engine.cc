@@ -13,6 +13,7 @@
 #include "common/logging.h"
 #include "common/param_space.h"
 #include "common/spec_parser.h"
+#include "common/state_names.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -108,46 +109,6 @@ absl::Status CheckValue(const v1::Parameter& leaf, const std::string& value_json
 }
 
 }  // namespace
-
-std::string TrialStateName(v1::TrialState state) {
-  switch (state) {
-    case v1::TRIAL_STATE_QUEUED:
-      return "queued";
-    case v1::TRIAL_STATE_ASSIGNED:
-      return "assigned";
-    case v1::TRIAL_STATE_RUNNING:
-      return "running";
-    case v1::TRIAL_STATE_COMPLETED:
-      return "completed";
-    case v1::TRIAL_STATE_PRUNED:
-      return "pruned";
-    case v1::TRIAL_STATE_FAILED:
-      return "failed";
-    case v1::TRIAL_STATE_LOST:
-      return "lost";
-    case v1::TRIAL_STATE_CANCELED:
-      return "canceled";
-    default:
-      return "unknown";
-  }
-}
-
-std::string SweepStateName(v1::SweepState state) {
-  switch (state) {
-    case v1::SWEEP_STATE_RUNNING:
-      return "running";
-    case v1::SWEEP_STATE_PAUSED:
-      return "paused";
-    case v1::SWEEP_STATE_FINISHED:
-      return "finished";
-    case v1::SWEEP_STATE_CANCELED:
-      return "canceled";
-    case v1::SWEEP_STATE_FAILED:
-      return "failed";
-    default:
-      return "unknown";
-  }
-}
 
 Engine::Engine(store::Store* store, EngineOptions options) : store_(store), options_(options) {}
 

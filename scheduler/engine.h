@@ -213,8 +213,4 @@ class Engine {
   int64_t next_incarnation_ = 1;
 };
 
-// Trial state names as the CLI and events print them ("running").
-std::string TrialStateName(v1::TrialState state);
-std::string SweepStateName(v1::SweepState state);
-
 }  // namespace sweepd::scheduler

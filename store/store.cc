@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/state_names.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "store/schema.h"
@@ -25,29 +26,6 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 google::protobuf::Timestamp Micros(int64_t us) {
   return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(us);
-}
-
-std::string TrialStateName(int state) {
-  switch (state) {
-    case v1::TRIAL_STATE_QUEUED:
-      return "queued";
-    case v1::TRIAL_STATE_ASSIGNED:
-      return "assigned";
-    case v1::TRIAL_STATE_RUNNING:
-      return "running";
-    case v1::TRIAL_STATE_COMPLETED:
-      return "completed";
-    case v1::TRIAL_STATE_PRUNED:
-      return "pruned";
-    case v1::TRIAL_STATE_FAILED:
-      return "failed";
-    case v1::TRIAL_STATE_LOST:
-      return "lost";
-    case v1::TRIAL_STATE_CANCELED:
-      return "canceled";
-    default:
-      return "unknown";
-  }
 }
 
 // Parameters are stored as one JSON object in spec order.
@@ -1211,7 +1189,7 @@ absl::StatusOr<ExportTable> Store::ExportSweep(absl::string_view public_id) {
     if (!more) break;
     std::vector<std::string> row = {t->ColumnText(1),
                                     std::to_string(t->ColumnInt(2)),
-                                    TrialStateName(static_cast<int>(t->ColumnInt(3))),
+                                    TrialStateName(static_cast<v1::TrialState>(t->ColumnInt(3))),
                                     std::to_string(t->ColumnInt(4)),
                                     absl::StrCat(t->ColumnDouble(5)),
                                     t->ColumnText(6)};

@@ -1,0 +1,37 @@
+#include "common/state_names.h"
+
+#include <cctype>
+
+namespace sweepd {
+namespace {
+
+// The enum's name without its prefix, lowercased: TRIAL_STATE_RUNNING -> running.
+std::string Lowercase(const std::string& name, size_t prefix) {
+  if (name.size() <= prefix) return "unknown";
+  std::string out = name.substr(prefix);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+std::string TrialStateName(v1::TrialState state) {
+  if (state == v1::TRIAL_STATE_UNSPECIFIED || !v1::TrialState_IsValid(state)) return "unknown";
+  return Lowercase(v1::TrialState_Name(state), sizeof("TRIAL_STATE_") - 1);
+}
+
+std::string SweepStateName(v1::SweepState state) {
+  if (state == v1::SWEEP_STATE_UNSPECIFIED || !v1::SweepState_IsValid(state)) return "unknown";
+  return Lowercase(v1::SweepState_Name(state), sizeof("SWEEP_STATE_") - 1);
+}
+
+std::optional<v1::TrialState> ParseTrialState(const std::string& name) {
+  for (int s = v1::TRIAL_STATE_QUEUED; s <= v1::TRIAL_STATE_CANCELED; ++s) {
+    if (TrialStateName(static_cast<v1::TrialState>(s)) == name) {
+      return static_cast<v1::TrialState>(s);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace sweepd
