@@ -252,6 +252,7 @@ absl::Status Engine::Rebuild() {
       }
       if (!t.enqueued() && t.attempt() == 1) ++sweep.proposed;
       if (t.state() == v1::TRIAL_STATE_FAILED) ++sweep.failures;
+      CountTrial(sweep, trial.state, +1);
       sweep.trial_ids.push_back(trial.id);
       trial_ids_[trial.public_id] = trial.id;
       trials_[trial.id] = std::move(trial);
@@ -317,10 +318,7 @@ bool Engine::SweepDone(const std::string& sweep_id) {
     if (sweep->state == v1::SWEEP_STATE_RUNNING || sweep->state == v1::SWEEP_STATE_PAUSED) {
       return false;
     }
-    for (int64_t id : sweep->trial_ids) {
-      if (Live(trials_.at(id))) return false;
-    }
-    return true;
+    return sweep->live == 0;
   });
 }
 
@@ -332,6 +330,14 @@ Engine::Sweep* Engine::FindSweep(const std::string& public_id) {
 Engine::Trial* Engine::FindTrial(const std::string& public_id) {
   auto it = trial_ids_.find(public_id);
   return it == trial_ids_.end() ? nullptr : &trials_.at(it->second);
+}
+
+void Engine::CountTrial(Sweep& sweep, v1::TrialState state, int delta) {
+  if (state == v1::TRIAL_STATE_ASSIGNED || state == v1::TRIAL_STATE_RUNNING) sweep.active += delta;
+  if (state == v1::TRIAL_STATE_QUEUED || state == v1::TRIAL_STATE_ASSIGNED ||
+      state == v1::TRIAL_STATE_RUNNING) {
+    sweep.live += delta;
+  }
 }
 
 bool Engine::Live(const Trial& trial) const {
@@ -369,6 +375,10 @@ void Engine::SetTrialState(Trial& trial, v1::TrialState state, const std::string
                            store::TrialUpdate update) {
   const std::string from = TrialStateName(trial.state);
   const bool changed = trial.state != state;
+  if (changed) {
+    CountTrial(sweeps_.at(trial.sweep_id), trial.state, -1);
+    CountTrial(sweeps_.at(trial.sweep_id), state, +1);
+  }
   trial.state = state;
   update.id = trial.id;
   if (changed) update.state = state;
@@ -623,6 +633,7 @@ std::optional<int64_t> Engine::NewTrial(Sweep& sweep, ParamSet params, bool enqu
   Event(sweep.id, trial.id, "", "trial.created", "", "queued",
         enqueued ? "enqueued by a user" : "proposed");
   if (!enqueued) ++sweep.proposed;
+  CountTrial(sweep, v1::TRIAL_STATE_QUEUED, +1);
   sweep.trial_ids.push_back(trial.id);
   sweep.queue.push_back(trial.id);
   trial_ids_[trial.public_id] = trial.id;
@@ -643,12 +654,7 @@ void Engine::Schedule() {
 // Starts at most one trial of the sweep; true when it did (call again).
 bool Engine::ScheduleSweep(Sweep& sweep) {
   if (sweep.external) return false;
-  int64_t live = 0;
-  for (int64_t id : sweep.trial_ids) {
-    const Trial& t = trials_.at(id);
-    if (t.state == v1::TRIAL_STATE_ASSIGNED || t.state == v1::TRIAL_STATE_RUNNING) ++live;
-  }
-  if (sweep.spec.parallelism() > 0 && live >= sweep.spec.parallelism()) return false;
+  if (sweep.spec.parallelism() > 0 && sweep.active >= sweep.spec.parallelism()) return false;
   // A free slot first: no point proposing what cannot run.
   const int slots_needed = std::max(1, sweep.spec.resources().gpus_per_node());
   bool capacity = false;
@@ -756,9 +762,7 @@ void Engine::StopTrial(Trial& trial, v1::TrialState stop_as, const std::string& 
 void Engine::MaybeFinish(Sweep& sweep) {
   if (sweep.state != v1::SWEEP_STATE_RUNNING) return;
   if (!sweep.exhausted && !sweep.target_reached) return;
-  for (int64_t id : sweep.trial_ids) {
-    if (Live(trials_.at(id))) return;
-  }
+  if (sweep.live > 0) return;
   SetSweepState(sweep, v1::SWEEP_STATE_FINISHED,
                 sweep.target_reached ? "metric target reached" : sweep.exhausted_reason);
 }

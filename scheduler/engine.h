@@ -135,6 +135,10 @@ class Engine {
     std::unique_ptr<pruning::Pruner> pruner;  // null: no early stopping
     std::string resource_metric;              // empty: the report's step
     double max_completed_resource = 0;        // for the GPU time saved by pruning
+    // Trials assigned or running, and those plus queued ones: kept by every state change, so
+    // scheduling never scans the sweep's history.
+    int64_t active = 0;
+    int64_t live = 0;
   };
 
   struct Agent {
@@ -186,6 +190,7 @@ class Engine {
   Sweep* FindSweep(const std::string& public_id);
   Trial* FindTrial(const std::string& public_id);
   bool Live(const Trial& trial) const;
+  static void CountTrial(Sweep& sweep, v1::TrialState state, int delta);
   v1::Sweep SweepSnapshot(const Sweep& sweep);
   int64_t NowMicros() const;
 
