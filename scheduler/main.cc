@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/daemon.h"
 #include "common/flag_names.h"
 #include "common/logging.h"
 #include "scheduler/server.h"
@@ -28,16 +29,10 @@ int main(int argc, char** argv) {
       "the sweepd scheduler daemon.\nUsage: sweepd [--listen HOST:PORT] [--db PATH]");
   sweepd::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
-  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  sweepd::SetUpDaemonLogging(absl::GetFlag(FLAGS_log_level));
 
-  // Block the shutdown signals in every thread; the main thread waits for them below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // The main thread waits for the shutdown signals below.
+  sigset_t signals = sweepd::BlockShutdownSignals();
 
   const std::string sync = absl::GetFlag(FLAGS_synchronous);
   if (sync != "full" && sync != "normal") {

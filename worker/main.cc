@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/daemon.h"
 #include "common/flag_names.h"
 #include "common/logging.h"
 #include "worker/agent.h"
@@ -32,14 +33,8 @@ int main(int argc, char** argv) {
       "the sweepd worker daemon.\nUsage: sweep-agent --scheduler HOST:PORT --slots N");
   sweepd::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
-  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sweepd::SetUpDaemonLogging(absl::GetFlag(FLAGS_log_level));
+  sigset_t signals = sweepd::BlockShutdownSignals();
 
   sweepd::worker::AgentOptions options;
   options.scheduler = absl::GetFlag(FLAGS_scheduler);
