@@ -1,6 +1,7 @@
 """Optuna's TPE on the search-quality test functions (the same as bench/search_functions.h).
 
-Usage: /usr/bin/python3 optuna_search_driver.py --trials 100 --seeds 20 [--multivariate]
+Usage: /usr/bin/python3 optuna_search_driver.py --trials 100 --seeds 20 [--first-seed 0]
+       [--multivariate]
 Prints one JSON object: {"function": [best value per seed, ...], ...}.
 """
 
@@ -60,12 +61,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--multivariate", action="store_true")
     args = parser.parse_args()
     out = {}
     for name, fn in FUNCTIONS.items():
         bests = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             sampler = optuna.samplers.TPESampler(seed=seed, multivariate=args.multivariate)
             study = optuna.create_study(sampler=sampler)
             study.optimize(fn, n_trials=args.trials)

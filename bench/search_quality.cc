@@ -5,7 +5,8 @@
 // with 1,000 trials of history. Not a test.
 //
 // Usage: search_quality [--trials 100] [--seeds 20] [--first-seed 0] [--no-optuna]
-//                       [--python /usr/bin/python3]
+//                       [--python /usr/bin/python3] [--methods random,sobol,tpe,tpe-univariate]
+//                       [--search "bandwidth: optuna, prior_weight: 1.0"]
 
 #include <algorithm>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "bench/search_functions.h"
 #include "common/spec_parser.h"
 #include "scheduler/search/search_method.h"
@@ -42,11 +44,17 @@ std::map<std::string, double> Decode(const ParamSet& params, const v1::SweepSpec
   return out;
 }
 
+// Extra settings for every TPE run (--search), e.g. "bandwidth: optuna".
+std::string g_search_settings;
+
 double Run(std::string method, const bench::TestFunction& f, uint64_t seed, int trials) {
   std::string extra;
   if (method == "tpe-univariate") {
     method = "tpe";
-    extra = "search: {multivariate: false}\n";
+    extra = "search: {multivariate: false" +
+            (g_search_settings.empty() ? "" : ", " + g_search_settings) + "}\n";
+  } else if (method == "tpe" && !g_search_settings.empty()) {
+    extra = "search: {" + g_search_settings + "}\n";
   }
   auto parsed =
       ParseSweepSpec("method: " + method + "\nseed: " + std::to_string(seed) + "\n" + extra +
@@ -87,6 +95,7 @@ Stats Summarize(std::vector<double> v) {
 int main(int argc, char** argv) {
   int trials = 100, seeds = 20, first_seed = 0;
   bool optuna = true;
+  std::vector<std::string> methods = {"random", "sobol", "tpe", "tpe-univariate"};
   std::string python = "/usr/bin/python3";
   std::string driver = std::string(SWEEPD_SOURCE_DIR) + "/bench/optuna_search_driver.py";
   for (int i = 1; i < argc; ++i) {
@@ -101,10 +110,14 @@ int main(int argc, char** argv) {
       first_seed = std::atoi(argv[++i]);
     else if (flag == "--python" && i + 1 < argc)
       python = argv[++i];
+    else if (flag == "--search" && i + 1 < argc)
+      g_search_settings = argv[++i];
+    else if (flag == "--methods" && i + 1 < argc)
+      methods = absl::StrSplit(argv[++i], ',');
   }
   const auto functions = bench::TestFunctions();
   std::map<std::string, std::map<std::string, std::vector<double>>> regret;  // method -> fn
-  for (const std::string method : {"random", "sobol", "tpe", "tpe-univariate"}) {
+  for (const std::string& method : methods) {
     for (const auto& f : functions) {
       for (int s = 0; s < seeds; ++s) {
         regret[method][f.name].push_back(
@@ -115,7 +128,8 @@ int main(int argc, char** argv) {
   if (optuna) {
     for (const bool multivariate : {false, true}) {
       const std::string command = python + " " + driver + " --trials " + std::to_string(trials) +
-                                  " --seeds " + std::to_string(seeds) +
+                                  " --seeds " + std::to_string(seeds) + " --first-seed " +
+                                  std::to_string(first_seed) +
                                   (multivariate ? " --multivariate" : "");
       FILE* pipe = popen(command.c_str(), "r");
       std::string output;

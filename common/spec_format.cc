@@ -208,7 +208,11 @@ Json SpecToJson(const v1::SweepSpec& spec) {
   if (!spec.metric_pattern().empty()) out["metric_pattern"] = spec.metric_pattern();
   out["search"] = {{"n_startup_trials", spec.search().n_startup_trials()},
                    {"n_ei_candidates", spec.search().n_ei_candidates()},
-                   {"multivariate", spec.search().multivariate()}};
+                   {"multivariate", spec.search().multivariate()},
+                   {"gamma", spec.search().gamma()},
+                   {"prior_weight", spec.search().prior_weight()},
+                   {"bandwidth_factor", spec.search().bandwidth_factor()},
+                   {"clip_exponent", spec.search().clip_exponent()}};
   return out;
 }
 

@@ -1055,16 +1055,21 @@ class SpecReader {
     search->set_n_startup_trials(10);
     search->set_n_ei_candidates(24);
     search->set_multivariate(true);
+    search->set_gamma(0.1);
+    search->set_prior_weight(1.0);
+    search->set_bandwidth_factor(0.1);
+    search->set_clip_exponent(1.5);
     if (!node.IsDefined()) return;
+    static const std::vector<absl::string_view> kKeys = {
+        "n_startup_trials", "n_ei_candidates",  "multivariate", "gamma",
+        "prior_weight",     "bandwidth_factor", "clip_exponent"};
     if (!node.IsMap()) {
-      Error("search", absl::StrCat("must be a map {n_startup_trials, n_ei_candidates, "
-                                   "multivariate}; got ",
-                                   Describe(node)));
+      Error("search", absl::StrCat("must be a map {", Join(kKeys), "}; got ", Describe(node)));
       return;
     }
     std::map<std::string, YAML::Node, std::less<>> keys;
     if (!CollectMap(node, "search", &keys)) return;
-    CheckKeys(keys, "search", {"n_startup_trials", "n_ei_candidates", "multivariate"});
+    CheckKeys(keys, "search", kKeys);
     auto get = [&](absl::string_view k) {
       return keys.contains(k) ? keys.find(k)->second : Undefined();
     };
@@ -1075,6 +1080,24 @@ class SpecReader {
     if (auto n = get("multivariate"); n.IsDefined()) {
       if (auto v = Bool(n, "search.multivariate")) search->set_multivariate(*v);
     }
+    auto positive = [&](absl::string_view key, double low_exclusive, double high_inclusive,
+                        void (v1::SearchSettings::*set)(double)) {
+      auto n = get(key);
+      if (!n.IsDefined()) return;
+      const std::string path = absl::StrCat("search.", key);
+      auto v = Number(n, path);
+      if (!v) return;
+      if (*v <= low_exclusive || *v > high_inclusive) {
+        Error(path,
+              absl::StrCat("must be in (", low_exclusive, ", ", high_inclusive, "]; got ", *v));
+        return;
+      }
+      (search->*set)(*v);
+    };
+    positive("gamma", 0, 1, &v1::SearchSettings::set_gamma);
+    positive("prior_weight", 0, 1e6, &v1::SearchSettings::set_prior_weight);
+    positive("bandwidth_factor", 0, 1, &v1::SearchSettings::set_bandwidth_factor);
+    positive("clip_exponent", 0, 4, &v1::SearchSettings::set_clip_exponent);
   }
 
   void CheckMetricPattern(const std::string& pattern) {

@@ -12,8 +12,6 @@
 namespace sweepd {
 namespace {
 
-constexpr double kPriorWeight = 1.0;
-constexpr double kSigma0 = 0.2;  // Optuna's multivariate bandwidth magnitude
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 double Phi(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
@@ -58,11 +56,13 @@ std::vector<double> DefaultWeights(size_t n) {
 class ParzenEstimator {
  public:
   ParzenEstimator(const std::vector<TpeSearch::Dimension>& dims,
-                  const std::vector<std::vector<double>>& observations, bool multivariate)
-      : dims_(dims), multivariate_(multivariate) {
+                  const std::vector<std::vector<double>>& observations,
+                  const TpeSearch::Options& options)
+      : dims_(dims), multivariate_(options.multivariate) {
+    const double prior_weight = options.prior_weight;
     const size_t n = observations.size();
     weights_ = DefaultWeights(n);
-    weights_.push_back(kPriorWeight);
+    weights_.push_back(prior_weight);
     double total = 0;
     for (double w : weights_) total += w;
     for (double& w : weights_) w /= total;
@@ -79,7 +79,7 @@ class ParzenEstimator {
         // Optuna: each kernel puts prior_weight / n_kernels on every choice and 1 more on its
         // own; the prior kernel is uniform.
         cat_[j].assign(components, std::vector<double>(static_cast<size_t>(d.choices),
-                                                       kPriorWeight / components));
+                                                       prior_weight / components));
         for (size_t k = 0; k < n; ++k) {
           cat_[j][k][static_cast<size_t>(observations[k][j])] += 1.0;
         }
@@ -95,8 +95,11 @@ class ParzenEstimator {
       mu_[j][n] = 0.5 * (low + high);
       sigma_[j][n] = range;
       if (multivariate_) {
-        const double s =
-            kSigma0 * std::pow(std::max<double>(n, 1), -1.0 / (dims.size() + 4)) * range;
+        // Scott-style width, shrinking with n in d + 4 dimensions. Optuna's factor is 0.2;
+        // sweepd's 0.1 (with the steeper clip below) exploits the good region more and found
+        // lower regret on every function of bench/search_quality (docs/sweep-spec.md).
+        const double s = options.bandwidth_factor *
+                         std::pow(std::max<double>(n, 1), -1.0 / (dims.size() + 4)) * range;
         for (size_t k = 0; k < n; ++k) sigma_[j][k] = s;
       } else {
         // Optuna's univariate rule: the larger gap to the sorted neighbours (endpoints: the one
@@ -113,8 +116,11 @@ class ParzenEstimator {
           if (order[r] != n) sigma_[j][order[r]] = s;
         }
       }
-      // Magic clip: no kernel narrower than range / min(100, 1 + components).
-      const double min_sigma = range / std::min(100.0, 1.0 + static_cast<double>(components));
+      // Magic clip: no kernel narrower than range / min(100, 1 + components)^exponent; the
+      // exponent is Optuna's 1 for univariate TPE.
+      const double clip_exponent = multivariate_ ? options.clip_exponent : 1.0;
+      const double min_sigma =
+          range / std::pow(std::min(100.0, 1.0 + static_cast<double>(components)), clip_exponent);
       log_norm_[j].resize(components);
       for (size_t k = 0; k < components; ++k) {
         sigma_[j][k] = std::clamp(sigma_[j][k], min_sigma, range);
@@ -214,8 +220,13 @@ TpeSearch::TpeSearch(const v1::SweepSpec& spec)
       maximize_(spec_.metric().goal() == v1::GOAL_MAXIMIZE),
       n_startup_(spec_.search().n_startup_trials()),
       n_candidates_(std::max(1, spec_.search().n_ei_candidates())),
-      multivariate_(spec_.search().multivariate()),
       seed_(spec_.seed()) {
+  const auto& search = spec_.search();
+  options_.multivariate = search.multivariate();
+  if (search.gamma() > 0) options_.gamma = search.gamma();
+  if (search.prior_weight() > 0) options_.prior_weight = search.prior_weight();
+  if (search.bandwidth_factor() > 0) options_.bandwidth_factor = search.bandwidth_factor();
+  if (search.clip_exponent() > 0) options_.clip_exponent = search.clip_exponent();
   for (const auto* leaf : leaves_) {
     if (leaf->distribution() == v1::CONSTANT) {
       dim_of_leaf_.push_back(-1);
@@ -385,7 +396,7 @@ absl::StatusOr<ParamSet> TpeSearch::Propose(absl::Span<const TrialRecord> histor
   });
   const size_t n = observed.size();
   const size_t n_good =
-      std::min<size_t>(static_cast<size_t>(std::ceil(0.1 * static_cast<double>(n))), 25);
+      std::min<size_t>(static_cast<size_t>(std::ceil(options_.gamma * static_cast<double>(n))), 25);
   std::vector<size_t> good_idx(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n_good));
   std::vector<size_t> bad_idx(order.begin() + static_cast<std::ptrdiff_t>(n_good), order.end());
   // Age weights follow trial order.
@@ -399,12 +410,12 @@ absl::StatusOr<ParamSet> TpeSearch::Propose(absl::Span<const TrialRecord> histor
   // Constant liar: trials still running count as bad, so parallel proposals spread out.
   for (auto& x : running) bad.push_back(std::move(x));
 
-  const ParzenEstimator l(dims_, good, multivariate_);
-  const ParzenEstimator g(dims_, bad, multivariate_);
+  const ParzenEstimator l(dims_, good, options_);
+  const ParzenEstimator g(dims_, bad, options_);
   std::mt19937_64 rng(SplitMix64(seed_ ^ SplitMix64(history.size() + 0x7e5ull)));
   std::vector<double> best_x;
   double best_gain = -kInf;
-  if (!multivariate_) {
+  if (!options_.multivariate) {
     // Optuna's independent sampling: each parameter takes its own best candidate.
     best_x.resize(dims_.size());
     for (size_t j = 0; j < dims_.size(); ++j) {

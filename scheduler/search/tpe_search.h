@@ -9,7 +9,8 @@
 // n_ei_candidates draws from the good estimator that maximises l(x)/g(x).
 //
 // Multivariate by default: one joint kernel per observation (a candidate takes every parameter
-// from the same component), Scott-style bandwidth. Completed trials rank by value; pruned ones
+// from the same component), with Scott-style widths bandwidth_factor * range * n^(-1/(d+4)),
+// half Optuna's by default (see docs/sweep-spec.md). Completed trials rank by value; pruned ones
 // after them, deeper first, then by value at their last step (Optuna's ranking). Trials still
 // running count as bad with the worst value (a constant liar), so parallel proposals spread out.
 // Not thread-safe.
@@ -29,6 +30,15 @@ class TpeSearch final : public SearchMethod {
 
   absl::StatusOr<ParamSet> Propose(absl::Span<const TrialRecord> history) override;
   std::optional<int64_t> Size() const override { return std::nullopt; }
+
+  // The estimator's settings (spec `search:`).
+  struct Options {
+    bool multivariate = true;
+    double gamma = 0.1;
+    double prior_weight = 1.0;
+    double bandwidth_factor = 0.1;  // multivariate kernel width, in ranges (Optuna: 0.2)
+    double clip_exponent = 1.5;     // multivariate minimum width exponent (Optuna: 1)
+  };
 
   // One dimension of the search space, in the space the estimator works in.
   struct Dimension {
@@ -53,7 +63,7 @@ class TpeSearch final : public SearchMethod {
   bool maximize_;
   int n_startup_;
   int n_candidates_;
-  bool multivariate_;
+  Options options_;
   uint64_t seed_;
 };
 

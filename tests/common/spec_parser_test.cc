@@ -686,6 +686,10 @@ TEST(SpecParserSemanticsTest, AppliesSweepdDefaults) {
   EXPECT_EQ(spec.search().n_startup_trials(), 10);
   EXPECT_EQ(spec.search().n_ei_candidates(), 24);
   EXPECT_TRUE(spec.search().multivariate());
+  EXPECT_EQ(spec.search().gamma(), 0.1);
+  EXPECT_EQ(spec.search().prior_weight(), 1.0);
+  EXPECT_EQ(spec.search().bandwidth_factor(), 0.1);
+  EXPECT_EQ(spec.search().clip_exponent(), 1.5);
   EXPECT_THAT(parsed.warnings, IsEmpty());
 
   // A resources map with one key keeps the other's default.
@@ -713,6 +717,10 @@ TEST(SpecParserSemanticsTest, ReadsEverySweepdKey) {
   EXPECT_EQ(spec.search().n_startup_trials(), 16);
   EXPECT_EQ(spec.search().n_ei_candidates(), 48);
   EXPECT_FALSE(spec.search().multivariate());
+  EXPECT_EQ(spec.search().gamma(), 0.15);
+  EXPECT_EQ(spec.search().prior_weight(), 0.5);
+  EXPECT_EQ(spec.search().bandwidth_factor(), 0.2);
+  EXPECT_EQ(spec.search().clip_exponent(), 1.0);
   const v1::Pruner& p = spec.pruner();
   EXPECT_EQ(p.type(), v1::Pruner::ASHA);
   EXPECT_EQ(p.resource(), "epoch");
