@@ -578,31 +578,76 @@ absl::StatusOr<v1::Trial> Engine::EnqueueTrial(const v1::EnqueueTrialRequest& re
   });
 }
 
+v1::Agent Engine::AgentSnapshot(const Agent& agent) const {
+  v1::Agent info = agent.info;
+  info.set_state(!agent.connected    ? v1::AGENT_STATE_DISCONNECTED
+                 : agent.quarantined ? v1::AGENT_STATE_QUARANTINED
+                                     : v1::AGENT_STATE_CONNECTED);
+  info.set_quarantine_reason(agent.quarantine_reason);
+  info.clear_running_trial_ids();
+  for (size_t i = 0; i < agent.slot_trial.size(); ++i) {
+    if (i < static_cast<size_t>(info.gpus_size())) {
+      info.mutable_gpus(static_cast<int>(i))->set_trial_id(agent.slot_trial[i]);
+    }
+    if (!agent.slot_trial[i].empty()) {
+      const auto& running = info.running_trial_ids();
+      if (std::find(running.begin(), running.end(), agent.slot_trial[i]) == running.end()) {
+        info.add_running_trial_ids(agent.slot_trial[i]);
+      }
+    }
+  }
+  return info;
+}
+
 absl::StatusOr<std::vector<v1::Agent>> Engine::ListAgents(bool all) {
   return Call<absl::StatusOr<std::vector<v1::Agent>>>(
       [&]() -> absl::StatusOr<std::vector<v1::Agent>> {
         std::vector<v1::Agent> out;
         for (auto& [id, agent] : agents_) {
           if (!all && !agent.connected) continue;
-          v1::Agent info = agent.info;
-          info.set_state(agent.connected ? v1::AGENT_STATE_CONNECTED
-                                         : v1::AGENT_STATE_DISCONNECTED);
-          info.clear_running_trial_ids();
-          for (size_t i = 0; i < agent.slot_trial.size(); ++i) {
-            if (i < static_cast<size_t>(info.gpus_size())) {
-              info.mutable_gpus(static_cast<int>(i))->set_trial_id(agent.slot_trial[i]);
-            }
-            if (!agent.slot_trial[i].empty()) {
-              const auto& running = info.running_trial_ids();
-              if (std::find(running.begin(), running.end(), agent.slot_trial[i]) == running.end()) {
-                info.add_running_trial_ids(agent.slot_trial[i]);
-              }
-            }
-          }
-          out.push_back(std::move(info));
+          out.push_back(AgentSnapshot(agent));
         }
         return out;
       });
+}
+
+absl::StatusOr<v1::Agent> Engine::ReleaseAgent(const std::string& agent_id) {
+  return Call<absl::StatusOr<v1::Agent>>([&]() -> absl::StatusOr<v1::Agent> {
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end()) return absl::NotFoundError(absl::StrCat("no agent ", agent_id));
+    Agent& agent = it->second;
+    if (!agent.quarantined) {
+      return absl::FailedPreconditionError(absl::StrCat("agent ", agent_id, " is not quarantined"));
+    }
+    agent.quarantined = false;
+    agent.quarantine_reason.clear();
+    agent.failure_times.clear();
+    Event(0, 0, agent.id, "agent.released", "quarantined", "connected", "released by a user");
+    spdlog::info("[agent={}] released from quarantine", agent.id);
+    Schedule();
+    return AgentSnapshot(agent);
+  });
+}
+
+void Engine::CountAgentFailure(Agent& agent, const std::string& trial_id) {
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  agent.failure_times.push_back(now);
+  while (!agent.failure_times.empty() &&
+         agent.failure_times.front() < now - options_.quarantine_window_seconds) {
+    agent.failure_times.pop_front();
+  }
+  if (agent.quarantined ||
+      static_cast<int>(agent.failure_times.size()) < options_.quarantine_failures) {
+    return;
+  }
+  agent.quarantined = true;
+  agent.quarantine_reason =
+      absl::StrCat(agent.failure_times.size(), " trials failed within ",
+                   options_.quarantine_window_seconds, " s (last: ", trial_id, ")");
+  Event(0, 0, agent.id, "agent.quarantined", "connected", "quarantined", agent.quarantine_reason);
+  spdlog::warn("[agent={}] quarantined: {}; `sweepctl agents --release {}` lifts it", agent.id,
+               agent.quarantine_reason, agent.id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -655,15 +700,8 @@ void Engine::Schedule() {
 bool Engine::ScheduleSweep(Sweep& sweep) {
   if (sweep.external) return false;
   if (sweep.spec.parallelism() > 0 && sweep.active >= sweep.spec.parallelism()) return false;
-  // A free slot first: no point proposing what cannot run.
-  const int slots_needed = std::max(1, sweep.spec.resources().gpus_per_node());
-  bool capacity = false;
-  for (auto& [agent_id, agent] : agents_) {
-    if (!agent.connected) continue;
-    const auto free = std::count(agent.slot_trial.begin(), agent.slot_trial.end(), "");
-    if (free >= slots_needed) capacity = true;
-  }
-  if (!capacity) return false;
+  // A placement first: no point proposing what cannot run.
+  if (Placement(sweep).empty()) return false;
   if (sweep.queue.empty()) {
     if (sweep.exhausted || sweep.target_reached) return false;
     int64_t cap = sweep.spec.run_cap();
@@ -701,30 +739,66 @@ bool Engine::ScheduleSweep(Sweep& sweep) {
   return true;
 }
 
-bool Engine::Assign(Sweep& sweep, Trial& trial) {
-  const int slots_needed = std::max(1, sweep.spec.resources().gpus_per_node());
-  // Pack: the agent with the fewest free slots that still fits, keeping whole nodes free.
-  Agent* best = nullptr;
-  int64_t best_free = 0;
+std::vector<Engine::Agent*> Engine::Placement(const Sweep& sweep) {
+  const auto slots = static_cast<int64_t>(std::max(1, sweep.spec.resources().gpus_per_node()));
+  const auto nodes = static_cast<size_t>(std::max(1, sweep.spec.resources().nodes()));
+  // Pack: the agents with the fewest free slots that still fit, so whole nodes stay free for
+  // gangs and larger trials. Ties go by agent id (agents_ is ordered), so placement is stable.
+  std::vector<std::pair<int64_t, Agent*>> fits;
   for (auto& [id, agent] : agents_) {
-    if (!agent.connected) continue;
+    if (!agent.connected || agent.quarantined) continue;
     const auto free = std::count(agent.slot_trial.begin(), agent.slot_trial.end(), "");
-    if (free >= slots_needed && (best == nullptr || free < best_free)) {
-      best = &agent;
-      best_free = free;
-    }
+    if (free >= slots) fits.emplace_back(free, &agent);
   }
-  if (best == nullptr) return false;
-  trial.gpu_indices.clear();
-  for (size_t i = 0;
-       i < best->slot_trial.size() && static_cast<int>(trial.gpu_indices.size()) < slots_needed;
-       ++i) {
-    if (best->slot_trial[i].empty()) {
-      best->slot_trial[i] = trial.public_id;
-      trial.gpu_indices.push_back(static_cast<int32_t>(i));
+  if (fits.size() < nodes) return {};
+  std::stable_sort(fits.begin(), fits.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Agent*> chosen;
+  for (size_t i = 0; i < nodes; ++i) chosen.push_back(fits[i].second);
+  return chosen;
+}
+
+bool Engine::Assign(Sweep& sweep, Trial& trial) {
+  // All nodes or none: the engine thread reserves every node's slots in this one step, so two
+  // gangs never hold part of what each needs.
+  const std::vector<Agent*> agents = Placement(sweep);
+  if (agents.empty()) return false;
+  const size_t slots_needed =
+      static_cast<size_t>(std::max(1, sweep.spec.resources().gpus_per_node()));
+  trial.nodes.clear();
+  trial.master_addr.clear();
+  trial.master_port = 0;
+  std::vector<std::string> agent_ids, gpus;
+  for (Agent* agent : agents) {
+    Node node{.agent_id = agent->id};
+    for (size_t i = 0; i < agent->slot_trial.size() && node.gpu_indices.size() < slots_needed;
+         ++i) {
+      if (agent->slot_trial[i].empty()) {
+        agent->slot_trial[i] = trial.public_id;
+        // The GPU's CUDA index (an agent may offer GPUs 2 and 3 only), not its slot position.
+        node.gpu_indices.push_back(i < static_cast<size_t>(agent->info.gpus_size())
+                                       ? agent->info.gpus(static_cast<int>(i)).index()
+                                       : static_cast<int32_t>(i));
+      }
     }
+    agent_ids.push_back(agent->id);
+    gpus.push_back(absl::StrJoin(node.gpu_indices, ","));
+    trial.nodes.push_back(std::move(node));
   }
-  trial.agent_id = best->id;
+  trial.agent_id = agents[0]->id;
+  SetTrialState(trial, v1::TRIAL_STATE_ASSIGNED,
+                agents.size() == 1 ? absl::StrCat("assigned to ", agents[0]->id)
+                                   : absl::StrCat("assigned to ", absl::StrJoin(agent_ids, ", "),
+                                                  " (", agents.size(), " nodes)"),
+                {.agent_ids = absl::StrJoin(agent_ids, ","), .gpus = absl::StrJoin(gpus, ";")});
+  // Node 0 first: it picks the rendezvous port; the others follow once it has started.
+  AssignNode(sweep, trial, 0);
+  return true;
+}
+
+void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {
+  Node& node = trial.nodes[rank];
+  Agent& agent = agents_.at(node.agent_id);
   v1::SchedulerMessage message;
   v1::Assign* assign = message.mutable_assign();
   assign->set_trial_id(trial.public_id);
@@ -732,29 +806,53 @@ bool Engine::Assign(Sweep& sweep, Trial& trial) {
   for (const auto& p : trial.params) *assign->add_params() = p;
   for (const auto& token : sweep.spec.command()) assign->add_command(token);
   assign->set_program(sweep.spec.program());
-  for (int32_t g : trial.gpu_indices) assign->add_gpu_indices(g);
+  for (int32_t g : node.gpu_indices) assign->add_gpu_indices(g);
   assign->set_attempt(trial.attempt);
   assign->set_metric_pattern(sweep.spec.metric_pattern());
   assign->set_code_dir(sweep.spec_dir);
-  std::vector<std::string> gpus;
-  for (int32_t g : trial.gpu_indices) gpus.push_back(std::to_string(g));
-  SetTrialState(trial, v1::TRIAL_STATE_ASSIGNED, absl::StrCat("assigned to ", best->id),
-                {.agent_ids = best->id, .gpus = absl::StrJoin(gpus, ",")});
-  best->channel->Send(std::move(message));
-  return true;
+  v1::Gang* gang = assign->mutable_gang();
+  gang->set_nnodes(static_cast<int32_t>(trial.nodes.size()));
+  gang->set_node_rank(static_cast<int32_t>(rank));
+  gang->set_master_addr(rank == 0 ? agent.info.address() : trial.master_addr);
+  gang->set_master_port(rank == 0 ? 0 : trial.master_port);
+  gang->set_gpus_per_node(static_cast<int32_t>(node.gpu_indices.size()));
+  gang->set_world_size(static_cast<int32_t>(trial.nodes.size() * node.gpu_indices.size()));
+  node.assigned = true;
+  agent.channel->Send(std::move(message));
+}
+
+Engine::Node* Engine::NodeOn(Trial& trial, const std::string& agent_id) {
+  for (Node& node : trial.nodes) {
+    if (node.agent_id == agent_id) return &node;
+  }
+  return nullptr;
 }
 
 void Engine::StopTrial(Trial& trial, v1::TrialState stop_as, const std::string& reason) {
   if (trial.stop_as) return;
   trial.stop_as = stop_as;
   trial.stop_reason = reason;
-  auto it = agents_.find(trial.agent_id);
-  if (it == agents_.end() || !it->second.connected) return;
-  v1::SchedulerMessage message;
-  message.mutable_stop()->set_trial_id(trial.public_id);
-  message.mutable_stop()->set_reason(reason);
-  message.mutable_stop()->set_grace_seconds(options_.stop_grace_seconds);
-  it->second.channel->Send(std::move(message));
+  for (Node& node : trial.nodes) {
+    if (node.exited) continue;
+    if (!node.assigned) {
+      // Never started (node 0 had not given its port yet): nothing to stop.
+      node.exited = true;
+      auto it = agents_.find(node.agent_id);
+      if (it != agents_.end()) {
+        for (auto& slot : it->second.slot_trial) {
+          if (slot == trial.public_id) slot.clear();
+        }
+      }
+      continue;
+    }
+    auto it = agents_.find(node.agent_id);
+    if (it == agents_.end() || !it->second.connected) continue;
+    v1::SchedulerMessage message;
+    message.mutable_stop()->set_trial_id(trial.public_id);
+    message.mutable_stop()->set_reason(reason);
+    message.mutable_stop()->set_grace_seconds(options_.stop_grace_seconds);
+    it->second.channel->Send(std::move(message));
+  }
   Event(trial.sweep_id, trial.id, trial.agent_id, "trial.stop", TrialStateName(trial.state), "",
         reason);
 }
@@ -831,10 +929,12 @@ absl::Status Engine::ReplayPruner(Sweep& sweep) {
 }
 
 void Engine::ReleaseSlots(Trial& trial) {
-  auto it = agents_.find(trial.agent_id);
-  if (it == agents_.end()) return;
-  for (auto& slot : it->second.slot_trial) {
-    if (slot == trial.public_id) slot.clear();
+  for (const Node& node : trial.nodes) {
+    auto it = agents_.find(node.agent_id);
+    if (it == agents_.end()) continue;
+    for (auto& slot : it->second.slot_trial) {
+      if (slot == trial.public_id) slot.clear();
+    }
   }
 }
 
@@ -902,26 +1002,18 @@ void Engine::AgentDisconnected(const std::string& agent_id, const AgentChannel* 
     agent.channel.reset();
     spdlog::warn("[agent={}] disconnected", agent_id);
     Event(0, 0, agent_id, "agent.disconnected", "connected", "disconnected", "stream ended");
-    // Its trials are lost; retry them elsewhere under the sweep's policy.
-    for (auto& slot : agent.slot_trial) {
-      if (slot.empty()) continue;
-      Trial* trial = FindTrial(slot);
-      slot.clear();
-      if (trial == nullptr || !Live(*trial)) continue;
-      Sweep& sweep = sweeps_.at(trial->sweep_id);
-      SetTrialState(*trial, v1::TRIAL_STATE_LOST, absl::StrCat("agent ", agent_id, " went away"),
-                    {.end_us = NowMicros()});
-      const bool sweep_live =
-          sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED;
-      if (sweep_live && !trial->stop_as && trial->attempt <= sweep.spec.max_retries()) {
-        trial->attempt += 1;
-        trial->agent_id.clear();
-        SetTrialState(*trial, v1::TRIAL_STATE_QUEUED,
-                      absl::StrCat("retry ", trial->attempt - 1, " of ", sweep.spec.max_retries()),
-                      {.attempt = trial->attempt});
-        sweep.queue.push_front(trial->id);
-      }
+    // Its trials are lost; retry them elsewhere under the sweep's policy (a gang's other nodes
+    // are stopped first).
+    std::set<std::string> trial_ids(agent.slot_trial.begin(), agent.slot_trial.end());
+    trial_ids.erase("");
+    for (const std::string& trial_id : trial_ids) {
+      Trial* trial = FindTrial(trial_id);
+      Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent_id);
+      if (node == nullptr || node->exited || !Live(*trial)) continue;
+      NodeEnded(sweeps_.at(trial->sweep_id), *trial, *node, v1::TRIAL_STATE_LOST,
+                absl::StrCat("agent ", agent_id, " went away"), {});
     }
+    for (auto& slot : agent.slot_trial) slot.clear();
     Schedule();
   });
 }
@@ -934,6 +1026,17 @@ void Engine::AgentMessageReceived(const std::string& agent_id, v1::AgentMessage 
     switch (message.kind_case()) {
       case v1::AgentMessage::kHeartbeat:
         *agent.info.mutable_last_heartbeat() = google::protobuf::util::TimeUtil::GetCurrentTime();
+        // GPU utilisation and memory, by index (NVML or nvidia-smi on the agent).
+        for (const v1::Gpu& reading : message.heartbeat().gpus()) {
+          for (v1::Gpu& gpu : *agent.info.mutable_gpus()) {
+            if (gpu.index() != reading.index()) continue;
+            gpu.set_utilization_percent(reading.utilization_percent());
+            gpu.set_memory_used_bytes(reading.memory_used_bytes());
+            if (reading.memory_total_bytes() > 0) {
+              gpu.set_memory_total_bytes(reading.memory_total_bytes());
+            }
+          }
+        }
         break;
       case v1::AgentMessage::kTrialStarted:
         OnTrialStarted(agent, message.trial_started());
@@ -952,14 +1055,27 @@ void Engine::AgentMessageReceived(const std::string& agent_id, v1::AgentMessage 
 
 void Engine::OnTrialStarted(Agent& agent, const v1::TrialStarted& started) {
   Trial* trial = FindTrial(started.trial_id());
-  if (trial == nullptr || trial->agent_id != agent.id) {
+  Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent.id);
+  if (node == nullptr) {
     spdlog::warn("[agent={}] started unknown trial {}", agent.id, started.trial_id());
     return;
   }
-  if (trial->state != v1::TRIAL_STATE_ASSIGNED) return;
+  if (node != &trial->nodes[0] || trial->state != v1::TRIAL_STATE_ASSIGNED) return;
+  trial->master_addr = started.master_addr().empty() ? agent.info.address() : started.master_addr();
+  trial->master_port = started.master_port();
   trial->start_us = NowMicros();
   SetTrialState(*trial, v1::TRIAL_STATE_RUNNING, absl::StrCat("started on ", agent.id),
                 {.start_us = trial->start_us, .workdir = started.workdir()});
+  // The gang's other nodes now know where to meet node 0.
+  if (trial->stop_as) return;
+  Sweep& sweep = sweeps_.at(trial->sweep_id);
+  for (size_t rank = 1; rank < trial->nodes.size(); ++rank) {
+    Node& other = trial->nodes[rank];
+    if (other.assigned || other.exited) continue;
+    auto it = agents_.find(other.agent_id);
+    if (it == agents_.end() || !it->second.connected) continue;  // its loss is being handled
+    AssignNode(sweep, *trial, rank);
+  }
 }
 
 void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
@@ -1036,23 +1152,71 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
 
 void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
   Trial* trial = FindTrial(exited.trial_id());
-  if (trial == nullptr || trial->agent_id != agent.id || !Live(*trial)) return;
+  if (trial == nullptr || !Live(*trial)) return;
+  Node* node = NodeOn(*trial, agent.id);
+  if (node == nullptr || node->exited || !node->assigned) return;
   Sweep& sweep = sweeps_.at(trial->sweep_id);
-  ReleaseSlots(*trial);
-  const double slots = static_cast<double>(std::max<size_t>(1, trial->gpu_indices.size()));
-  v1::TrialState final_state = v1::TRIAL_STATE_COMPLETED;
-  std::string reason = "exited 0";
-  if (trial->stop_as) {
-    final_state = *trial->stop_as;
-    reason = trial->stop_reason;
-  } else if (exited.exit_code() != 0 || exited.signal() != 0) {
-    final_state = v1::TRIAL_STATE_FAILED;
-    reason = exited.signal() != 0 ? absl::StrCat("killed by signal ", exited.signal())
-                                  : absl::StrCat("exited with code ", exited.exit_code());
-    if (!exited.stderr_tail().empty()) absl::StrAppend(&reason, ": ", exited.stderr_tail());
+  node->wall_seconds = std::max(0.0, exited.wall_seconds());
+  const bool failed = exited.exit_code() != 0 || exited.signal() != 0;
+  if (!failed || trial->stop_as || exited.stopped_by_scheduler()) {
+    NodeEnded(sweep, *trial, *node, v1::TRIAL_STATE_COMPLETED, "exited 0",
+              {.exit_code = exited.exit_code(), .exit_signal = exited.signal()});
+    return;
   }
-  EndTrial(sweep, *trial, final_state, reason, slots * std::max(0.0, exited.wall_seconds()),
-           {.exit_code = exited.exit_code(), .exit_signal = exited.signal()});
+  std::string reason = exited.signal() != 0 ? absl::StrCat("killed by signal ", exited.signal())
+                                            : absl::StrCat("exited with code ", exited.exit_code());
+  if (trial->nodes.size() > 1) {
+    reason = absl::StrCat("node ", node - trial->nodes.data(), " (", agent.id, ") ", reason);
+  }
+  if (!exited.stderr_tail().empty()) absl::StrAppend(&reason, ": ", exited.stderr_tail());
+  if (node->wall_seconds < options_.quarantine_window_seconds) {
+    CountAgentFailure(agent, trial->public_id);
+  }
+  NodeEnded(sweep, *trial, *node, v1::TRIAL_STATE_FAILED, reason,
+            {.exit_code = exited.exit_code(), .exit_signal = exited.signal()});
+}
+
+void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState node_state,
+                       const std::string& reason, store::TrialUpdate update) {
+  node.exited = true;
+  if (auto it = agents_.find(node.agent_id); it != agents_.end()) {
+    for (auto& slot : it->second.slot_trial) {
+      if (slot == trial.public_id) slot.clear();
+    }
+  }
+  // A failed or lost node ends the whole trial: the other nodes would hang in a collective.
+  if (node_state != v1::TRIAL_STATE_COMPLETED) StopTrial(trial, node_state, reason);
+  for (const Node& other : trial.nodes) {
+    if (!other.exited) return;  // the trial ends with its last node
+  }
+  double gpu_seconds = 0;
+  for (const Node& n : trial.nodes) {
+    gpu_seconds += static_cast<double>(std::max<size_t>(1, n.gpu_indices.size())) * n.wall_seconds;
+  }
+  const v1::TrialState final_state = trial.stop_as.value_or(v1::TRIAL_STATE_COMPLETED);
+  const std::string final_reason = trial.stop_as ? trial.stop_reason : reason;
+  if (final_state != v1::TRIAL_STATE_LOST) {
+    EndTrial(sweep, trial, final_state, final_reason, gpu_seconds, std::move(update));
+    return;
+  }
+  // Lost: back to the queue under the retry policy, same parameters.
+  sweep.gpu_seconds += gpu_seconds;
+  SetTrialState(trial, v1::TRIAL_STATE_LOST, final_reason,
+                {.end_us = NowMicros(), .add_gpu_seconds = gpu_seconds});
+  const bool sweep_live =
+      sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED;
+  if (sweep_live && trial.attempt <= sweep.spec.max_retries()) {
+    trial.attempt += 1;
+    trial.agent_id.clear();
+    trial.nodes.clear();
+    trial.stop_as.reset();
+    trial.stop_reason.clear();
+    SetTrialState(trial, v1::TRIAL_STATE_QUEUED,
+                  absl::StrCat("retry ", trial.attempt - 1, " of ", sweep.spec.max_retries()),
+                  {.attempt = trial.attempt});
+    sweep.queue.push_front(trial.id);
+  }
+  Schedule();
 }
 
 void Engine::EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state,

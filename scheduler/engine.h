@@ -44,6 +44,10 @@ struct EngineOptions {
   int stop_grace_seconds = 30;
   // Heartbeat period agents are asked to use.
   int heartbeat_seconds = 5;
+  // Quarantine (W&B's flapping rule): an agent whose trials fail this many times within
+  // quarantine_window_seconds gets no new trials until released.
+  int quarantine_failures = 3;
+  double quarantine_window_seconds = 60;
 };
 
 class Engine {
@@ -65,6 +69,8 @@ class Engine {
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id, const std::string& reason);
   absl::StatusOr<v1::Trial> EnqueueTrial(const v1::EnqueueTrialRequest& request);
   absl::StatusOr<std::vector<v1::Agent>> ListAgents(bool all);
+  // Lifts an agent's quarantine; FAILED_PRECONDITION when it is not quarantined.
+  absl::StatusOr<v1::Agent> ReleaseAgent(const std::string& agent_id);
 
   // ---- Ask/tell for external runners (sweeps created with `external`).
   // A new trial (state RUNNING) with its parameters; OUT_OF_RANGE when nothing is left.
@@ -90,6 +96,15 @@ class Engine {
   store::Store& store() { return *store_; }
 
  private:
+  // One node of a trial's placement (one for ordinary trials, `nodes` for gangs).
+  struct Node {
+    std::string agent_id;
+    std::vector<int32_t> gpu_indices;
+    bool assigned = false;  // Assign sent: node 0 at once, the others once node 0 has a port
+    bool exited = false;
+    double wall_seconds = 0;
+  };
+
   struct Trial {
     int64_t id = 0;
     std::string public_id;
@@ -99,8 +114,10 @@ class Engine {
     ParamSet params;
     int32_t attempt = 1;
     bool enqueued = false;
-    std::string agent_id;
-    std::vector<int32_t> gpu_indices;
+    std::string agent_id;     // node 0's agent ("external" for ask/tell)
+    std::vector<Node> nodes;  // empty while queued
+    std::string master_addr;  // node 0's rendezvous address and port, once it started
+    int32_t master_port = 0;
     int64_t start_us = 0;
     // Why the scheduler stopped it, when it did ("sweep canceled"): decides its final state.
     std::optional<v1::TrialState> stop_as;
@@ -148,6 +165,9 @@ class Engine {
     std::vector<std::string> slot_trial;  // per GPU index (or CPU slot): trial public id or ""
     int64_t incarnation = 0;
     bool connected = false;
+    std::deque<double> failure_times;  // seconds, steady clock; for quarantine
+    bool quarantined = false;
+    std::string quarantine_reason;
   };
 
   // Runs `task` on the engine thread.
@@ -179,6 +199,18 @@ class Engine {
   void EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state, const std::string& reason,
                 double gpu_seconds, store::TrialUpdate update = {});
   void ReleaseSlots(Trial& trial);
+  // The agents a trial of `sweep` could be placed on now, packed: fewest free slots first.
+  std::vector<Agent*> Placement(const Sweep& sweep);
+  // Sends a node its Assign.
+  void AssignNode(Sweep& sweep, Trial& trial, size_t rank);
+  // The node of `trial` that `agent_id` runs, or nullptr.
+  Node* NodeOn(Trial& trial, const std::string& agent_id);
+  // A node ended (exited, or its agent went away): stops the others on a failure and ends the
+  // trial once every node has.
+  void NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState node_state,
+                 const std::string& reason, store::TrialUpdate update);
+  // Counts a quick failure on an agent; quarantines it past the flapping limit.
+  void CountAgentFailure(Agent& agent, const std::string& trial_id);
   // Feeds one report to the sweep's pruner; stops the trial when it says so (decide == false:
   // only records, when rebuilding).
   void Prune(Sweep& sweep, Trial& trial, int64_t step,
@@ -192,6 +224,7 @@ class Engine {
   bool Live(const Trial& trial) const;
   static void CountTrial(Sweep& sweep, v1::TrialState state, int delta);
   v1::Sweep SweepSnapshot(const Sweep& sweep);
+  v1::Agent AgentSnapshot(const Agent& agent) const;
   int64_t NowMicros() const;
 
   store::Store* const store_;

@@ -368,10 +368,12 @@ grpc::Status SweepServiceImpl::ListAgents(grpc::ServerContext*,
 
 grpc::Status SweepServiceImpl::ReleaseAgent(grpc::ServerContext*,
                                             const v1::ReleaseAgentRequest* request,
-                                            v1::ReleaseAgentResponse*) {
+                                            v1::ReleaseAgentResponse* response) {
   if (auto st = CheckId("agent_id", request->agent_id()); !st.ok()) return ToGrpc(st);
-  return ToGrpc(absl::FailedPreconditionError(
-      absl::StrCat("agent ", request->agent_id(), " is not quarantined")));
+  auto agent = engine_->ReleaseAgent(request->agent_id());
+  if (!agent.ok()) return ToGrpc(agent.status());
+  *response->mutable_agent() = std::move(*agent);
+  return grpc::Status::OK;
 }
 
 grpc::Status AgentServiceImpl::Connect(

@@ -1,6 +1,7 @@
 #include "worker/agent.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -71,6 +73,40 @@ std::string Tail(const std::string& path, size_t max_bytes = 400) {
   return last_line == std::string::npos ? text : text.substr(last_line + 1);
 }
 
+// A TCP port free on every interface right now, for node 0's rendezvous (torchrun's
+// MASTER_PORT). It is free when chosen; the trial binds it moments later.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// The start time of a process in clock ticks since boot (/proc/PID/stat field 22), or 0: with
+// the pid it names one process for good, even after the pid is reused.
+uint64_t ProcessStartTicks(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close_paren + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
 }  // namespace
 
 struct Agent::Client {
@@ -96,6 +132,9 @@ struct Agent::Trial {
   int64_t next_seq = 0;
   int64_t next_step = 0;
   std::vector<int32_t> gpu_indices;
+  int node_rank = 0;  // this node's rank in a multi-node trial; only node 0 relays metrics
+  bool warned_not_rank0 = false;
+  std::string state_file;
   double start = 0;
   bool stop_requested = false;
   std::string stop_reason;
@@ -111,6 +150,7 @@ Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 Agent::~Agent() {
   Stop();
   if (connection_thread_.joinable()) connection_thread_.join();
+  if (gpu_thread_.joinable()) gpu_thread_.join();
   for (int fd : wake_pipe_) {
     if (fd >= 0) close(fd);
   }
@@ -157,16 +197,11 @@ void Agent::ConnectionLoop() {
     auto stream = stub->Connect(context.get());
     v1::AgentMessage hello;
     v1::Register* reg = hello.mutable_register_();
-    reg->set_agent_id(options_.agent_id.empty() ? Hostname() : options_.agent_id);
+    reg->set_agent_id(agent_id_);
     reg->set_hostname(Hostname());
-    reg->set_address(Hostname());
+    reg->set_address(options_.advertise_address.empty() ? Hostname() : options_.advertise_address);
     reg->set_version("0.1.0");
-    for (int i = 0; i < options_.slots; ++i) {
-      v1::Gpu* slot = reg->add_gpus();
-      slot->set_index(i);
-      slot->set_uuid(absl::StrCat("slot-", i));
-      slot->set_name("cpu slot");
-    }
+    for (const v1::Gpu& gpu : resources_) *reg->add_gpus() = gpu;
     if (!stream->Write(hello)) {
       stream->Finish();
       if (!stopping_) {
@@ -218,11 +253,114 @@ void Agent::ConnectionLoop() {
   }
 }
 
-absl::Status Agent::Run() {
+absl::Status Agent::DiscoverResources() {
   if (options_.slots < 1 || options_.slots > 1024) {
     return absl::InvalidArgumentError(
         absl::StrCat("--slots: must be 1 to 1024; got ", options_.slots));
   }
+  const std::string& discovery = options_.gpu_discovery;
+  if (discovery != "none") {
+    auto monitor = OpenGpuMonitor(discovery);
+    if (monitor.ok()) {
+      gpu_monitor_ = std::move(*monitor);
+    } else if (monitor.status().code() == absl::StatusCode::kInvalidArgument ||
+               discovery != "auto") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--gpu-discovery ", discovery, ": ", monitor.status().message()));
+    } else {
+      spdlog::info("no GPUs found ({}); running {} CPU slot(s)", monitor.status().message(),
+                   options_.slots);
+    }
+  }
+  std::vector<v1::Gpu> found;
+  if (gpu_monitor_) {
+    auto readings = gpu_monitor_->Read();
+    if (!readings.ok()) return readings.status();
+    found = std::move(*readings);
+  }
+  if (!options_.gpus.empty()) {
+    auto wanted = ParseGpuList(options_.gpus, "--gpus");
+    if (!wanted.ok()) return wanted.status();
+    for (int index : *wanted) {
+      v1::Gpu gpu;
+      gpu.set_index(index);
+      auto it = std::find_if(found.begin(), found.end(),
+                             [&](const v1::Gpu& g) { return g.index() == index; });
+      if (it != found.end()) {
+        gpu = *it;
+      } else if (gpu_monitor_) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--gpus: GPU ", index, " is not on this node (", gpu_monitor_->Source(),
+                         " lists ", found.size(), ")"));
+      } else {
+        gpu.set_uuid(absl::StrCat("gpu-", index));
+        gpu.set_name("GPU (from --gpus)");
+      }
+      resources_.push_back(std::move(gpu));
+    }
+    has_gpus_ = true;
+  } else if (!found.empty()) {
+    resources_ = found;
+    has_gpus_ = true;
+  } else {
+    for (int i = 0; i < options_.slots; ++i) {
+      v1::Gpu slot;
+      slot.set_index(i);
+      slot.set_uuid(absl::StrCat("slot-", i));
+      slot.set_name("cpu slot");
+      resources_.push_back(std::move(slot));
+    }
+  }
+  if (has_gpus_) {
+    std::vector<std::string> names;
+    for (const auto& g : resources_) names.push_back(absl::StrCat(g.index(), ": ", g.name()));
+    spdlog::info("offering {} GPU(s){}: {}", resources_.size(),
+                 gpu_monitor_ ? absl::StrCat(" (found by ", gpu_monitor_->Source(), ")") : "",
+                 absl::StrJoin(names, ", "));
+  }
+  return absl::OkStatus();
+}
+
+void Agent::KillLeftoverTrials() {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(state_dir_, ec)) {
+    std::ifstream in(entry.path());
+    pid_t pgid = 0;
+    uint64_t start_ticks = 0;
+    if (in >> pgid >> start_ticks && pgid > 1 && ProcessStartTicks(pgid) == start_ticks &&
+        start_ticks != 0) {
+      spdlog::warn(
+          "[trial={}] left running by an earlier run of this agent (pid {}); killing it "
+          "so its GPUs are free",
+          entry.path().stem().string(), pgid);
+      kill(-pgid, SIGKILL);
+    }
+    std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+void Agent::GpuMonitorLoop() {
+  while (!stopping_) {
+    auto readings = gpu_monitor_->Read();
+    if (readings.ok()) {
+      std::lock_guard<std::mutex> lock(gpu_mu_);
+      gpu_readings_ = std::move(*readings);
+    } else {
+      spdlog::debug("GPU readings: {}", readings.status().message());
+    }
+    for (int waited = 0; waited < heartbeat_seconds_ * 20 && !stopping_; ++waited) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+}
+
+absl::Status Agent::Run() {
+  agent_id_ = options_.agent_id.empty() ? Hostname() : options_.agent_id;
+  if (!SafeId(agent_id_)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--agent-id: \"", agent_id_, "\" may hold only letters, digits, '.', '_' and '-'"));
+  }
+  if (auto st = DiscoverResources(); !st.ok()) return st;
   if (pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   }
@@ -237,7 +375,15 @@ absl::Status Agent::Run() {
     return absl::FailedPreconditionError(
         absl::StrCat("--workdir ", options_.workdir, ": ", ec.message()));
   }
+  state_dir_ = (std::filesystem::path(options_.workdir) / ".sweep-agent" / agent_id_).string();
+  std::filesystem::create_directories(state_dir_, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", state_dir_, ": ", ec.message()));
+  }
+  KillLeftoverTrials();
   if (auto st = BecomeSubreaper(); !st.ok()) spdlog::warn("{}", st.message());
+  if (gpu_monitor_) gpu_thread_ = std::thread([this] { GpuMonitorLoop(); });
   connection_thread_ = std::thread([this] { ConnectionLoop(); });
   while (!stopping_) PollOnce();
   // Leaving: no orphans. Kill every trial's group and reap it.
@@ -310,10 +456,26 @@ void Agent::StartTrial(const v1::Assign& assign) {
     return;
   }
   if (trials_.contains(assign.trial_id())) return;  // duplicate assign after a reconnect
+  // Never two trials on one GPU: the scheduler should not ask, and the agent checks anyway.
+  for (int32_t g : assign.gpu_indices()) {
+    if (std::none_of(resources_.begin(), resources_.end(),
+                     [&](const v1::Gpu& r) { return r.index() == g; })) {
+      fail(absl::StrCat("GPU ", g, " is not one this agent offers"));
+      return;
+    }
+    for (const auto& [id, other] : trials_) {
+      if (!other->exited && std::find(other->gpu_indices.begin(), other->gpu_indices.end(), g) !=
+                                other->gpu_indices.end()) {
+        fail(absl::StrCat("GPU ", g, " is busy with trial ", id));
+        return;
+      }
+    }
+  }
   auto trial = std::make_unique<Trial>();
   trial->id = assign.trial_id();
   trial->sweep_id = assign.sweep_id();
   trial->gpu_indices.assign(assign.gpu_indices().begin(), assign.gpu_indices().end());
+  trial->node_rank = assign.gang().node_rank();
   trial->workdir =
       (std::filesystem::path(options_.workdir) / assign.sweep_id() / assign.trial_id()).string();
   std::error_code ec;
@@ -352,6 +514,32 @@ void Agent::StartTrial(const v1::Assign& assign) {
     const size_t eq = entry.find('=');
     if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
+  // GPUs and the gang, before the command is expanded: ${envvar:SWEEP_NNODES} and the others
+  // may appear in it (the torchrun launcher uses them).
+  std::vector<std::string> gpus;
+  for (int32_t g : trial->gpu_indices) gpus.push_back(std::to_string(g));
+  env["SWEEP_GPUS"] = absl::StrJoin(gpus, ",");
+  if (has_gpus_) {
+    env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(gpus, ",");
+    // CUDA numbers GPUs fastest-first unless told otherwise; NVML and nvidia-smi by PCI bus.
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";
+  }
+  const v1::Gang& gang = assign.gang();
+  const int nnodes = std::max(1, gang.nnodes());
+  const int nproc = std::max<int>(1, static_cast<int>(trial->gpu_indices.size()));
+  int master_port = gang.master_port();
+  if (trial->node_rank == 0 && master_port == 0) master_port = FreePort();
+  std::string master_addr = gang.master_addr();
+  if (master_addr.empty()) {
+    master_addr = options_.advertise_address.empty() ? Hostname() : options_.advertise_address;
+  }
+  env["SWEEP_NNODES"] = std::to_string(nnodes);
+  env["SWEEP_NODE_RANK"] = std::to_string(trial->node_rank);
+  env["SWEEP_GPUS_PER_NODE"] = std::to_string(has_gpus_ ? trial->gpu_indices.size() : 0);
+  env["SWEEP_NPROC_PER_NODE"] = std::to_string(nproc);
+  env["MASTER_ADDR"] = master_addr;
+  env["MASTER_PORT"] = std::to_string(master_port);
+  env["WORLD_SIZE"] = std::to_string(nnodes * nproc);
   CommandContext context{.interpreter = options_.interpreter,
                          .program = program,
                          .args_json_file = params_file,
@@ -387,9 +575,6 @@ void Agent::StartTrial(const v1::Assign& assign) {
   env["SWEEP_PARAMS_JSON"] = flat.dump();
   env["SWEEP_SOCKET"] = trial->socket_path;
   env["SWEEP_ATTEMPT"] = std::to_string(std::max(1, assign.attempt()));
-  std::vector<std::string> gpus;
-  for (int32_t g : trial->gpu_indices) gpus.push_back(std::to_string(g));
-  env["SWEEP_GPUS"] = absl::StrJoin(gpus, ",");
   for (const auto& [k, v] : assign.env()) env[k] = v;
   if (!options_.python_path.empty()) {
     auto it = env.find("PYTHONPATH");
@@ -412,7 +597,13 @@ void Agent::StartTrial(const v1::Assign& assign) {
   trial->stdout_log.open(trial->workdir + "/stdout.log", std::ios::binary | std::ios::trunc);
   trial->parser = std::make_unique<MetricLineParser>(assign.metric_pattern());
   trial->start = NowSeconds();
-  spdlog::info("[trial={}] started pid {}: {}", trial->id, trial->process->pid(),
+  // A state file while it runs: a later run of this agent finds and kills what a crash left.
+  trial->state_file = absl::StrCat(state_dir_, "/", trial->id);
+  std::ofstream(trial->state_file)
+      << trial->process->pid() << " " << ProcessStartTicks(trial->process->pid()) << " "
+      << absl::StrJoin(gpus, ",") << "\n";
+  spdlog::info("[trial={}] started pid {}{}: {}", trial->id, trial->process->pid(),
+               nnodes > 1 ? absl::StrCat(" as node ", trial->node_rank, " of ", nnodes) : "",
                absl::StrJoin(*argv, " "));
   v1::AgentMessage started;
   auto* s = started.mutable_trial_started();
@@ -421,12 +612,26 @@ void Agent::StartTrial(const v1::Assign& assign) {
   s->set_workdir(trial->workdir);
   s->set_stdout_path(trial->workdir + "/stdout.log");
   s->set_stderr_path(trial->stderr_path);
+  s->set_node_rank(trial->node_rank);
+  if (trial->node_rank == 0) {
+    s->set_master_addr(master_addr);
+    s->set_master_port(master_port);
+  }
   outbox_.push_back(std::move(started));
   trials_[trial->id] = std::move(trial);
 }
 
 void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
                       std::vector<std::pair<std::string, double>> metrics) {
+  if (trial.node_rank != 0) {
+    // Only global rank 0 reports for a multi-node trial; the client reduces across ranks.
+    if (!trial.warned_not_rank0) {
+      spdlog::info("[trial={}] node {} does not relay metrics; node 0 reports for the trial",
+                   trial.id, trial.node_rank);
+      trial.warned_not_rank0 = true;
+    }
+    return;
+  }
   if (trial.unacked.size() >= kMaxBufferedReports) {
     spdlog::warn("[trial={}] {} reports unacknowledged; dropping the oldest", trial.id,
                  trial.unacked.size());
@@ -557,9 +762,12 @@ void Agent::CheckExit(Trial& trial) {
   close(trial.listen_fd);
   trial.listen_fd = -1;
   unlink(trial.socket_path.c_str());
+  std::error_code ec;
+  std::filesystem::remove(trial.state_file, ec);
   v1::AgentMessage message;
   auto* e = message.mutable_trial_exited();
   e->set_trial_id(trial.id);
+  e->set_node_rank(trial.node_rank);
   e->set_exit_code(exit->exit_code);
   e->set_signal(exit->signal);
   e->set_stopped_by_scheduler(trial.stop_requested);
@@ -607,6 +815,10 @@ void Agent::SendPending() {
       if (!trial->exited) heartbeat.mutable_heartbeat()->add_running_trial_ids(id);
     }
     heartbeat.mutable_heartbeat();
+    {
+      std::lock_guard<std::mutex> lock(gpu_mu_);
+      for (const auto& g : gpu_readings_) *heartbeat.mutable_heartbeat()->add_gpus() = g;
+    }
     if (Send(heartbeat)) last_heartbeat_ = now;
   }
   // Trials that exited and whose metrics were all acknowledged are done here.

@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "sweepd/v1/agent_service.grpc.pb.h"
+#include "worker/gpu_monitor.h"
 
 namespace sweepd::worker {
 
@@ -29,7 +30,14 @@ struct AgentOptions {
   std::string scheduler = "127.0.0.1:7777";
   // Stable name across restarts; defaults to the hostname.
   std::string agent_id;
+  // CPU slots, when the node has no GPUs (or discovery is off).
   int slots = 1;
+  // GPUs to use, by CUDA index ("0,1"); empty: discover them.
+  std::string gpus;
+  // auto (NVML, then nvidia-smi), nvml, nvidia-smi, or none.
+  std::string gpu_discovery = "auto";
+  // Address other nodes reach this one at (MASTER_ADDR of gangs it leads); default: hostname.
+  std::string advertise_address;
   // Trials run in WORKDIR/<sweep>/<trial>/.
   std::string workdir = "sweepd-work";
   // `program` resolves against this folder unless the scheduler names one (sweepctl run).
@@ -58,6 +66,12 @@ class Agent {
   struct Trial;
   struct Client;
 
+  // Decides what the node offers: --gpus, discovered GPUs, or CPU slots.
+  absl::Status DiscoverResources();
+  // Kills trial processes an earlier run of this agent left behind (from their state files),
+  // so their GPUs are not handed out twice.
+  void KillLeftoverTrials();
+  void GpuMonitorLoop();
   void ConnectionLoop();
   void HandleMessage(const v1::SchedulerMessage& message);
   void StartTrial(const v1::Assign& assign);
@@ -74,6 +88,14 @@ class Agent {
   void Wake();
 
   const AgentOptions options_;
+  std::string agent_id_;
+  std::string state_dir_;           // per-trial state files (pid, start time, GPUs)
+  std::vector<v1::Gpu> resources_;  // what Register advertises, by slot
+  bool has_gpus_ = false;
+  std::unique_ptr<GpuMonitor> gpu_monitor_;
+  std::thread gpu_thread_;
+  std::mutex gpu_mu_;
+  std::vector<v1::Gpu> gpu_readings_;  // latest utilisation and memory
   std::atomic<bool> stopping_{false};
   std::string runtime_dir_;  // holds the reporting sockets (short paths)
   int wake_pipe_[2] = {-1, -1};

@@ -17,7 +17,13 @@
 
 ABSL_FLAG(std::string, scheduler, "",
           "sweepd's address (default $SWEEPD_ADDR, else 127.0.0.1:7777)");
-ABSL_FLAG(int, slots, 1, "trials this node runs at once (CPU slots; GPUs come with GPU support)");
+ABSL_FLAG(int, slots, 1, "trials this node runs at once when it has no GPUs (CPU slots)");
+ABSL_FLAG(std::string, gpus, "",
+          "GPUs to offer, by CUDA index (e.g. 0,1,2,3; default: every GPU discovery finds)");
+ABSL_FLAG(std::string, gpu_discovery, "auto",
+          "how GPUs are found: auto (NVML, then nvidia-smi), nvml, nvidia-smi, or none");
+ABSL_FLAG(std::string, advertise_address, "",
+          "address other nodes reach this one at, for multi-node trials (default: the hostname)");
 ABSL_FLAG(std::string, workdir, "sweepd-work", "trials run in WORKDIR/<sweep>/<trial>/");
 ABSL_FLAG(std::string, code_dir, ".", "folder `program` resolves against");
 ABSL_FLAG(std::string, agent_id, "", "stable name of this agent (default: the hostname)");
@@ -30,7 +36,8 @@ ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "the sweepd worker daemon.\nUsage: sweep-agent --scheduler HOST:PORT --slots N");
+      "the sweepd worker daemon.\nUsage: sweep-agent --scheduler HOST:PORT [--gpus 0,1 | --slots "
+      "N]");
   sweepd::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
   sweepd::SetUpDaemonLogging(absl::GetFlag(FLAGS_log_level));
@@ -43,6 +50,9 @@ int main(int argc, char** argv) {
     options.scheduler = env != nullptr && *env != '\0' ? env : "127.0.0.1:7777";
   }
   options.slots = absl::GetFlag(FLAGS_slots);
+  options.gpus = absl::GetFlag(FLAGS_gpus);
+  options.gpu_discovery = absl::GetFlag(FLAGS_gpu_discovery);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
   options.workdir = absl::GetFlag(FLAGS_workdir);
   options.code_dir = absl::GetFlag(FLAGS_code_dir);
   options.agent_id = absl::GetFlag(FLAGS_agent_id);
