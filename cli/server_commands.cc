@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -610,6 +611,15 @@ int RunLogs(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
 
 int RunAgents(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   Client client(args);
+  if (args.Has("release")) {
+    v1::ReleaseAgentRequest request;
+    request.set_agent_id(args.Get("release"));
+    v1::ReleaseAgentResponse response;
+    grpc::Status status = client.stub().ReleaseAgent(client.Context().get(), request, &response);
+    if (!status.ok()) return Fail(err, client.Explain(status));
+    out << "agent " << response.agent().id() << " released from quarantine\n";
+    return kExitOk;
+  }
   v1::ListAgentsRequest request;
   request.set_all(args.Has("all"));
   v1::ListAgentsResponse response;
@@ -621,14 +631,38 @@ int RunAgents(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
     out << arr.dump(2) << "\n";
     return kExitOk;
   }
-  Table table({"AGENT", "HOST", "STATE", "SLOTS", "RUNNING"});
+  auto is_gpu = [](const v1::Gpu& g) { return !absl::StartsWith(g.uuid(), "slot-"); };
+  Table table({"AGENT", "HOST", "STATE", "RESOURCES", "FREE", "RUNNING", "NOTE"});
+  Table gpus({"AGENT", "GPU", "NAME", "UTIL", "MEMORY", "TRIAL"});
+  bool any_gpu = false;
   for (const auto& a : response.agents()) {
     std::string state = v1::AgentState_Name(a.state()).substr(std::string("AGENT_STATE_").size());
     for (auto& c : state) c = static_cast<char>(std::tolower(c));
-    table.AddRow({a.id(), a.hostname(), state, std::to_string(a.gpus_size()),
-                  absl::StrJoin(a.running_trial_ids(), ",")});
+    int free = 0, gpu_count = 0;
+    for (const auto& g : a.gpus()) {
+      if (g.trial_id().empty()) ++free;
+      if (!is_gpu(g)) continue;
+      ++gpu_count;
+      any_gpu = true;
+      char util[32], memory[64];
+      std::snprintf(util, sizeof(util), "%.0f%%", g.utilization_percent());
+      std::snprintf(memory, sizeof(memory), "%.1f/%.1f GiB",
+                    static_cast<double>(g.memory_used_bytes()) / (1 << 30),
+                    static_cast<double>(g.memory_total_bytes()) / (1 << 30));
+      gpus.AddRow({a.id(), std::to_string(g.index()), g.name(), util, memory,
+                   g.trial_id().empty() ? "-" : g.trial_id()});
+    }
+    const std::string resources =
+        gpu_count > 0 ? absl::StrCat(gpu_count, " GPU") : absl::StrCat(a.gpus_size(), " slots");
+    table.AddRow({a.id(), a.hostname(), state, resources, std::to_string(free),
+                  absl::StrJoin(a.running_trial_ids(), ","), a.quarantine_reason()});
   }
-  out << (args.Get("output") == "csv" ? table.ToCsv() : table.ToText());
+  if (args.Get("output") == "csv") {
+    out << table.ToCsv();
+    return kExitOk;
+  }
+  out << table.ToText();
+  if (any_gpu) out << "\n" << gpus.ToText();
   return kExitOk;
 }
 
@@ -682,16 +716,28 @@ int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   auto server = scheduler::SchedulerServer::Start(
       {.listen = "127.0.0.1:0", .db_path = args.Get("db"), .engine = {.stop_grace_seconds = 10}});
   if (!server.ok()) return Fail(err, std::string(server.status().message()));
-  worker::AgentOptions agent_options{.scheduler = (*server)->address(),
-                                     .agent_id = "local",
-                                     .slots = parallel,
-                                     .workdir = args.Get("workdir"),
-                                     .code_dir = spec_dir};
+  // One embedded agent per node the spec's trials need: a multi-node spec runs on this machine
+  // as that many loopback "nodes", each with CPU slots and its own trial folders.
+  const int nodes = std::max(1, parsed->spec.resources().nodes());
+  const int slots_per_trial = std::max(1, parsed->spec.resources().gpus_per_node());
   const char* python = std::getenv("SWEEPD_PYTHON");
-  agent_options.interpreter = python != nullptr && *python != '\0' ? python : "python3";
-  agent_options.python_path = worker::DefaultPythonPath();
-  worker::Agent agent(agent_options);
-  std::thread agent_thread([&agent] { (void)agent.Run(); });
+  std::vector<std::unique_ptr<worker::Agent>> agents;
+  std::vector<std::thread> agent_threads;
+  for (int n = 0; n < nodes; ++n) {
+    worker::AgentOptions agent_options{
+        .scheduler = (*server)->address(),
+        .agent_id = nodes == 1 ? "local" : absl::StrCat("local-", n),
+        .slots = std::min(1024, parallel * slots_per_trial),
+        .gpu_discovery = nodes == 1 ? "auto" : "none",
+        .advertise_address = "127.0.0.1",
+        .workdir =
+            nodes == 1 ? args.Get("workdir") : absl::StrCat(args.Get("workdir"), "/node-", n),
+        .code_dir = spec_dir};
+    agent_options.interpreter = python != nullptr && *python != '\0' ? python : "python3";
+    agent_options.python_path = worker::DefaultPythonPath();
+    agents.push_back(std::make_unique<worker::Agent>(agent_options));
+    agent_threads.emplace_back([agent = agents.back().get()] { (void)agent->Run(); });
+  }
 
   ParsedArgs client_args = args;
   client_args.flags["scheduler"] = (*server)->address();
@@ -708,7 +754,9 @@ int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
     for (const auto& w : created.warnings()) err << path << ": warning: " << w << "\n";
     const std::string id = created.sweep().id();
     if (!json)
-      out << "sweep " << id << ": " << parallel << " at a time, store " << args.Get("db") << "\n";
+      out << "sweep " << id << ": " << parallel << " at a time"
+          << (nodes > 1 ? absl::StrCat(", ", nodes, " loopback nodes per trial") : "") << ", store "
+          << args.Get("db") << "\n";
     rc = Watch(client, id, json ? err : out, err, /*quiet=*/json);
     auto sweep = GetSweep(client, id);
     v1::ListTrialsRequest best_request;
@@ -727,8 +775,8 @@ int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   }
   // The sweep is over: the agent leaving is expected, not worth a warning.
   if (!args.Has("verbose")) spdlog::set_level(spdlog::level::err);
-  agent.Stop();
-  agent_thread.join();
+  for (auto& agent : agents) agent->Stop();
+  for (auto& t : agent_threads) t.join();
   (*server)->Shutdown();
   return rc;
 }
@@ -903,9 +951,15 @@ std::vector<Command> ServerCommands() {
        .run = RunLogs},
       {.name = "agents",
        .summary = "list agents and what they run",
-       .usage = "sweepctl agents [--all]",
-       .description = "Connected agents (--all: also disconnected ones).",
-       .flags = ServerFlags(true, {{.name = "all", .help = "include disconnected agents"}}),
+       .usage = "sweepctl agents [--all] | sweepctl agents --release AGENT",
+       .description =
+           "Connected agents (--all: also disconnected ones), their free slots and trials, and "
+           "per GPU its utilisation and memory (from NVML or nvidia-smi). An agent whose trials "
+           "fail 3 times within 60 s is quarantined (no new trials); --release lifts it.",
+       .flags = ServerFlags(
+           true,
+           {{.name = "all", .help = "include disconnected agents"},
+            {.name = "release", .value_name = "AGENT", .help = "lift the quarantine of AGENT"}}),
        .run = RunAgents},
       {.name = "export",
        .summary = "a sweep's trials as CSV or JSON",

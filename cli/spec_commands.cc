@@ -114,8 +114,7 @@ int RunPreview(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   }
   const std::optional<int64_t> total = (*method)->Size();
   const std::string format = args.Get("output");
-  const std::vector<std::string> command(parsed->spec.command().begin(),
-                                         parsed->spec.command().end());
+  const std::vector<std::string> command = LaunchCommand(parsed->spec);
   CommandContext context{.program = parsed->spec.program(),
                          .args_json_file = "params.json",
                          .getenv = [](const std::string& name) -> std::optional<std::string> {

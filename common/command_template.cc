@@ -284,4 +284,24 @@ absl::StatusOr<std::vector<std::string>> ExpandCommand(
   return argv;
 }
 
+std::vector<std::string> LaunchCommand(const v1::SweepSpec& spec) {
+  std::vector<std::string> out;
+  for (const auto& token : spec.command()) {
+    out.push_back(token);
+    if (spec.launcher() == v1::LAUNCHER_TORCHRUN && token == "${interpreter}") {
+      // `--redirects 1 --tee 1`: Debian's torch 1.13 torchrun fails at start without them; ranks'
+      // output then carries a `[default0]:` prefix (report metrics through the client).
+      for (const char* flag :
+           {"-m", "torch.distributed.run", "--nnodes=${envvar:SWEEP_NNODES}",
+            "--node_rank=${envvar:SWEEP_NODE_RANK}",
+            "--nproc_per_node=${envvar:SWEEP_NPROC_PER_NODE}",
+            "--master_addr=${envvar:MASTER_ADDR}", "--master_port=${envvar:MASTER_PORT}",
+            "--redirects", "1", "--tee", "1"}) {
+        out.push_back(flag);
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace sweepd

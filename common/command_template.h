@@ -13,12 +13,18 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "sweepd/v1/resources.pb.h"
+#include "sweepd/v1/spec.pb.h"
 
 namespace sweepd {
 
 // Checks one token of a command template: every `${...}` is a known macro, list macros
 // (`${args}` and friends) stand alone, `${envvar:NAME}` names a valid variable.
 absl::Status ValidateCommandToken(absl::string_view token);
+
+// The spec's command with its `launcher` applied: for torchrun, the `${interpreter}` item is
+// followed by `-m torch.distributed.run` and the rendezvous flags from the agent's SWEEP_NNODES,
+// SWEEP_NODE_RANK, SWEEP_NPROC_PER_NODE, MASTER_ADDR and MASTER_PORT.
+std::vector<std::string> LaunchCommand(const v1::SweepSpec& spec);
 
 // Names of every macro, for error messages and docs.
 const std::vector<absl::string_view>& CommandMacroNames();

@@ -239,10 +239,10 @@ class SpecReader {
         "apiVersion", "kind", "controller", "job", "image_uri", "imageuri"};
     static const std::set<std::string, std::less<>> kUnsupported = {"metrics", "scheduler"};
     static const std::vector<absl::string_view> kKnown = {
-        "program",      "method",      "metric",    "parameters",     "early_terminate",
-        "command",      "run_cap",     "name",      "description",    "project",
-        "entity",       "parallelism", "resources", "pruner",         "seed",
-        "max_failures", "max_retries", "budget",    "metric_pattern", "search"};
+        "program",        "method", "metric",      "parameters",   "early_terminate", "command",
+        "run_cap",        "name",   "description", "project",      "entity",          "parallelism",
+        "resources",      "pruner", "seed",        "max_failures", "max_retries",     "budget",
+        "metric_pattern", "search", "launcher"};
     std::map<std::string, YAML::Node, std::less<>> keys;
     if (!CollectMap(root, "", &keys)) return out;
     for (const auto& [key, value] : keys) {
@@ -291,6 +291,15 @@ class SpecReader {
     }
     if (auto node = get("budget"); node.IsDefined()) ReadBudget(node, spec.mutable_budget());
     ReadSearchSettings(get("search"), spec.mutable_search());
+    if (auto node = get("launcher"); node.IsDefined()) {
+      if (auto s = String(node, "launcher")) {
+        if (*s == "torchrun") {
+          spec.set_launcher(v1::LAUNCHER_TORCHRUN);
+        } else if (*s != "none") {
+          Error("launcher", absl::StrCat("must be none or torchrun; got \"", *s, "\""));
+        }
+      }
+    }
     spec.set_run_cap(IntAtLeast(get("run_cap"), "run_cap", 1).value_or(0));
     spec.set_parallelism(static_cast<int32_t>(
         IntInRange(get("parallelism"), "parallelism", 1, 1'000'000).value_or(0)));
@@ -1145,6 +1154,13 @@ class SpecReader {
     }
     if (spec->has_early_terminate() && spec->has_pruner()) {
       Error("pruner", "give early_terminate (W&B) or pruner (sweepd), not both");
+    }
+    if (spec->launcher() == v1::LAUNCHER_TORCHRUN &&
+        std::find(spec->command().begin(), spec->command().end(), "${interpreter}") ==
+            spec->command().end()) {
+      Error("launcher",
+            "torchrun wraps the ${interpreter} item of command, and command has none; "
+            "use the default command or put ${interpreter} before ${program}");
     }
     bool uses_program = false;
     for (const auto& token : spec->command()) {

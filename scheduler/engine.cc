@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/command_template.h"
 #include "common/logging.h"
 #include "common/param_space.h"
 #include "common/spec_parser.h"
@@ -406,9 +407,10 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
   }
   auto parsed = ParseSweepSpec(request.spec_yaml(), request.external());
   if (!parsed.ok()) return parsed.status();
-  if (parsed->spec.resources().nodes() > 1) {
-    return absl::UnimplementedError(
-        "resources.nodes: multi-node trials are not supported by this sweepd yet; use nodes: 1");
+  if (parsed->spec.resources().nodes() > 1 && request.external()) {
+    return absl::InvalidArgumentError(
+        "resources.nodes: an external sweep has no agents to place a multi-node trial on; use "
+        "nodes: 1 (your runner decides where its trials run)");
   }
   auto search = CreateSearchMethod(parsed->spec);
   if (!search.ok()) return search.status();
@@ -700,8 +702,6 @@ void Engine::Schedule() {
 bool Engine::ScheduleSweep(Sweep& sweep) {
   if (sweep.external) return false;
   if (sweep.spec.parallelism() > 0 && sweep.active >= sweep.spec.parallelism()) return false;
-  // A placement first: no point proposing what cannot run.
-  if (Placement(sweep).empty()) return false;
   if (sweep.queue.empty()) {
     if (sweep.exhausted || sweep.target_reached) return false;
     int64_t cap = sweep.spec.run_cap();
@@ -721,6 +721,8 @@ bool Engine::ScheduleSweep(Sweep& sweep) {
           absl::StrCat("budget of ", sweep.spec.budget().gpu_hours(), " GPU-hours used");
       return false;
     }
+    // A placement first: no point proposing what cannot run.
+    if (Placement(sweep).empty()) return false;
     auto params = sweep.search->Propose(sweep.history);
     if (!params.ok()) {
       sweep.exhausted = true;
@@ -804,7 +806,7 @@ void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {
   assign->set_trial_id(trial.public_id);
   assign->set_sweep_id(sweep.public_id);
   for (const auto& p : trial.params) *assign->add_params() = p;
-  for (const auto& token : sweep.spec.command()) assign->add_command(token);
+  for (const auto& token : LaunchCommand(sweep.spec)) assign->add_command(token);
   assign->set_program(sweep.spec.program());
   for (int32_t g : node.gpu_indices) assign->add_gpu_indices(g);
   assign->set_attempt(trial.attempt);

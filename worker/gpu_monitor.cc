@@ -87,12 +87,12 @@ class NvmlMonitor final : public GpuMonitor {
   }
 
   absl::Status Bind() {
-    for (auto st : {Load(init_, "nvmlInit_v2"), Load(shutdown_, "nvmlShutdown"),
-                    Load(get_count_, "nvmlDeviceGetCount_v2"),
-                    Load(get_handle_, "nvmlDeviceGetHandleByIndex_v2"),
-                    Load(get_uuid_, "nvmlDeviceGetUUID"), Load(get_name_, "nvmlDeviceGetName"),
-                    Load(get_memory_, "nvmlDeviceGetMemoryInfo"),
-                    Load(get_utilization_, "nvmlDeviceGetUtilizationRates")}) {
+    for (auto st :
+         {Load(init_, "nvmlInit_v2"), Load(shutdown_, "nvmlShutdown"),
+          Load(get_count_, "nvmlDeviceGetCount_v2"),
+          Load(get_handle_, "nvmlDeviceGetHandleByIndex_v2"), Load(get_uuid_, "nvmlDeviceGetUUID"),
+          Load(get_name_, "nvmlDeviceGetName"), Load(get_memory_, "nvmlDeviceGetMemoryInfo"),
+          Load(get_utilization_, "nvmlDeviceGetUtilizationRates")}) {
       if (!st.ok()) return st;
     }
     return absl::OkStatus();
@@ -118,10 +118,10 @@ class NvidiaSmiMonitor final : public GpuMonitor {
 
   absl::StatusOr<std::vector<v1::Gpu>> Read() override {
     // A fixed command line: the binary name comes from the agent's own configuration.
-    const std::string command = absl::StrCat(
-        "'", binary_,
-        "' --query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu "
-        "--format=csv,noheader,nounits 2>/dev/null");
+    const std::string command =
+        absl::StrCat("'", binary_,
+                     "' --query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu "
+                     "--format=csv,noheader,nounits 2>/dev/null");
     FILE* pipe = popen(command.c_str(), "r");
     if (pipe == nullptr) return absl::NotFoundError("nvidia-smi: cannot start");
     std::string output;
@@ -132,8 +132,8 @@ class NvidiaSmiMonitor final : public GpuMonitor {
     }
     const int status = pclose(pipe);
     if (status != 0) {
-      return absl::NotFoundError(absl::StrCat(
-          "nvidia-smi: exited with status ", WIFEXITED(status) ? WEXITSTATUS(status) : status));
+      return absl::NotFoundError(absl::StrCat("nvidia-smi: exited with status ",
+                                              WIFEXITED(status) ? WEXITSTATUS(status) : status));
     }
     return ParseNvidiaSmiCsv(output);
   }
@@ -175,8 +175,7 @@ absl::StatusOr<std::unique_ptr<GpuMonitor>> OpenGpuMonitor(absl::string_view sou
   if (nvml.ok()) return nvml;
   auto smi = OpenNvidiaSmiMonitor();
   if (smi.ok()) return smi;
-  return absl::NotFoundError(
-      absl::StrCat(nvml.status().message(), "; ", smi.status().message()));
+  return absl::NotFoundError(absl::StrCat(nvml.status().message(), "; ", smi.status().message()));
 }
 
 absl::StatusOr<std::vector<v1::Gpu>> ParseNvidiaSmiCsv(absl::string_view text) {
@@ -196,8 +195,8 @@ absl::StatusOr<std::vector<v1::Gpu>> ParseNvidiaSmiCsv(absl::string_view text) {
     int index = 0;
     if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(fields[0]), &index) || index < 0 ||
         index > 1023 || !seen.insert(index).second) {
-      return absl::InvalidArgumentError(absl::StrCat("nvidia-smi line ", line_number,
-                                                     ": bad GPU index \"", fields[0], "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("nvidia-smi line ", line_number, ": bad GPU index \"", fields[0], "\""));
     }
     v1::Gpu gpu;
     gpu.set_index(index);
@@ -219,8 +218,8 @@ absl::StatusOr<std::vector<int>> ParseGpuList(absl::string_view text, absl::stri
     item = absl::StripAsciiWhitespace(item);
     int index = -1;
     if (!absl::SimpleAtoi(item, &index) || index < 0 || index > 1023) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          flag, ": \"", item, "\" is not a GPU index (0 to 1023); use e.g. 0,1,2,3"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": \"", item, "\" is not a GPU index (0 to 1023); use e.g. 0,1,2,3"));
     }
     if (!seen.insert(index).second) {
       return absl::InvalidArgumentError(absl::StrCat(flag, ": GPU ", index, " is named twice"));

@@ -204,23 +204,45 @@ def report(step=None, reduce="mean", **metrics):
     if dist is not None:
         values, device = _reduce(dist, values, reduce)
     keep_going = True
-    if dist is None or dist.get_rank() == 0:
+    error = None
+    if _is_reporting_rank(dist):
         if _in_sweep():
-            reply = _request({"op": "report", "step": step,
-                              "metrics": {n: _encode(v) for n, v in zip(names, values)}})
-            keep_going = reply.get("action") != "stop"
+            try:
+                reply = _request({"op": "report", "step": step,
+                                  "metrics": {n: _encode(v) for n, v in zip(names, values)}})
+                keep_going = reply.get("action") != "stop"
+            except SweepdError as e:
+                if dist is None:
+                    raise
+                error = e  # told to every rank below, so none waits in the broadcast
         else:
             print("sweepd: step=%d %s" % (step, " ".join("%s=%g" % nv for nv in zip(names, values))),
                   file=sys.stderr)
     if dist is not None:
         import torch
 
-        flag = torch.tensor([1.0 if keep_going else 0.0], device=device)
+        # 1: keep going, 0: stop, -1: rank 0 could not reach the agent.
+        code = -1.0 if error is not None else (1.0 if keep_going else 0.0)
+        flag = torch.tensor([code], device=device)
         dist.broadcast(flag, src=0)
-        keep_going = bool(flag.item() > 0.5)
-        if not keep_going:
+        code = flag.item()
+        if code < 0.5:
+            # Every rank takes part: the reason (or the error) travels from rank 0.
+            box = [str(error) if error is not None else _state["reason"]]
+            dist.broadcast_object_list(box, src=0)
+            if code < -0.5:
+                raise error if error is not None else SweepdError(box[0])
             _state["stop"] = True
+            _state["reason"] = box[0]
+        keep_going = code > 0.5
     return keep_going
+
+
+def _is_reporting_rank(dist):
+    """Global rank 0 reports; without a process group, a torchrun-started rank > 0 stays quiet."""
+    if dist is not None:
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 def should_stop():
@@ -240,7 +262,7 @@ def finish(**final_metrics):
         names = sorted(final_metrics)
         values, _ = _reduce(dist, [float(final_metrics[n]) for n in names], "mean")
         final_metrics = dict(zip(names, values))
-    if (dist is None or dist.get_rank() == 0) and _in_sweep():
+    if _is_reporting_rank(dist) and _in_sweep():
         message = {"op": "finish"}
         if final_metrics:
             message["metrics"] = {n: _encode(v) for n, v in final_metrics.items()}

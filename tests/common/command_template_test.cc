@@ -74,6 +74,25 @@ TEST_F(CommandTemplateTest, DefaultWandbCommand) {
                           "--optimizer=adam", "--use_amp=True", "--compile=False"));
 }
 
+// `launcher: torchrun` wraps ${interpreter}; the gang's environment fills in the flags.
+TEST_F(CommandTemplateTest, TorchrunLauncherExpandsFromTheGangEnvironment) {
+  v1::SweepSpec spec;
+  for (const char* t : {"${env}", "${interpreter}", "${program}", "${args}"}) spec.add_command(t);
+  spec.set_launcher(v1::LAUNCHER_TORCHRUN);
+  env_ = {{"SWEEP_NNODES", "2"},
+          {"SWEEP_NODE_RANK", "1"},
+          {"SWEEP_NPROC_PER_NODE", "4"},
+          {"MASTER_ADDR", "gpu-07"},
+          {"MASTER_PORT", "29517"}};
+  EXPECT_THAT(Expand(LaunchCommand(spec), Params({{"lr", "0.01"}})),
+              ElementsAre("/usr/bin/env", "python3", "-m", "torch.distributed.run", "--nnodes=2",
+                          "--node_rank=1", "--nproc_per_node=4", "--master_addr=gpu-07",
+                          "--master_port=29517", "--redirects", "1", "--tee", "1", "train.py",
+                          "--lr=0.01"));
+  spec.set_launcher(v1::LAUNCHER_NONE);
+  EXPECT_EQ(LaunchCommand(spec).size(), 4u);
+}
+
 TEST_F(CommandTemplateTest, ContextSuppliesEnvInterpreterAndProgram) {
   context_.env = "/bin/env";
   context_.interpreter = "/opt/venv/bin/python";

@@ -17,136 +17,24 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/store.h"
+#include "tests/integration/cluster.h"
 #include "tests/testing/subprocess.h"
 
 namespace sweepd {
 namespace {
 
 using ::sweepd::testing::BinaryPath;
+using ::sweepd::testing::Cluster;
+using ::sweepd::testing::CountProcessesWith;
+using ::sweepd::testing::Int;
 using ::sweepd::testing::ProcessResult;
+using ::sweepd::testing::ReadFileText;
 using ::sweepd::testing::RunProcess;
 using ::sweepd::testing::SourcePath;
 using ::sweepd::testing::SpawnProcess;
 using ::sweepd::testing::WaitFor;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
-
-std::string ReadFileText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// An int64 field of proto JSON (a string there, absent when zero).
-int64_t Int(const Json& object, const std::string& key) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return 0;
-  if (it->is_string()) return std::stoll(it->get<std::string>());
-  return it->get<int64_t>();
-}
-
-// Processes whose command line contains `marker`.
-int CountProcessesWith(const std::string& marker) {
-  int count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = ReadFileText(entry.path() / "cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    const std::string stat = ReadFileText(entry.path() / "stat");
-    const bool zombie = stat.find(") Z ") != std::string::npos;
-    if (!zombie && cmdline.find(marker) != std::string::npos) ++count;
-  }
-  return count;
-}
-
-class Cluster {
- public:
-  explicit Cluster(int agents = 2, int slots = 1) {
-    std::string pattern = (std::filesystem::temp_directory_path() / "sweepd-e2e-XXXXXX").string();
-    dir_ = mkdtemp(pattern.data());
-    const std::string address_file = dir_ + "/address";
-    sweepd_ = SpawnProcess({BinaryPath("scheduler/sweepd"), "--listen=127.0.0.1:0", "--db=" + db(),
-                            "--address_file=" + address_file, "--stop_grace=1"},
-                           dir_ + "/sweepd.log");
-    EXPECT_GT(sweepd_, 0);
-    EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(address_file); }, 20000))
-        << ReadFileText(dir_ + "/sweepd.log");
-    std::ifstream(address_file) >> address_;
-    for (int i = 0; i < agents; ++i) {
-      agents_.push_back(
-          SpawnProcess({BinaryPath("worker/sweep-agent"), "--scheduler=" + address_,
-                        "--slots=" + std::to_string(slots), "--agent_id=agent-" + std::to_string(i),
-                        "--workdir=" + dir_ + "/work-" + std::to_string(i),
-                        "--code_dir=" + SourcePath("tests/integration/scripts")},
-                       dir_ + "/agent-" + std::to_string(i) + ".log"));
-    }
-    EXPECT_TRUE(agents == 0 || WaitFor(
-                                   [&] {
-                                     auto r = Sweepctl({"agents", "--output", "json"});
-                                     return r.exit_code == 0 &&
-                                            Json::parse(r.out, nullptr, false).size() ==
-                                                static_cast<size_t>(agents);
-                                   },
-                                   20000));
-  }
-
-  ~Cluster() {
-    for (int pid : agents_) kill(pid, SIGTERM);
-    for (int pid : agents_) waitpid(pid, nullptr, 0);
-    if (sweepd_ > 0) {
-      kill(sweepd_, SIGTERM);
-      int status = 0;
-      waitpid(sweepd_, &status, 0);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "sweepd did not exit cleanly";
-    }
-    std::filesystem::remove_all(dir_);
-  }
-
-  ProcessResult Sweepctl(std::vector<std::string> args) {
-    args.insert(args.begin(), BinaryPath("cli/sweepctl"));
-    args.push_back("--scheduler=" + address_);
-    return RunProcess(args);
-  }
-
-  // Writes a spec into the cluster's folder and submits it; returns the sweep id.
-  std::string Submit(const std::string& yaml, bool paused = false, bool external = false) {
-    const std::string path = dir_ + "/spec-" + std::to_string(specs_++) + ".yaml";
-    std::ofstream(path) << yaml;
-    std::vector<std::string> args = {"submit", path};
-    if (paused) args.push_back("--paused");
-    if (external) args.push_back("--external");
-    auto r = Sweepctl(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    std::string id = r.out;
-    while (!id.empty() && id.back() == '\n') id.pop_back();
-    return id;
-  }
-
-  Json Status(const std::string& sweep) {
-    auto r = Sweepctl({"status", sweep, "--output", "json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return Json::parse(r.out, nullptr, false);
-  }
-
-  bool WaitForState(const std::string& sweep, const std::string& state, int timeout_ms = 60000) {
-    return WaitFor([&] { return Status(sweep).value("state", "") == state; }, timeout_ms);
-  }
-
-  std::string db() const { return dir_ + "/sweepd.db"; }
-  const std::string& dir() const { return dir_; }
-  std::string Logs() {
-    return ReadFileText(dir_ + "/sweepd.log") + ReadFileText(dir_ + "/agent-0.log");
-  }
-
- private:
-  std::string dir_;
-  std::string address_;
-  int sweepd_ = -1;
-  std::vector<int> agents_;
-  int specs_ = 0;
-};
 
 TEST(SweepE2eTest, RandomSweepStoresEveryMetricOfEveryTrial) {
   Cluster cluster;

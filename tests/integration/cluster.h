@@ -1,0 +1,194 @@
+#pragma once
+
+// A test cluster of real processes on loopback: one sweepd and N sweep-agent processes, driven
+// through sweepctl. For the end-to-end tests only.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/testing/subprocess.h"
+
+namespace sweepd::testing {
+
+using Json = nlohmann::json;
+
+inline std::string ReadFileText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// An int64 field of proto JSON (a string there, absent when zero).
+inline int64_t Int(const Json& object, const std::string& key) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return 0;
+  if (it->is_string()) return std::stoll(it->get<std::string>());
+  return it->get<int64_t>();
+}
+
+// Processes whose command line contains `marker`.
+inline int CountProcessesWith(const std::string& marker) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFileText(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    const std::string stat = ReadFileText(entry.path() / "stat");
+    const bool zombie = stat.find(") Z ") != std::string::npos;
+    if (!zombie && cmdline.find(marker) != std::string::npos) ++count;
+  }
+  return count;
+}
+
+// Options of a test cluster's agents.
+struct ClusterOptions {
+  int agents = 2;
+  int slots = 1;
+  // Extra flags for every agent, and environment assignments (NAME=value) it starts with.
+  std::vector<std::string> agent_flags;
+  std::vector<std::string> agent_env;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(int agents = 2, int slots = 1)
+      : Cluster(ClusterOptions{.agents = agents, .slots = slots}) {}
+
+  explicit Cluster(ClusterOptions options) : options_(std::move(options)) {
+    const int agents = options_.agents;
+    std::string pattern = (std::filesystem::temp_directory_path() / "sweepd-e2e-XXXXXX").string();
+    dir_ = mkdtemp(pattern.data());
+    const std::string address_file = dir_ + "/address";
+    sweepd_ = SpawnProcess({BinaryPath("scheduler/sweepd"), "--listen=127.0.0.1:0", "--db=" + db(),
+                            "--address_file=" + address_file, "--stop_grace=1"},
+                           dir_ + "/sweepd.log");
+    EXPECT_GT(sweepd_, 0);
+    EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(address_file); }, 20000))
+        << ReadFileText(dir_ + "/sweepd.log");
+    std::ifstream(address_file) >> address_;
+    for (int i = 0; i < agents; ++i) agents_.push_back(StartAgent(i));
+    EXPECT_TRUE(agents == 0 || WaitFor(
+                                   [&] {
+                                     auto r = Sweepctl({"agents", "--output", "json"});
+                                     return r.exit_code == 0 &&
+                                            Json::parse(r.out, nullptr, false).size() ==
+                                                static_cast<size_t>(agents);
+                                   },
+                                   20000));
+  }
+
+  ~Cluster() {
+    for (int pid : agents_) {
+      if (pid > 0) kill(pid, SIGTERM);
+    }
+    for (int pid : agents_) {
+      if (pid > 0) waitpid(pid, nullptr, 0);
+    }
+    if (sweepd_ > 0) {
+      kill(sweepd_, SIGTERM);
+      int status = 0;
+      waitpid(sweepd_, &status, 0);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "sweepd did not exit cleanly";
+    }
+    std::filesystem::remove_all(dir_);
+  }
+
+  ProcessResult Sweepctl(std::vector<std::string> args) {
+    args.insert(args.begin(), BinaryPath("cli/sweepctl"));
+    args.push_back("--scheduler=" + address_);
+    return RunProcess(args);
+  }
+
+  // Writes a spec into the cluster's folder and submits it; returns the sweep id.
+  std::string Submit(const std::string& yaml, bool paused = false, bool external = false) {
+    const std::string path = dir_ + "/spec-" + std::to_string(specs_++) + ".yaml";
+    std::ofstream(path) << yaml;
+    std::vector<std::string> args = {"submit", path};
+    if (paused) args.push_back("--paused");
+    if (external) args.push_back("--external");
+    auto r = Sweepctl(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::string id = r.out;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id;
+  }
+
+  Json Status(const std::string& sweep) {
+    auto r = Sweepctl({"status", sweep, "--output", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return Json::parse(r.out, nullptr, false);
+  }
+
+  bool WaitForState(const std::string& sweep, const std::string& state, int timeout_ms = 60000) {
+    return WaitFor([&] { return Status(sweep).value("state", "") == state; }, timeout_ms);
+  }
+
+  // Starts agent `i` (again): agent-i, its own workdir work-i, the test scripts as code dir.
+  int StartAgent(int i) {
+    std::vector<std::string> argv;
+    if (!options_.agent_env.empty()) {
+      argv.push_back("/usr/bin/env");
+      for (const auto& e : options_.agent_env) argv.push_back(e);
+    }
+    for (const std::string& a :
+         {BinaryPath("worker/sweep-agent"), "--scheduler=" + address_,
+          "--slots=" + std::to_string(options_.slots), "--agent_id=agent-" + std::to_string(i),
+          "--workdir=" + dir_ + "/work-" + std::to_string(i), std::string("--advertise_address=127.0.0.1"),
+          "--code_dir=" + SourcePath("tests/integration/scripts")}) {
+      argv.push_back(a);
+    }
+    for (const auto& f : options_.agent_flags) argv.push_back(f);
+    return SpawnProcess(argv, dir_ + "/agent-" + std::to_string(i) + ".log");
+  }
+
+  // Kills agent `i` with `sig` and reaps it.
+  void KillAgent(int i, int sig) {
+    const int pid = agents_[static_cast<size_t>(i)];
+    if (pid <= 0) return;
+    kill(pid, sig);
+    waitpid(pid, nullptr, 0);
+    agents_[static_cast<size_t>(i)] = -1;
+  }
+
+  void RestartAgent(int i) { agents_[static_cast<size_t>(i)] = StartAgent(i); }
+
+  // The agents' list as sweepctl prints it in JSON.
+  Json Agents() {
+    auto r = Sweepctl({"agents", "--output", "json", "--all"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return Json::parse(r.out, nullptr, false);
+  }
+
+  std::string db() const { return dir_ + "/sweepd.db"; }
+  const std::string& dir() const { return dir_; }
+  std::string Logs() {
+    std::string logs = ReadFileText(dir_ + "/sweepd.log");
+    for (int i = 0; i < options_.agents; ++i) {
+      logs += ReadFileText(dir_ + "/agent-" + std::to_string(i) + ".log");
+    }
+    return logs;
+  }
+
+ private:
+  ClusterOptions options_;
+  std::string dir_;
+  std::string address_;
+  int sweepd_ = -1;
+  std::vector<int> agents_;
+  int specs_ = 0;
+};
+
+}  // namespace sweepd::testing

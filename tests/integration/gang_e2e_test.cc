@@ -1,0 +1,327 @@
+// GPUs and gangs end to end with the real binaries: multi-node trials placed all or none, the
+// rendezvous environment on every node, a failed node stopping its gang, packing, quarantine,
+// GPUs found by nvidia-smi handed out exclusively, and trials a crashed agent left behind.
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/store.h"
+#include "tests/integration/cluster.h"
+#include "tests/testing/subprocess.h"
+
+namespace sweepd {
+namespace {
+
+using ::sweepd::testing::Cluster;
+using ::sweepd::testing::ClusterOptions;
+using ::sweepd::testing::CountProcessesWith;
+using ::sweepd::testing::Int;
+using ::sweepd::testing::Json;
+using ::sweepd::testing::ReadFileText;
+using ::sweepd::testing::WaitFor;
+using ::testing::HasSubstr;
+
+// node.json files the gang_node.py trials of `sweep` wrote, keyed by (trial, node rank).
+std::map<std::pair<std::string, int>, Json> NodeRecords(const Cluster& cluster,
+                                                        const std::string& sweep, int agents) {
+  std::map<std::pair<std::string, int>, Json> out;
+  for (int i = 0; i < agents; ++i) {
+    const auto dir = std::filesystem::path(cluster.dir()) / ("work-" + std::to_string(i)) / sweep;
+    std::error_code ec;
+    for (const auto& trial : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string text = ReadFileText((trial.path() / "node.json").string());
+      if (text.empty()) continue;
+      Json j = Json::parse(text);
+      out[{trial.path().filename().string(), std::stoi(j["SWEEP_NODE_RANK"].get<std::string>())}] =
+          j;
+    }
+  }
+  return out;
+}
+
+std::vector<Json> Trials(Cluster& cluster, const std::string& sweep) {
+  auto r = cluster.Sweepctl({"trials", sweep, "--output", "json", "--limit", "1000"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  Json doc = Json::parse(r.out, nullptr, false);
+  return doc.contains("trials") ? doc["trials"].get<std::vector<Json>>() : std::vector<Json>{};
+}
+
+TEST(GangE2eTest, EveryNodeGetsTheRendezvousAndOnlyNodeZeroReports) {
+  Cluster cluster(2, 1);
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+resources: {nodes: 2, gpus_per_node: 1}
+run_cap: 2
+parameters:
+  mode: {value: ok}
+  seconds: {value: 0.4}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  EXPECT_EQ(Int(cluster.Status(id)["counts"], "completed"), 2);
+  const auto records = NodeRecords(cluster, id, 2);
+  ASSERT_EQ(records.size(), 4u) << "two trials, two nodes each";
+  std::set<std::string> trials;
+  for (const auto& [key, node] : records) trials.insert(key.first);
+  for (const std::string& trial : trials) {
+    const Json& n0 = records.at({trial, 0});
+    const Json& n1 = records.at({trial, 1});
+    for (const Json* n : {&n0, &n1}) {
+      EXPECT_EQ((*n)["SWEEP_NNODES"], "2");
+      EXPECT_EQ((*n)["WORLD_SIZE"], "2");
+      EXPECT_EQ((*n)["SWEEP_NPROC_PER_NODE"], "1");
+      EXPECT_EQ((*n)["SWEEP_GPUS_PER_NODE"], "0") << "CPU slots are not GPUs";
+      EXPECT_EQ((*n)["MASTER_ADDR"], "127.0.0.1");
+      EXPECT_TRUE((*n)["CUDA_VISIBLE_DEVICES"].is_null()) << "no GPUs, no CUDA_VISIBLE_DEVICES";
+    }
+    EXPECT_NE(n0["MASTER_PORT"], "0");
+    EXPECT_EQ(n0["MASTER_PORT"], n1["MASTER_PORT"]) << "node 0 chose the port for both";
+  }
+  // Node 1 reported too (its client talks to its own agent), but only node 0's reports are
+  // stored: each step once.
+  auto store = store::Store::Open({.path = cluster.db()});
+  ASSERT_TRUE(store.ok());
+  const auto stored = Trials(cluster, id);
+  ASSERT_EQ(stored.size(), 2u);
+  for (const auto& t : stored) {
+    auto detail = (*store)->GetTrial(t["id"], {"loss"}, 0);
+    ASSERT_TRUE(detail.ok());
+    ASSERT_EQ(detail->curves.size(), 1u);
+    std::set<int64_t> steps;
+    for (const auto& p : detail->curves[0].points()) {
+      EXPECT_TRUE(steps.insert(p.step()).second) << "step " << p.step() << " stored twice";
+    }
+    EXPECT_GE(steps.size(), 2u);
+  }
+}
+
+TEST(GangE2eTest, AFailedNodeStopsTheWholeGangAndFailsTheTrial) {
+  Cluster cluster(2, 1);
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+resources: {nodes: 2}
+run_cap: 1
+parameters:
+  mode: {value: fail_rank1}
+  seconds: {value: 120}
+  tag: {value: gang-fail-7f3a}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  const auto trials = Trials(cluster, id);
+  ASSERT_EQ(trials.size(), 1u);
+  EXPECT_EQ(trials[0]["state"], "TRIAL_STATE_FAILED");
+  auto detail = cluster.Sweepctl({"trial", trials[0]["id"], "--output", "json"});
+  EXPECT_THAT(detail.out, HasSubstr("node 1 (agent-1) exited with code 3"));
+  // Node 0 was stopped rather than left to run its 120 s.
+  EXPECT_TRUE(WaitFor([] { return CountProcessesWith("gang-fail-7f3a") == 0; }, 10000));
+}
+
+TEST(GangE2eTest, TwoGangsCompetingForTheSameNodesBothFinish) {
+  Cluster cluster(2, 1);
+  const std::string spec = R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+resources: {nodes: 2}
+run_cap: 3
+parameters:
+  mode: {value: ok}
+  seconds: {value: 0.3}
+)";
+  const std::string a = cluster.Submit(spec);
+  const std::string b = cluster.Submit(spec);
+  ASSERT_TRUE(cluster.WaitForState(a, "SWEEP_STATE_FINISHED", 90000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(b, "SWEEP_STATE_FINISHED", 90000)) << cluster.Logs();
+  EXPECT_EQ(Int(cluster.Status(a)["counts"], "completed"), 3);
+  EXPECT_EQ(Int(cluster.Status(b)["counts"], "completed"), 3);
+  // Never two gangs on the same node at once: each node's trials ran one after another.
+  for (int agent = 0; agent < 2; ++agent) {
+    std::vector<std::pair<double, double>> spans;
+    for (const std::string& sweep : {a, b}) {
+      for (const auto& [key, node] : NodeRecords(cluster, sweep, 2)) {
+        const std::string dir = cluster.dir() + "/work-" + std::to_string(agent) + "/" + sweep +
+                                "/" + key.first + "/node.json";
+        if (std::filesystem::exists(dir) &&
+            Json::parse(ReadFileText(dir))["SWEEP_NODE_RANK"] == node["SWEEP_NODE_RANK"]) {
+          spans.emplace_back(node["start"].get<double>(), node["end"].get<double>());
+        }
+      }
+    }
+    ASSERT_EQ(spans.size(), 6u);
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i) {
+      EXPECT_LE(spans[i - 1].second, spans[i].first) << "overlapping trials on agent-" << agent;
+    }
+  }
+}
+
+TEST(GangE2eTest, PlacementPacksOneNodeBeforeOpeningAnother) {
+  Cluster cluster(2, 2);
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+parallelism: 2
+run_cap: 2
+parameters:
+  mode: {value: hold}
+  seconds: {value: 3}
+)");
+  // Both trials run at once, on one agent, leaving the other whole.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& agent : cluster.Agents()) {
+          if (agent.value("running_trial_ids", Json::array()).size() == 2) return true;
+        }
+        return false;
+      },
+      30000))
+      << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+}
+
+TEST(GangE2eTest, AnAgentWhoseTrialsKeepFailingIsQuarantinedUntilReleased) {
+  Cluster cluster(1, 1);
+  const std::string id = cluster.Submit(R"(
+program: fail.py
+method: random
+metric: {name: loss}
+run_cap: 6
+max_failures: 100
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  auto agent_state = [&] {
+    Json agents = cluster.Agents();
+    return agents.size() == 1 ? agents[0].value("state", "") : std::string();
+  };
+  ASSERT_TRUE(WaitFor([&] { return agent_state() == "AGENT_STATE_QUARANTINED"; }, 30000))
+      << cluster.Logs();
+  EXPECT_EQ(Int(cluster.Status(id)["counts"], "failed"), 3) << "no trial after quarantine";
+  EXPECT_THAT(cluster.Agents()[0].value("quarantine_reason", ""),
+              HasSubstr("3 trials failed within 60 s"));
+  auto table = cluster.Sweepctl({"agents"});
+  EXPECT_THAT(table.out, HasSubstr("quarantined"));
+  auto wrong = cluster.Sweepctl({"agents", "--release", "agent-9"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.err, HasSubstr("no agent agent-9"));
+  auto released = cluster.Sweepctl({"agents", "--release", "agent-0"});
+  ASSERT_EQ(released.exit_code, 0) << released.err;
+  // Released, it takes trials again (and, failing again, the rest of the sweep runs out).
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  EXPECT_EQ(Int(cluster.Status(id)["counts"], "failed"), 6);
+  auto again = cluster.Sweepctl({"agents", "--release", "agent-0"});
+  EXPECT_EQ(again.exit_code, 0) << "quarantined again after three more failures";
+}
+
+// A fake nvidia-smi with two GPUs, for an agent on a machine without any.
+std::string FakeNvidiaSmi(const std::string& dir) {
+  const std::string bin = dir + "/fake-bin";
+  std::filesystem::create_directories(bin);
+  const std::string path = bin + "/nvidia-smi";
+  std::ofstream(path) << "#!/bin/sh\n"
+                         "echo '0, GPU-aaaa-0000, NVIDIA H200, 143771, 1024, 37'\n"
+                         "echo '1, GPU-bbbb-1111, NVIDIA H200, 143771, 2048, 0'\n";
+  chmod(path.c_str(), 0755);
+  return bin;
+}
+
+TEST(GangE2eTest, GpusFromNvidiaSmiAreHandedOutOneTrialAtATime) {
+  std::string pattern = (std::filesystem::temp_directory_path() / "sweepd-gpu-XXXXXX").string();
+  const std::string bin_dir = FakeNvidiaSmi(mkdtemp(pattern.data()));
+  const char* path = std::getenv("PATH");
+  Cluster cluster(ClusterOptions{
+      .agents = 1,
+      .slots = 1,
+      .agent_flags = {"--gpu_discovery=nvidia-smi"},
+      .agent_env = {"PATH=" + bin_dir + ":" + (path != nullptr ? path : "/usr/bin:/bin")}});
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+resources: {gpus_per_node: 1}
+parallelism: 2
+run_cap: 6
+parameters:
+  mode: {value: hold}
+  seconds: {value: 0.6}
+)");
+  // The agent offers the two GPUs nvidia-smi lists, with their readings.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Json agents = cluster.Agents();
+        return agents.size() == 1 && agents[0]["gpus"].size() == 2 &&
+               agents[0]["gpus"][0].value("utilization_percent", 0.0) == 37.0;
+      },
+      20000))
+      << cluster.Logs();
+  const Json gpus = cluster.Agents()[0]["gpus"];
+  EXPECT_EQ(gpus[0]["uuid"], "GPU-aaaa-0000");
+  EXPECT_EQ(gpus[1]["name"], "NVIDIA H200");
+  auto table = cluster.Sweepctl({"agents"});
+  EXPECT_THAT(table.out, HasSubstr("2 GPU"));
+  EXPECT_THAT(table.out, HasSubstr("37%"));
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  // Each trial saw exactly one GPU, and no GPU ever had two trials at once.
+  std::map<std::string, std::vector<std::pair<double, double>>> by_gpu;
+  const auto records = NodeRecords(cluster, id, 1);
+  ASSERT_EQ(records.size(), 6u);
+  for (const auto& [key, node] : records) {
+    const std::string gpu = node["CUDA_VISIBLE_DEVICES"];
+    EXPECT_TRUE(gpu == "0" || gpu == "1") << gpu;
+    EXPECT_EQ(node["SWEEP_GPUS"], gpu);
+    EXPECT_EQ(node["SWEEP_GPUS_PER_NODE"], "1");
+    EXPECT_EQ(node["CUDA_DEVICE_ORDER"], "PCI_BUS_ID");
+    by_gpu[gpu].emplace_back(node["start"].get<double>(), node["end"].get<double>());
+  }
+  EXPECT_EQ(by_gpu.size(), 2u) << "both GPUs were used";
+  for (auto& [gpu, spans] : by_gpu) {
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i) {
+      EXPECT_LE(spans[i - 1].second, spans[i].first) << "two trials on GPU " << gpu;
+    }
+  }
+  std::filesystem::remove_all(std::filesystem::path(bin_dir).parent_path());
+}
+
+TEST(GangE2eTest, ARestartedAgentKillsTheTrialsItsCrashLeftBehind) {
+  Cluster cluster(1, 1);
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+run_cap: 1
+max_retries: 0
+parameters:
+  mode: {value: sleep}
+  seconds: {value: 300}
+  tag: {value: leftover-5c1e}
+)");
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("leftover-5c1e") == 1; }, 30000))
+      << cluster.Logs();
+  cluster.KillAgent(0, SIGKILL);
+  // The trial lives on in its own session: the crash did not take it along.
+  EXPECT_EQ(CountProcessesWith("leftover-5c1e"), 1);
+  cluster.RestartAgent(0);
+  EXPECT_TRUE(WaitFor([] { return CountProcessesWith("leftover-5c1e") == 0; }, 20000))
+      << cluster.Logs();
+  EXPECT_THAT(cluster.Logs(), HasSubstr("left running by an earlier run of this agent"));
+  // sweepd saw the agent go: the trial is lost (no retries asked for) and the sweep ends.
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  EXPECT_EQ(Int(cluster.Status(id)["counts"], "lost"), 1);
+}
+
+}  // namespace
+}  // namespace sweepd
