@@ -146,7 +146,8 @@ class Cluster {
     for (const std::string& a :
          {BinaryPath("worker/sweep-agent"), "--scheduler=" + address_,
           "--slots=" + std::to_string(options_.slots), "--agent_id=agent-" + std::to_string(i),
-          "--workdir=" + dir_ + "/work-" + std::to_string(i), std::string("--advertise_address=127.0.0.1"),
+          "--workdir=" + dir_ + "/work-" + std::to_string(i),
+          std::string("--advertise_address=127.0.0.1"),
           "--code_dir=" + SourcePath("tests/integration/scripts")}) {
       argv.push_back(a);
     }

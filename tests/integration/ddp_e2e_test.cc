@@ -34,7 +34,8 @@ constexpr char kPython[] = "/usr/bin/python3";
 std::map<int, std::map<int, double>> LocalValues(const Cluster& cluster, const std::string& sweep) {
   std::map<int, std::map<int, double>> out;
   for (int agent = 0; agent < 2; ++agent) {
-    const auto dir = std::filesystem::path(cluster.dir()) / ("work-" + std::to_string(agent)) / sweep;
+    const auto dir =
+        std::filesystem::path(cluster.dir()) / ("work-" + std::to_string(agent)) / sweep;
     std::error_code ec;
     for (const auto& trial : std::filesystem::directory_iterator(dir, ec)) {
       std::istringstream lines(ReadFileText((trial.path() / "local_metrics.jsonl").string()));
