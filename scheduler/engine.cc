@@ -8,8 +8,10 @@
 #include <random>
 #include <type_traits>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/command_template.h"
 #include "common/logging.h"
 #include "common/param_space.h"
@@ -174,12 +176,25 @@ T Engine::Call(std::function<T()> task) {
   return future.get();
 }
 
+double Engine::SteadySeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 void Engine::Loop() {
+  double next_tick = SteadySeconds() + 0.5;
   while (true) {
     std::function<void()> task;
     {
       std::unique_lock<std::mutex> lock(tasks_mu_);
-      tasks_cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      tasks_cv_.wait_for(lock, std::chrono::milliseconds(500),
+                         [this] { return stopping_ || !tasks_.empty(); });
+      if (!stopping_ && SteadySeconds() >= next_tick) {
+        next_tick = SteadySeconds() + 0.5;
+        lock.unlock();
+        Tick();
+        continue;
+      }
+      if (!stopping_ && tasks_.empty()) continue;
       if (stopping_) {
         // Run what was queued (answers callers waiting in Call) before leaving.
         while (!tasks_.empty()) {
@@ -208,6 +223,7 @@ absl::Status Engine::Rebuild() {
   // Oldest first, so trial numbers and histories come back in order.
   std::reverse(sweeps.begin(), sweeps.end());
   int64_t sweep_key = 0;
+  std::map<std::string, v1::Trial> stored_running;  // placements of trials that were running
   for (auto& s : sweeps) {
     ASSIGN_OR_RETURN(store::SweepKeys keys, store_->GetSweepKeys(s.id()));
     sweep_key = keys.sweep_id;
@@ -252,6 +268,9 @@ absl::Status Engine::Rebuild() {
         }
       }
       if (!t.enqueued() && t.attempt() == 1) ++sweep.proposed;
+      if (t.state() == v1::TRIAL_STATE_ASSIGNED || t.state() == v1::TRIAL_STATE_RUNNING) {
+        stored_running[t.id()] = t;
+      }
       if (t.state() == v1::TRIAL_STATE_FAILED) ++sweep.failures;
       CountTrial(sweep, trial.state, +1);
       sweep.trial_ids.push_back(trial.id);
@@ -262,13 +281,44 @@ absl::Status Engine::Rebuild() {
     sweeps_[sweep.id] = std::move(sweep);
     RETURN_IF_ERROR(ReplayPruner(sweeps_.at(sweep_key)));
   }
-  // Trials that were on agents when sweepd stopped: their agents will have to re-register to
-  // claim them (reattach comes with fault tolerance); until then they count as lost and go back
-  // to the queue under the retry policy.
+  // Trials that were on agents when sweepd stopped keep running there: they wait (state
+  // unchanged) for their agents to re-register and reattach them, and count as lost only after
+  // reattach_seconds. Their GPUs are held meanwhile, so nothing is placed on them twice.
+  const double deadline = SteadySeconds() + options_.reattach_seconds;
   for (auto& [id, trial] : trials_) {
     Sweep& sweep = sweeps_.at(trial.sweep_id);
     if (trial.state == v1::TRIAL_STATE_ASSIGNED || trial.state == v1::TRIAL_STATE_RUNNING) {
-      SetTrialState(trial, v1::TRIAL_STATE_LOST, "sweepd restarted while the trial ran");
+      auto it = stored_running.find(trial.public_id);
+      const bool external = it != stored_running.end() && it->second.agent_ids_size() == 1 &&
+                            it->second.agent_ids(0) == "external";
+      if (external) {
+        trial.agent_id = "external";  // ask/tell: the runner tells when it ends
+        continue;
+      }
+      if (it != stored_running.end() && it->second.agent_ids_size() > 0) {
+        // Nodes from the stored placement: agent ids, and per node its GPUs ("0,1;2,3").
+        const std::string gpus = absl::StrJoin(it->second.gpus(), ",");
+        std::vector<std::string> per_node = absl::StrSplit(gpus, ';');
+        for (int n = 0; n < it->second.agent_ids_size(); ++n) {
+          Node node{.agent_id = it->second.agent_ids(n), .assigned = true, .attached = false};
+          if (static_cast<size_t>(n) < per_node.size()) {
+            for (absl::string_view g :
+                 absl::StrSplit(per_node[static_cast<size_t>(n)], ',', absl::SkipEmpty())) {
+              int index = 0;
+              if (absl::SimpleAtoi(g, &index)) node.gpu_indices.push_back(index);
+            }
+          }
+          trial.nodes.push_back(std::move(node));
+        }
+        trial.agent_id = trial.nodes[0].agent_id;
+        trial.reattach_deadline = deadline;
+        if (it->second.has_start_time()) {
+          trial.start_us =
+              google::protobuf::util::TimeUtil::TimestampToMicroseconds(it->second.start_time());
+        }
+        continue;
+      }
+      SetTrialState(trial, v1::TRIAL_STATE_LOST, "sweepd restarted before the trial was placed");
     }
     if (trial.state == v1::TRIAL_STATE_LOST && trial.attempt <= sweep.spec.max_retries() &&
         (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED)) {
@@ -974,16 +1024,75 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
     v1::Registered reply;
     reply.set_agent_id(agent.id);
     reply.set_incarnation(agent.incarnation);
-    reply.set_heartbeat_seconds(options_.heartbeat_seconds);
-    // Trials it still runs that are no longer its own (lost and retried elsewhere): kill them.
+    // At least three heartbeats per timeout, so a live agent is never taken for a silent one.
+    reply.set_heartbeat_seconds(
+        std::max(1, std::min(options_.heartbeat_seconds,
+                             static_cast<int>(options_.agent_timeout_seconds / 3))));
+    agent.last_seen = SteadySeconds();
+    agent.disconnected_at = 0;
+    (void)returning;
+    // Its slots are what it says it runs now: trials it still runs and sweepd still counts as
+    // its own are reattached (nothing restarts); the others (declared lost meanwhile, or
+    // unknown) it must kill. Fencing: a lost trial's GPUs may already be someone else's.
+    const std::vector<std::string> previous(agent.slot_trial.begin(), agent.slot_trial.end());
+    agent.slot_trial.assign(static_cast<size_t>(request.gpus_size()), "");
+    std::set<std::string> reported;
     for (const auto& running : request.running_trials()) {
       Trial* trial = FindTrial(running.trial_id());
-      if (trial == nullptr || trial->agent_id != agent.id || !Live(*trial)) {
+      Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent.id);
+      if (node == nullptr || node->exited || !Live(*trial)) {
         reply.add_kill_trial_ids(running.trial_id());
+        continue;
+      }
+      reported.insert(trial->public_id);
+      for (int32_t g : node->gpu_indices) {
+        for (int i = 0; i < request.gpus_size(); ++i) {
+          if (request.gpus(i).index() == g)
+            agent.slot_trial[static_cast<size_t>(i)] = trial->public_id;
+        }
+      }
+      if (!node->attached) {
+        node->attached = true;
+        Event(trial->sweep_id, trial->id, agent.id, "trial.reattached",
+              TrialStateName(trial->state), TrialStateName(trial->state),
+              "its agent re-registered with it");
+      }
+      if (trial->state == v1::TRIAL_STATE_ASSIGNED && node == &trial->nodes[0]) {
+        trial->start_us = NowMicros();
+        SetTrialState(*trial, v1::TRIAL_STATE_RUNNING, absl::StrCat("running on ", agent.id),
+                      {.start_us = trial->start_us});
+      }
+      if (trial->stop_as) {
+        // The stop may not have reached it before the stream broke: say it again.
+        v1::SchedulerMessage stop;
+        stop.mutable_stop()->set_trial_id(trial->public_id);
+        stop.mutable_stop()->set_reason(trial->stop_reason);
+        stop.mutable_stop()->set_grace_seconds(options_.stop_grace_seconds);
+        agent.channel->Send(std::move(stop));
       }
     }
-    if (!returning || agent.slot_trial.size() != static_cast<size_t>(request.gpus_size())) {
-      agent.slot_trial.assign(static_cast<size_t>(request.gpus_size()), "");
+    // Trials sweepd placed here that the agent no longer has (it restarted, or never got the
+    // assignment): lost now, not after a timeout.
+    std::set<std::string> expected(previous.begin(), previous.end());
+    for (auto& [id, trial] : trials_) {
+      if (!Live(trial)) continue;
+      for (const Node& node : trial.nodes) {
+        if (node.agent_id == agent.id && !node.exited) expected.insert(trial.public_id);
+      }
+    }
+    expected.erase("");
+    for (const std::string& trial_id : expected) {
+      if (reported.contains(trial_id)) continue;
+      Trial* trial = FindTrial(trial_id);
+      Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent.id);
+      if (node == nullptr || node->exited || !Live(*trial)) continue;
+      Post([this, trial_id, agent_id = agent.id] {
+        Trial* t = FindTrial(trial_id);
+        Node* n = t == nullptr ? nullptr : NodeOn(*t, agent_id);
+        if (n == nullptr || n->exited || !Live(*t)) return;
+        NodeEnded(sweeps_.at(t->sweep_id), *t, *n, v1::TRIAL_STATE_LOST,
+                  absl::StrCat("agent ", agent_id, " came back without it"), {});
+      });
     }
     store_->UpsertAgent(agent.info, nullptr);
     Event(0, 0, agent.id, "agent.connected", "", "connected",
@@ -1004,18 +1113,9 @@ void Engine::AgentDisconnected(const std::string& agent_id, const AgentChannel* 
     agent.channel.reset();
     spdlog::warn("[agent={}] disconnected", agent_id);
     Event(0, 0, agent_id, "agent.disconnected", "connected", "disconnected", "stream ended");
-    // Its trials are lost; retry them elsewhere under the sweep's policy (a gang's other nodes
-    // are stopped first).
-    std::set<std::string> trial_ids(agent.slot_trial.begin(), agent.slot_trial.end());
-    trial_ids.erase("");
-    for (const std::string& trial_id : trial_ids) {
-      Trial* trial = FindTrial(trial_id);
-      Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent_id);
-      if (node == nullptr || node->exited || !Live(*trial)) continue;
-      NodeEnded(sweeps_.at(trial->sweep_id), *trial, *node, v1::TRIAL_STATE_LOST,
-                absl::StrCat("agent ", agent_id, " went away"), {});
-    }
-    for (auto& slot : agent.slot_trial) slot.clear();
+    // Its trials keep running on the node; they are lost only if it stays away longer than
+    // agent_timeout_seconds (Tick), so a scheduler or network blip restarts nothing.
+    agent.disconnected_at = SteadySeconds();
     Schedule();
   });
 }
@@ -1025,6 +1125,7 @@ void Engine::AgentMessageReceived(const std::string& agent_id, v1::AgentMessage 
     auto it = agents_.find(agent_id);
     if (it == agents_.end() || !it->second.connected) return;
     Agent& agent = it->second;
+    agent.last_seen = SteadySeconds();
     switch (message.kind_case()) {
       case v1::AgentMessage::kHeartbeat:
         *agent.info.mutable_last_heartbeat() = google::protobuf::util::TimeUtil::GetCurrentTime();
@@ -1153,6 +1254,9 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
 }
 
 void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
+  // Acknowledged once what it changed is durable, whether or not it changes anything (a
+  // re-sent exit after a reconnect): the agent keeps re-sending it until then.
+  AckExitWhenDurable(agent.channel, exited.trial_id());
   Trial* trial = FindTrial(exited.trial_id());
   if (trial == nullptr || !Live(*trial)) return;
   Node* node = NodeOn(*trial, agent.id);
@@ -1176,6 +1280,96 @@ void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
   }
   NodeEnded(sweep, *trial, *node, v1::TRIAL_STATE_FAILED, reason,
             {.exit_code = exited.exit_code(), .exit_signal = exited.signal()});
+}
+
+void Engine::AckExitWhenDurable(const std::shared_ptr<AgentChannel>& channel,
+                                const std::string& trial_id) {
+  // Runs after the state change this exit causes (posted to the engine after this returns).
+  Post([this, weak = std::weak_ptr<AgentChannel>(channel), trial_id] {
+    // The writer commits in order: once this no-op is committed, so is the trial's end.
+    store_->RunOnWriter([](store::Connection&) { return absl::OkStatus(); },
+                        [weak, trial_id](absl::Status status) {
+                          if (!status.ok()) return;  // not acknowledged: the agent re-sends it
+                          if (auto c = weak.lock()) {
+                            v1::SchedulerMessage ack;
+                            ack.mutable_ack()->set_trial_id(trial_id);
+                            ack.mutable_ack()->set_seq(-1);
+                            ack.mutable_ack()->set_exited(true);
+                            c->Send(std::move(ack));
+                          }
+                        });
+  });
+}
+
+void Engine::LoseAgentTrials(Agent& agent, const std::string& reason) {
+  std::set<std::string> trial_ids(agent.slot_trial.begin(), agent.slot_trial.end());
+  for (auto& [id, trial] : trials_) {
+    if (!Live(trial)) continue;
+    for (const Node& node : trial.nodes) {
+      if (node.agent_id == agent.id && !node.exited) trial_ids.insert(trial.public_id);
+    }
+  }
+  trial_ids.erase("");
+  for (const std::string& trial_id : trial_ids) {
+    Trial* trial = FindTrial(trial_id);
+    Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent.id);
+    if (node == nullptr || node->exited || !Live(*trial)) continue;
+    NodeEnded(sweeps_.at(trial->sweep_id), *trial, *node, v1::TRIAL_STATE_LOST, reason, {});
+  }
+  for (auto& slot : agent.slot_trial) slot.clear();
+}
+
+void Engine::Tick() {
+  const double now = SteadySeconds();
+  for (auto& [id, agent] : agents_) {
+    if (agent.connected && now - agent.last_seen > options_.agent_timeout_seconds) {
+      // Connected but silent (a hung node, a half-open connection): treat it as gone.
+      spdlog::warn("[agent={}] silent for {:.0f} s; closing its stream", agent.id,
+                   now - agent.last_seen);
+      Event(0, 0, agent.id, "agent.silent", "connected", "disconnected",
+            absl::StrCat("no message for ", static_cast<int>(now - agent.last_seen), " s"));
+      agent.connected = false;
+      if (agent.channel) agent.channel->Close();
+      agent.channel.reset();
+      agent.disconnected_at = agent.last_seen;
+    }
+    if (!agent.connected && agent.disconnected_at > 0 &&
+        now - agent.disconnected_at > options_.agent_timeout_seconds) {
+      agent.disconnected_at = 0;
+      Event(0, 0, agent.id, "agent.lost", "disconnected", "lost",
+            absl::StrCat("away for more than ", options_.agent_timeout_seconds, " s"));
+      spdlog::warn("[agent={}] away for more than {} s: its trials are lost", agent.id,
+                   options_.agent_timeout_seconds);
+      LoseAgentTrials(agent, absl::StrCat("agent ", agent.id, " went away"));
+    }
+  }
+  // After a restart: nodes whose agents did not come back in time.
+  std::vector<int64_t> overdue;
+  for (auto& [id, trial] : trials_) {
+    if (trial.reattach_deadline == 0) continue;
+    if (!Live(trial)) {
+      trial.reattach_deadline = 0;
+      continue;
+    }
+    const bool waiting = std::any_of(trial.nodes.begin(), trial.nodes.end(),
+                                     [](const Node& n) { return !n.attached && !n.exited; });
+    if (!waiting) {
+      trial.reattach_deadline = 0;
+    } else if (now >= trial.reattach_deadline) {
+      overdue.push_back(id);
+    }
+  }
+  for (int64_t id : overdue) {
+    Trial& trial = trials_.at(id);
+    trial.reattach_deadline = 0;
+    for (Node& node : trial.nodes) {
+      if (node.attached || node.exited || !Live(trial)) continue;
+      NodeEnded(sweeps_.at(trial.sweep_id), trial, node, v1::TRIAL_STATE_LOST,
+                absl::StrCat("agent ", node.agent_id, " did not reattach within ",
+                             options_.reattach_seconds, " s of a restart"),
+                {});
+    }
+  }
 }
 
 void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState node_state,

@@ -48,6 +48,12 @@ struct EngineOptions {
   // quarantine_window_seconds gets no new trials until released.
   int quarantine_failures = 3;
   double quarantine_window_seconds = 60;
+  // An agent silent (no message, or its stream gone) this long is dead: its trials are lost and
+  // requeued under the retry policy. Until then they stay running and it may come back.
+  double agent_timeout_seconds = 30;
+  // After a restart, how long running trials wait for their agents to re-register and reattach
+  // them before they count as lost.
+  double reattach_seconds = 600;
 };
 
 class Engine {
@@ -101,6 +107,7 @@ class Engine {
     std::string agent_id;
     std::vector<int32_t> gpu_indices;
     bool assigned = false;  // Assign sent: node 0 at once, the others once node 0 has a port
+    bool attached = true;   // false after a restart until its agent re-registers with it
     bool exited = false;
     double wall_seconds = 0;
   };
@@ -119,6 +126,7 @@ class Engine {
     std::string master_addr;  // node 0's rendezvous address and port, once it started
     int32_t master_port = 0;
     int64_t start_us = 0;
+    double reattach_deadline = 0;  // steady seconds; while nodes are not attached
     // Why the scheduler stopped it, when it did ("sweep canceled"): decides its final state.
     std::optional<v1::TrialState> stop_as;
     std::string stop_reason;
@@ -165,6 +173,8 @@ class Engine {
     std::vector<std::string> slot_trial;  // per GPU index (or CPU slot): trial public id or ""
     int64_t incarnation = 0;
     bool connected = false;
+    double last_seen = 0;        // steady seconds of its last message
+    double disconnected_at = 0;  // steady seconds; 0 while connected or once its loss is handled
     std::deque<double> failure_times;  // seconds, steady clock; for quarantine
     bool quarantined = false;
     std::string quarantine_reason;
@@ -176,6 +186,14 @@ class Engine {
   template <typename T>
   T Call(std::function<T()> task);
   void Loop();
+  // Periodic checks (engine thread): silent or long-gone agents, trials not reattached in time.
+  void Tick();
+  // The agent is dead: every node it ran is lost.
+  void LoseAgentTrials(Agent& agent, const std::string& reason);
+  // Tells the agent a trial's exit is durable, so it can forget the trial.
+  void AckExitWhenDurable(const std::shared_ptr<AgentChannel>& channel,
+                          const std::string& trial_id);
+  static double SteadySeconds();
 
   // State changes, engine thread only.
   absl::Status Rebuild();

@@ -22,6 +22,10 @@ ABSL_FLAG(int, stop_grace, 30,
           "seconds between telling a trial to stop and SIGTERM, and SIGTERM and SIGKILL");
 ABSL_FLAG(std::string, synchronous, "full",
           "full (acknowledged writes survive power loss) or normal (they survive crashes)");
+ABSL_FLAG(double, agent_timeout, 30,
+          "seconds an agent may be silent or away before its trials are lost and requeued");
+ABSL_FLAG(double, reattach_window, 600,
+          "seconds after a restart that running trials wait for their agents to reattach them");
 ABSL_FLAG(std::string, address_file, "", "write the address served on to this file once ready");
 
 int main(int argc, char** argv) {
@@ -39,6 +43,14 @@ int main(int argc, char** argv) {
     std::cerr << "sweepd: --synchronous: '" << sync << "' is not allowed; full or normal\n";
     return 2;
   }
+  for (auto [name, value] : {std::pair{"agent_timeout", absl::GetFlag(FLAGS_agent_timeout)},
+                             std::pair{"reattach_window", absl::GetFlag(FLAGS_reattach_window)}}) {
+    if (!(value > 0 && value <= 7 * 24 * 3600)) {
+      std::cerr << "sweepd: --" << name << ": must be > 0 and at most a week (604800 s); got "
+                << value << "\n";
+      return 2;
+    }
+  }
   if (absl::GetFlag(FLAGS_stop_grace) < 0 || absl::GetFlag(FLAGS_stop_grace) > 3600) {
     std::cerr << "sweepd: --stop_grace: must be 0 to 3600 seconds\n";
     return 2;
@@ -48,7 +60,9 @@ int main(int argc, char** argv) {
       .db_path = absl::GetFlag(FLAGS_db),
       .synchronous =
           sync == "full" ? sweepd::store::Synchronous::kFull : sweepd::store::Synchronous::kNormal,
-      .engine = {.stop_grace_seconds = absl::GetFlag(FLAGS_stop_grace)}};
+      .engine = {.stop_grace_seconds = absl::GetFlag(FLAGS_stop_grace),
+                 .agent_timeout_seconds = absl::GetFlag(FLAGS_agent_timeout),
+                 .reattach_seconds = absl::GetFlag(FLAGS_reattach_window)}};
   auto server = sweepd::scheduler::SchedulerServer::Start(options);
   if (!server.ok()) {
     std::cerr << "sweepd: " << server.status().message() << "\n";

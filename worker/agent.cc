@@ -142,6 +142,8 @@ struct Agent::Trial {
   double term_at = 0, kill_at = 0;
   bool term_sent = false, kill_sent = false;
   bool exited = false;
+  std::optional<v1::AgentMessage> exit_message;  // kept until sweepd says the exit is durable
+  bool exit_acked = false;
   std::string stderr_path;
 };
 
@@ -202,6 +204,12 @@ void Agent::ConnectionLoop() {
     reg->set_address(options_.advertise_address.empty() ? Hostname() : options_.advertise_address);
     reg->set_version("0.1.0");
     for (const v1::Gpu& gpu : resources_) *reg->add_gpus() = gpu;
+    {
+      // What it still runs (or ran, with the exit not yet durable at sweepd): sweepd reattaches
+      // these instead of restarting them.
+      std::lock_guard<std::mutex> lock(running_mu_);
+      for (const auto& r : running_snapshot_) *reg->add_running_trials() = r;
+    }
     if (!stream->Write(hello)) {
       stream->Finish();
       if (!stopping_) {
@@ -431,6 +439,10 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
       auto it = trials_.find(message.ack().trial_id());
       if (it == trials_.end()) break;
       Trial& trial = *it->second;
+      if (message.ack().exited()) {
+        trial.exit_acked = true;
+        break;
+      }
       while (!trial.unacked.empty() && trial.unacked.front().seq() <= message.ack().seq()) {
         trial.unacked.pop_front();
         if (trial.sent > 0) --trial.sent;
@@ -773,7 +785,9 @@ void Agent::CheckExit(Trial& trial) {
   e->set_stopped_by_scheduler(trial.stop_requested);
   e->set_wall_seconds(now - trial.start);
   if (exit->exit_code != 0 || exit->signal != 0) e->set_stderr_tail(Tail(trial.stderr_path));
-  // Queued after the trial's metrics are sent (SendPending sends metrics first).
+  // Queued after the trial's metrics are sent (SendPending sends metrics first), and kept until
+  // acknowledged (re-sent after a reconnect).
+  trial.exit_message = message;
   outbox_.push_back(std::move(message));
   spdlog::info("[trial={}] exited: code {} signal {}", trial.id, exit->exit_code, exit->signal);
 }
@@ -783,7 +797,17 @@ void Agent::SendPending() {
   if (generation != seen_generation_) {
     // A new connection: everything unacknowledged goes out again.
     seen_generation_ = generation;
-    for (auto& [id, trial] : trials_) trial->sent = 0;
+    for (auto& [id, trial] : trials_) {
+      trial->sent = 0;
+      // An exit sent on the old stream may never have reached a durable store: again.
+      const bool queued =
+          std::any_of(outbox_.begin(), outbox_.end(), [&](const v1::AgentMessage& m) {
+            return m.has_trial_exited() && m.trial_exited().trial_id() == id;
+          });
+      if (trial->exit_message && !trial->exit_acked && !queued) {
+        outbox_.push_back(*trial->exit_message);
+      }
+    }
   }
   if (seen_generation_ == 0) return;  // never registered yet
   for (auto& [id, trial] : trials_) {
@@ -821,14 +845,10 @@ void Agent::SendPending() {
     }
     if (Send(heartbeat)) last_heartbeat_ = now;
   }
-  // Trials that exited and whose metrics were all acknowledged are done here.
+  // Trials whose metrics and exit sweepd has made durable are done here.
   for (auto it = trials_.begin(); it != trials_.end();) {
     const Trial& t = *it->second;
-    const bool exit_sent =
-        std::none_of(outbox_.begin(), outbox_.end(), [&](const v1::AgentMessage& m) {
-          return m.has_trial_exited() && m.trial_exited().trial_id() == t.id;
-        });
-    if (t.exited && t.unacked.empty() && exit_sent) {
+    if (t.exited && t.unacked.empty() && t.exit_acked) {
       it = trials_.erase(it);
     } else {
       ++it;
@@ -872,6 +892,21 @@ void Agent::PollOnce() {
     CheckExit(*trial);
   }
   SendPending();
+  // What a re-registration reports (read by the connection thread).
+  std::vector<v1::RunningTrial> snapshot;
+  for (const auto& [id, t] : trials_) {
+    v1::RunningTrial r;
+    r.set_trial_id(id);
+    r.set_node_rank(t->node_rank);
+    r.set_last_seq(t->next_seq - 1);
+    r.set_acked_seq(t->unacked.empty() ? t->next_seq - 1 : t->unacked.front().seq() - 1);
+    for (int32_t g : t->gpu_indices) r.add_gpu_indices(g);
+    snapshot.push_back(std::move(r));
+  }
+  {
+    std::lock_guard<std::mutex> lock(running_mu_);
+    running_snapshot_ = std::move(snapshot);
+  }
 }
 
 }  // namespace sweepd::worker

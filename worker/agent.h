@@ -111,6 +111,10 @@ class Agent {
   std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::SchedulerMessage>> stream_;
   std::thread connection_thread_;
 
+  // The trials Register reports, refreshed by the trial loop.
+  std::mutex running_mu_;
+  std::vector<v1::RunningTrial> running_snapshot_;
+
   // Trial-loop state.
   std::map<std::string, std::unique_ptr<Trial>> trials_;
   std::deque<v1::AgentMessage> outbox_;  // started/exited messages not yet sent

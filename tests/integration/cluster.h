@@ -60,6 +60,8 @@ struct ClusterOptions {
   // Extra flags for every agent, and environment assignments (NAME=value) it starts with.
   std::vector<std::string> agent_flags;
   std::vector<std::string> agent_env;
+  // Extra flags for sweepd.
+  std::vector<std::string> sweepd_flags;
 };
 
 class Cluster {
@@ -71,14 +73,7 @@ class Cluster {
     const int agents = options_.agents;
     std::string pattern = (std::filesystem::temp_directory_path() / "sweepd-e2e-XXXXXX").string();
     dir_ = mkdtemp(pattern.data());
-    const std::string address_file = dir_ + "/address";
-    sweepd_ = SpawnProcess({BinaryPath("scheduler/sweepd"), "--listen=127.0.0.1:0", "--db=" + db(),
-                            "--address_file=" + address_file, "--stop_grace=1"},
-                           dir_ + "/sweepd.log");
-    EXPECT_GT(sweepd_, 0);
-    EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(address_file); }, 20000))
-        << ReadFileText(dir_ + "/sweepd.log");
-    std::ifstream(address_file) >> address_;
+    StartSweepd("127.0.0.1:0");
     for (int i = 0; i < agents; ++i) agents_.push_back(StartAgent(i));
     EXPECT_TRUE(agents == 0 || WaitFor(
                                    [&] {
@@ -136,6 +131,42 @@ class Cluster {
     return WaitFor([&] { return Status(sweep).value("state", "") == state; }, timeout_ms);
   }
 
+  // Starts sweepd on `listen` (again: on the address it had) and waits until it serves.
+  void StartSweepd(const std::string& listen) {
+    const std::string address_file = dir_ + "/address";
+    std::filesystem::remove(address_file);
+    std::vector<std::string> argv = {BinaryPath("scheduler/sweepd"), "--listen=" + listen,
+                                     "--db=" + db(), "--address_file=" + address_file,
+                                     "--stop_grace=1"};
+    for (const auto& f : options_.sweepd_flags) argv.push_back(f);
+    sweepd_ = SpawnProcess(argv, dir_ + "/sweepd.log");
+    EXPECT_GT(sweepd_, 0);
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          return std::filesystem::exists(address_file) &&
+                 std::filesystem::file_size(address_file) > 0;
+        },
+        20000))
+        << ReadFileText(dir_ + "/sweepd.log");
+    std::ifstream(address_file) >> address_;
+  }
+
+  // Kills sweepd with `sig` and reaps it (SIGKILL: a crash).
+  void KillSweepd(int sig) {
+    if (sweepd_ <= 0) return;
+    kill(sweepd_, sig);
+    waitpid(sweepd_, nullptr, 0);
+    sweepd_ = -1;
+  }
+
+  // A crash and a restart on the same address and store.
+  void RestartSweepd() {
+    KillSweepd(SIGKILL);
+    StartSweepd(address_);
+  }
+
+  const std::string& address() const { return address_; }
+
   // Starts agent `i` (again): agent-i, its own workdir work-i, the test scripts as code dir.
   int StartAgent(int i) {
     std::vector<std::string> argv;
@@ -163,6 +194,8 @@ class Cluster {
     waitpid(pid, nullptr, 0);
     agents_[static_cast<size_t>(i)] = -1;
   }
+
+  void SignalAgent(int i, int sig) { kill(agents_[static_cast<size_t>(i)], sig); }
 
   void RestartAgent(int i) { agents_[static_cast<size_t>(i)] = StartAgent(i); }
 
