@@ -280,6 +280,12 @@ absl::Status Engine::Rebuild() {
     sweep_ids_[sweep.public_id] = sweep.id;
     sweeps_[sweep.id] = std::move(sweep);
     RETURN_IF_ERROR(ReplayPruner(sweeps_.at(sweep_key)));
+    for (const auto& [trial_key, last_seq] : keys.last_seqs) {
+      auto it = trials_.find(trial_key);
+      if (it != trials_.end()) {
+        it->second.last_seq_seen = std::max(it->second.last_seq_seen, last_seq);
+      }
+    }
   }
   // Trials that were on agents when sweepd stopped keep running there: they wait (state
   // unchanged) for their agents to re-register and reattach them, and count as lost only after
@@ -862,6 +868,7 @@ void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {
   assign->set_attempt(trial.attempt);
   assign->set_metric_pattern(sweep.spec.metric_pattern());
   assign->set_code_dir(sweep.spec_dir);
+  assign->set_first_seq(trial.last_seq_seen + 1);
   v1::Gang* gang = assign->mutable_gang();
   gang->set_nnodes(static_cast<int32_t>(trial.nodes.size()));
   gang->set_node_rank(static_cast<int32_t>(rank));

@@ -829,6 +829,15 @@ absl::StatusOr<SweepKeys> Store::GetSweepKeys(absl::string_view public_id) {
     keys.trial_ids[t->ColumnText(0)] = t->ColumnInt(1);
   }
   t->Reset();
+  ASSIGN_OR_RETURN(Statement * m, db->Get("SELECT trial_id, MAX(last_seq) FROM trial_metrics "
+                                          "WHERE sweep_id = ?1 GROUP BY trial_id"));
+  m->Bind(1, keys.sweep_id);
+  while (true) {
+    ASSIGN_OR_RETURN(bool more, m->Step());
+    if (!more) break;
+    keys.last_seqs[m->ColumnInt(0)] = m->ColumnInt(1);
+  }
+  m->Reset();
   return keys;
 }
 

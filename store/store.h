@@ -166,6 +166,7 @@ struct ExportTable {
 struct SweepKeys {
   int64_t sweep_id = 0;
   std::map<std::string, int64_t> trial_ids;  // public id -> key
+  std::map<int64_t, int64_t> last_seqs;      // trial key -> highest stored report seq
 };
 
 struct MaxIds {

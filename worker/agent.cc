@@ -130,6 +130,7 @@ struct Agent::Trial {
   std::deque<v1::Report> unacked;  // in seq order
   size_t sent = 0;                 // how many of `unacked` went out on this connection
   int64_t next_seq = 0;
+  int64_t first_seq = 0;
   int64_t next_step = 0;
   std::vector<int32_t> gpu_indices;
   int node_rank = 0;  // this node's rank in a multi-node trial; only node 0 relays metrics
@@ -369,6 +370,13 @@ absl::Status Agent::Run() {
         "--agent-id: \"", agent_id_, "\" may hold only letters, digits, '.', '_' and '-'"));
   }
   if (auto st = DiscoverResources(); !st.ok()) return st;
+  if (!options_.ack_log.empty()) {
+    ack_log_.open(options_.ack_log, std::ios::app);
+    if (!ack_log_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--ack-log ", options_.ack_log, ": cannot open for appending"));
+    }
+  }
   if (pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   }
@@ -443,6 +451,11 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
         trial.exit_acked = true;
         break;
       }
+      if (ack_log_.is_open()) {
+        // An audit trail: trial, its first seq on this agent, and the seq now durable.
+        ack_log_ << trial.id << " " << trial.first_seq << " " << message.ack().seq() << "\n";
+        ack_log_.flush();
+      }
       while (!trial.unacked.empty() && trial.unacked.front().seq() <= message.ack().seq()) {
         trial.unacked.pop_front();
         if (trial.sent > 0) --trial.sent;
@@ -488,6 +501,8 @@ void Agent::StartTrial(const v1::Assign& assign) {
   trial->sweep_id = assign.sweep_id();
   trial->gpu_indices.assign(assign.gpu_indices().begin(), assign.gpu_indices().end());
   trial->node_rank = assign.gang().node_rank();
+  trial->next_seq = std::max<int64_t>(0, assign.first_seq());
+  trial->first_seq = trial->next_seq;
   trial->workdir =
       (std::filesystem::path(options_.workdir) / assign.sweep_id() / assign.trial_id()).string();
   std::error_code ec;

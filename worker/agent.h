@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,6 +47,9 @@ struct AgentOptions {
   std::string interpreter = "python3";
   // A folder holding the `sweepd` Python package, put first on trials' PYTHONPATH.
   std::string python_path;
+  // Appends every metrics acknowledgement ("trial first_seq acked_seq") here: an audit trail of
+  // what sweepd said was durable (the chaos test checks the store against it).
+  std::string ack_log;
   // Seconds between reconnect attempts grow from 0.2 to this.
   double max_backoff_seconds = 10;
 };
@@ -92,6 +96,7 @@ class Agent {
   std::string state_dir_;           // per-trial state files (pid, start time, GPUs)
   std::vector<v1::Gpu> resources_;  // what Register advertises, by slot
   bool has_gpus_ = false;
+  std::ofstream ack_log_;
   std::unique_ptr<GpuMonitor> gpu_monitor_;
   std::thread gpu_thread_;
   std::mutex gpu_mu_;

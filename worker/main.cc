@@ -33,6 +33,8 @@ ABSL_FLAG(std::string, python_path, "",
           "folder with the sweepd Python package, put on trials' PYTHONPATH (default: the one "
           "shipped with this binary)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::string, ack_log, "",
+          "append each metrics acknowledgement (trial first_seq acked_seq) to this file");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -62,6 +64,7 @@ int main(int argc, char** argv) {
     options.interpreter = env != nullptr && *env != '\0' ? env : "python3";
   }
   options.python_path = absl::GetFlag(FLAGS_python_path);
+  options.ack_log = absl::GetFlag(FLAGS_ack_log);
   if (options.python_path.empty()) options.python_path = sweepd::worker::DefaultPythonPath();
 
   sweepd::worker::Agent agent(options);

@@ -62,6 +62,8 @@ struct ClusterOptions {
   std::vector<std::string> agent_env;
   // Extra flags for sweepd.
   std::vector<std::string> sweepd_flags;
+  // Each agent appends its acknowledgements to DIR/ack-I.log (--ack-log).
+  bool agent_ack_logs = false;
 };
 
 class Cluster {
@@ -183,6 +185,9 @@ class Cluster {
       argv.push_back(a);
     }
     for (const auto& f : options_.agent_flags) argv.push_back(f);
+    if (options_.agent_ack_logs) {
+      argv.push_back("--ack_log=" + dir_ + "/ack-" + std::to_string(i) + ".log");
+    }
     return SpawnProcess(argv, dir_ + "/agent-" + std::to_string(i) + ".log");
   }
 
