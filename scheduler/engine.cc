@@ -581,6 +581,11 @@ absl::StatusOr<v1::Trial> Engine::EnqueueTrial(const v1::EnqueueTrialRequest& re
           absl::StrCat("sweep ", request.sweep_id(), " ended (", SweepStateName(sweep->state),
                        "); trials can be enqueued only while it runs or is paused"));
     }
+    if (static_cast<int64_t>(sweep->trial_ids.size()) >= kMaxTrialsPerSweep) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("sweep ", request.sweep_id(), " has ", kMaxTrialsPerSweep,
+                       " trials, the most one sweep may have; start another sweep"));
+    }
     const auto leaves = LeafParameters(sweep->spec);
     std::map<std::string, std::string> given;
     for (const auto& p : request.params()) {
@@ -765,7 +770,8 @@ bool Engine::ScheduleSweep(Sweep& sweep) {
       cap = cap > 0 ? std::min(cap, sweep.spec.budget().max_trials())
                     : sweep.spec.budget().max_trials();
     }
-    if (cap > 0 && static_cast<int64_t>(sweep.trial_ids.size()) >= cap) {
+    if (cap <= 0 || cap > kMaxTrialsPerSweep) cap = kMaxTrialsPerSweep;
+    if (static_cast<int64_t>(sweep.trial_ids.size()) >= cap) {
       sweep.exhausted = true;
       sweep.exhausted_reason = absl::StrCat("run cap of ", cap, " trials reached");
       return false;
@@ -1488,7 +1494,8 @@ absl::StatusOr<v1::Trial> Engine::AskTrial(const std::string& sweep_id) {
         cap = cap > 0 ? std::min(cap, sweep->spec.budget().max_trials())
                       : sweep->spec.budget().max_trials();
       }
-      if (!sweep->exhausted && cap > 0 && static_cast<int64_t>(sweep->trial_ids.size()) >= cap) {
+      if (cap <= 0 || cap > kMaxTrialsPerSweep) cap = kMaxTrialsPerSweep;
+      if (!sweep->exhausted && static_cast<int64_t>(sweep->trial_ids.size()) >= cap) {
         sweep->exhausted = true;
         sweep->exhausted_reason = absl::StrCat("run cap of ", cap, " trials reached");
       }

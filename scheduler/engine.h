@@ -39,6 +39,10 @@ class AgentChannel {
   virtual void Close() = 0;
 };
 
+// The most trials one sweep may have (proposed, enqueued or asked for): bounds the memory and
+// store a runaway sweep can take.
+inline constexpr int64_t kMaxTrialsPerSweep = 1'000'000;
+
 struct EngineOptions {
   // Seconds between telling a trial to stop and SIGTERM, and between SIGTERM and SIGKILL.
   int stop_grace_seconds = 30;

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "scheduler/agent_messages.h"
 
 namespace sweepd::scheduler {
 namespace {
@@ -384,6 +385,7 @@ grpc::Status AgentServiceImpl::Connect(
   if (first.kind_case() != v1::AgentMessage::kRegister) {
     return ToGrpc(absl::InvalidArgumentError("the first message on a stream must be register"));
   }
+  if (auto st = ValidateAgentMessage(first); !st.ok()) return ToGrpc(st);
   auto channel = std::make_shared<StreamChannel>(context, stream);
   auto registered = engine_->AgentConnected(first.register_(), channel);
   if (!registered.ok()) {
@@ -396,6 +398,13 @@ grpc::Status AgentServiceImpl::Connect(
   channel->Send(std::move(reply));
   v1::AgentMessage message;
   while (stream->Read(&message)) {
+    if (auto st = ValidateAgentMessage(message); !st.ok()) {
+      // Nothing of it reaches the engine; the agent hears why.
+      spdlog::warn("[agent={}] invalid message, closing its stream: {}", agent_id, st.message());
+      engine_->AgentDisconnected(agent_id, channel.get());
+      channel->Finish();
+      return ToGrpc(st);
+    }
     switch (message.kind_case()) {
       case v1::AgentMessage::kRegister:
         engine_->AgentDisconnected(agent_id, channel.get());

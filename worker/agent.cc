@@ -131,6 +131,7 @@ struct Agent::Trial {
   size_t sent = 0;                 // how many of `unacked` went out on this connection
   int64_t next_seq = 0;
   int64_t first_seq = 0;
+  uint64_t stdout_bytes = 0;
   int64_t next_step = 0;
   std::vector<int32_t> gpu_indices;
   int node_rank = 0;  // this node's rank in a multi-node trial; only node 0 relays metrics
@@ -518,13 +519,22 @@ void Agent::StartTrial(const v1::Assign& assign) {
   const std::string code_dir = assign.code_dir().empty() ? options_.code_dir : assign.code_dir();
   std::string program = assign.program();
   if (!program.empty()) {
-    const std::filesystem::path resolved = std::filesystem::path(code_dir) / program;
-    if (!std::filesystem::exists(resolved)) {
-      fail(absl::StrCat("program '", program, "' not found in ",
-                        std::filesystem::absolute(code_dir).string()));
+    // The program must be inside the code dir: a spec cannot make the agent run (or name)
+    // anything else on the node, through "..", an absolute path or a symlink.
+    std::error_code path_ec;
+    const auto base =
+        std::filesystem::weakly_canonical(std::filesystem::absolute(code_dir), path_ec);
+    const auto resolved = std::filesystem::weakly_canonical(base / program, path_ec);
+    const auto inside = resolved.lexically_relative(base);
+    if (path_ec || inside.empty() || *inside.begin() == "..") {
+      fail(absl::StrCat("program '", program, "' is outside the code dir ", base.string()));
       return;
     }
-    program = std::filesystem::absolute(resolved).lexically_normal().string();
+    if (!std::filesystem::exists(resolved)) {
+      fail(absl::StrCat("program '", program, "' not found in ", base.string()));
+      return;
+    }
+    program = resolved.string();
   }
   std::vector<v1::TrialParam> params(assign.params().begin(), assign.params().end());
   const std::string params_json = NestedParamsJson(params);
@@ -751,7 +761,16 @@ void Agent::ReadStdout(Trial& trial, bool drain) {
       break;
     }
     if (n < 0) break;  // EAGAIN: nothing more for now
-    trial.stdout_log.write(buf, n);
+    // Bounded on disk: a script that floods stdout cannot fill the node's disk.
+    if (trial.stdout_bytes < options_.max_log_bytes) {
+      const auto room = static_cast<ssize_t>(options_.max_log_bytes - trial.stdout_bytes);
+      trial.stdout_log.write(buf, std::min(n, room));
+      if (n > room) {
+        trial.stdout_log << "\n[sweep-agent: stdout.log reached " << options_.max_log_bytes
+                         << " bytes; the rest is not kept]\n";
+      }
+    }
+    trial.stdout_bytes += static_cast<uint64_t>(n);
     for (auto& line : SplitLines(trial.stdout_pending, buf, static_cast<size_t>(n))) {
       if (trial.client_reported) continue;
       if (auto parsed = trial.parser->Parse(line)) {

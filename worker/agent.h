@@ -50,6 +50,8 @@ struct AgentOptions {
   // Appends every metrics acknowledgement ("trial first_seq acked_seq") here: an audit trail of
   // what sweepd said was durable (the chaos test checks the store against it).
   std::string ack_log;
+  // At most this much of a trial's stdout is kept in stdout.log.
+  uint64_t max_log_bytes = uint64_t{1} << 30;
   // Seconds between reconnect attempts grow from 0.2 to this.
   double max_backoff_seconds = 10;
 };

@@ -33,6 +33,7 @@ ABSL_FLAG(std::string, python_path, "",
           "folder with the sweepd Python package, put on trials' PYTHONPATH (default: the one "
           "shipped with this binary)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(int64_t, max_log_mb, 1024, "MiB of each trial's stdout kept in its stdout.log");
 ABSL_FLAG(std::string, ack_log, "",
           "append each metrics acknowledgement (trial first_seq acked_seq) to this file");
 
@@ -65,6 +66,12 @@ int main(int argc, char** argv) {
   }
   options.python_path = absl::GetFlag(FLAGS_python_path);
   options.ack_log = absl::GetFlag(FLAGS_ack_log);
+  if (absl::GetFlag(FLAGS_max_log_mb) < 1 || absl::GetFlag(FLAGS_max_log_mb) > (1 << 20)) {
+    std::cerr << "sweep-agent: --max-log-mb: must be 1 to 1048576; got "
+              << absl::GetFlag(FLAGS_max_log_mb) << "\n";
+    return 2;
+  }
+  options.max_log_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_log_mb)) << 20;
   if (options.python_path.empty()) options.python_path = sweepd::worker::DefaultPythonPath();
 
   sweepd::worker::Agent agent(options);

@@ -48,7 +48,7 @@ constexpr int kTrials = 50;
 constexpr char kTag[] = "chaos-6e0f";
 
 struct Op {
-  double at;  // seconds after the sweep was submitted
+  double at;         // seconds after the sweep was submitted
   std::string what;  // "kill-sweepd" or "kill-agent-K"
 };
 
@@ -64,16 +64,14 @@ std::vector<Op> Schedule(uint64_t seed) {
 }
 
 void RunRound(uint64_t seed) {
-  Cluster cluster(ClusterOptions{
-      .agents = kAgents,
-      .slots = 2,
-      .agent_flags = {},
-      .agent_env = {},
-      .sweepd_flags = {"--agent_timeout=6", "--reattach_window=30"},
-      .agent_ack_logs = true});
-  const std::string history_path =
-      (g_history_dir.empty() ? cluster.dir() : g_history_dir) + "/chaos-" + std::to_string(seed) +
-      ".history";
+  Cluster cluster(ClusterOptions{.agents = kAgents,
+                                 .slots = 2,
+                                 .agent_flags = {},
+                                 .agent_env = {},
+                                 .sweepd_flags = {"--agent_timeout=6", "--reattach_window=30"},
+                                 .agent_ack_logs = true});
+  const std::string history_path = (g_history_dir.empty() ? cluster.dir() : g_history_dir) +
+                                   "/chaos-" + std::to_string(seed) + ".history";
   std::ofstream history(history_path);
   history << "seed " << seed << "\n";
   const std::string id = cluster.Submit(std::string(R"(
@@ -152,8 +150,8 @@ parameters:
     auto count = (*db)->QueryInt(
         "SELECT COUNT(*) FROM metrics m JOIN trials t ON t.id = m.trial_id JOIN metric_names n "
         "ON n.id = m.name_id WHERE t.public_id = '" +
-        trial + "' AND n.name = 'loss' AND m.seq BETWEEN " + std::to_string(range.first) +
-        " AND " + std::to_string(range.second));
+        trial + "' AND n.name = 'loss' AND m.seq BETWEEN " + std::to_string(range.first) + " AND " +
+        std::to_string(range.second));
     ASSERT_TRUE(count.ok()) << count.status();
     EXPECT_EQ(*count, range.second - range.first + 1)
         << trial << ": acknowledged seqs " << range.first << ".." << range.second
@@ -167,11 +165,13 @@ parameters:
   EXPECT_EQ(*duplicates, 0);
   history << "checked " << reports_checked << " acknowledged reports of " << acked.size()
           << " trial attempts\n";
-  std::printf("chaos round seed=%llu: %lld acknowledged reports of %zu trial attempts found "
-              "once each; counts %s\n",
-              static_cast<unsigned long long>(seed), static_cast<long long>(reports_checked),
-              acked.size(), status["counts"].dump().c_str());
-  if (!::testing::Test::HasFailure() && g_history_dir.empty()) std::filesystem::remove(history_path);
+  std::printf(
+      "chaos round seed=%llu: %lld acknowledged reports of %zu trial attempts found "
+      "once each; counts %s\n",
+      static_cast<unsigned long long>(seed), static_cast<long long>(reports_checked), acked.size(),
+      status["counts"].dump().c_str());
+  if (!::testing::Test::HasFailure() && g_history_dir.empty())
+    std::filesystem::remove(history_path);
 }
 
 TEST(ChaosTest, CrashesOfSweepdAndAnAgentLoseNothingAcknowledged) {

@@ -62,6 +62,8 @@ struct ClusterOptions {
   std::vector<std::string> agent_env;
   // Extra flags for sweepd.
   std::vector<std::string> sweepd_flags;
+  // The agents' code dir (default: the test scripts).
+  std::string code_dir;
   // Each agent appends its acknowledgements to DIR/ack-I.log (--ack-log).
   bool agent_ack_logs = false;
 };
@@ -181,7 +183,8 @@ class Cluster {
           "--slots=" + std::to_string(options_.slots), "--agent_id=agent-" + std::to_string(i),
           "--workdir=" + dir_ + "/work-" + std::to_string(i),
           std::string("--advertise_address=127.0.0.1"),
-          "--code_dir=" + SourcePath("tests/integration/scripts")}) {
+          "--code_dir=" + (options_.code_dir.empty() ? SourcePath("tests/integration/scripts")
+                                                     : options_.code_dir)}) {
       argv.push_back(a);
     }
     for (const auto& f : options_.agent_flags) argv.push_back(f);

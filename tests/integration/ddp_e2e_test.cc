@@ -62,11 +62,12 @@ class DdpE2eTest : public ::testing::Test {
     return ClusterOptions{.agents = 2,
                           .slots = 1,
                           .agent_flags = {std::string("--interpreter=") + kPython},
-                          .agent_env = std::move(env)};
+                          .agent_env = std::move(env),
+                          .code_dir = SourcePath("examples/ddp")};
   }
 
   static std::string Spec(const std::string& extra) {
-    return "program: " + SourcePath("examples/ddp/train.py") + R"(
+    return std::string("program: train.py") + R"(
 method: random
 metric: {name: val_loss}
 launcher: torchrun

@@ -323,5 +323,20 @@ parameters:
   EXPECT_EQ(Int(cluster.Status(id)["counts"], "lost"), 1);
 }
 
+TEST(GangE2eTest, AProgramOutsideTheCodeDirIsRefused) {
+  Cluster cluster(1, 1);
+  const std::string id = cluster.Submit(R"(
+program: ../CMakeLists.txt
+method: random
+metric: {name: loss}
+run_cap: 1
+max_failures: 1
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FAILED", 30000)) << cluster.Logs();
+  EXPECT_THAT(cluster.Status(id).value("reason", ""), HasSubstr("is outside the code dir"));
+}
+
 }  // namespace
 }  // namespace sweepd
