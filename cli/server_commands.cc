@@ -20,6 +20,7 @@
 #include "cli/command.h"
 #include "cli/table.h"
 #include "common/logging.h"
+#include "common/security.h"
 #include "common/spec_parser.h"
 #include "common/state_names.h"
 #include "google/protobuf/util/json_util.h"
@@ -47,8 +48,16 @@ class Client {
     double seconds = 10;
     if (!args.Get("timeout").empty()) (void)absl::SimpleAtod(args.Get("timeout"), &seconds);
     timeout_ms_ = static_cast<int64_t>(seconds * 1000);
-    stub_ = v1::SweepService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    std::string ca = args.Get("tls-ca");
+    if (ca.empty()) {
+      const char* env = std::getenv("SWEEPD_TLS_CA");
+      if (env != nullptr) ca = env;
+    }
+    auto credentials = MakeChannelCredentials({.ca = ca});
+    if (!credentials.ok()) setup_error_ = std::string(credentials.status().message());
+    if (const char* token = std::getenv("SWEEPD_TOKEN"); token != nullptr) token_ = token;
+    stub_ = v1::SweepService::NewStub(grpc::CreateChannel(
+        address_, credentials.ok() ? *credentials : grpc::InsecureChannelCredentials()));
   }
 
   // A context with the call's deadline.
@@ -56,16 +65,18 @@ class Client {
     auto context = std::make_unique<grpc::ClientContext>();
     context->set_deadline(std::chrono::system_clock::now() +
                           std::chrono::milliseconds(timeout_ms_));
+    if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
     return context;
   }
 
   // One line for a failed call, naming what to fix.
   std::string Explain(const grpc::Status& status) const {
+    if (!setup_error_.empty()) return setup_error_;
     switch (status.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
         return absl::StrCat("cannot reach sweepd at ", address_,
                             " (is it running? start it with `sweepd`, or pass --scheduler / set "
-                            "SWEEPD_ADDR)");
+                            "SWEEPD_ADDR; if it serves TLS, pass --tls-ca)");
       case grpc::StatusCode::DEADLINE_EXCEEDED:
         return absl::StrCat("sweepd at ", address_, " did not answer within the --timeout");
       default:
@@ -79,6 +90,8 @@ class Client {
  private:
   std::string address_;
   int64_t timeout_ms_ = 10'000;
+  std::string token_;        // $SWEEPD_TOKEN, sent as a bearer token; never printed
+  std::string setup_error_;  // a bad --tls-ca: every call reports it
   std::unique_ptr<v1::SweepService::Stub> stub_;
 };
 
@@ -789,7 +802,11 @@ std::vector<FlagSpec> ServerFlags(bool output = true, std::vector<FlagSpec> extr
       {.name = "timeout",
        .value_name = "SECONDS",
        .help = "deadline of each call",
-       .default_value = "10"}};
+       .default_value = "10"},
+      {.name = "tls-ca",
+       .value_name = "PEM",
+       .help = "CA of sweepd's certificate: connect with TLS (default $SWEEPD_TLS_CA); the "
+               "token comes from $SWEEPD_TOKEN"}};
   if (output) {
     flags.push_back({.name = "output",
                      .value_name = "FORMAT",

@@ -39,8 +39,8 @@ absl::Status CheckGpus(absl::string_view field,
   }
   for (const auto& g : gpus) {
     if (g.index() < 0 || g.index() >= kMaxGpusPerAgent) {
-      return Invalid(field, absl::StrCat("index ", g.index(), " is outside 0..",
-                                         kMaxGpusPerAgent - 1));
+      return Invalid(field,
+                     absl::StrCat("index ", g.index(), " is outside 0..", kMaxGpusPerAgent - 1));
     }
     if (g.uuid().size() > kMaxIdBytes || g.name().size() > kMaxIdBytes) {
       return Invalid(field, "uuid and name may have at most 128 bytes");
@@ -60,9 +60,9 @@ absl::Status CheckBatch(const v1::MetricBatch& batch) {
   }
   for (const auto& r : batch.reports()) {
     if (r.metrics_size() > kMaxMetricsPerReport) {
-      return Invalid("metric_batch.reports.metrics",
-                     absl::StrCat(r.metrics_size(), " in one report; the limit is ",
-                                  kMaxMetricsPerReport));
+      return Invalid(
+          "metric_batch.reports.metrics",
+          absl::StrCat(r.metrics_size(), " in one report; the limit is ", kMaxMetricsPerReport));
     }
     if (r.step() < 0) {
       return Invalid("metric_batch.reports.step", absl::StrCat("must be >= 0; got ", r.step()));
@@ -116,7 +116,8 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& message) {
         return Invalid("trial_started.master_port",
                        absl::StrCat("must be 0 to 65535; got ", s.master_port()));
       }
-      for (const auto* text : {&s.workdir(), &s.stdout_path(), &s.stderr_path(), &s.master_addr()}) {
+      for (const auto* text :
+           {&s.workdir(), &s.stdout_path(), &s.stderr_path(), &s.master_addr()}) {
         if (auto st = CheckText("trial_started", *text); !st.ok()) return st;
       }
       return absl::OkStatus();

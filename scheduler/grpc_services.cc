@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/security.h"
 #include "scheduler/agent_messages.h"
 
 namespace sweepd::scheduler {
@@ -121,9 +122,12 @@ absl::StatusOr<v1::Sweep> SweepServiceImpl::LoadSweep(const std::string& id) {
   return sweep;
 }
 
-grpc::Status SweepServiceImpl::CreateSweep(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::CreateSweep(grpc::ServerContext* context,
                                            const v1::CreateSweepRequest* request,
                                            v1::CreateSweepResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (request->spec_yaml().empty()) {
     return ToGrpc(absl::InvalidArgumentError("spec_yaml: required (the sweep spec as YAML)"));
   }
@@ -135,8 +139,12 @@ grpc::Status SweepServiceImpl::CreateSweep(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::GetSweep(grpc::ServerContext*, const v1::GetSweepRequest* request,
+grpc::Status SweepServiceImpl::GetSweep(grpc::ServerContext* context,
+                                        const v1::GetSweepRequest* request,
                                         v1::GetSweepResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   auto sweep = LoadSweep(request->sweep_id());
   if (!sweep.ok()) return ToGrpc(sweep.status());
@@ -144,9 +152,12 @@ grpc::Status SweepServiceImpl::GetSweep(grpc::ServerContext*, const v1::GetSweep
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::ListSweeps(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::ListSweeps(grpc::ServerContext* context,
                                           const v1::ListSweepsRequest* request,
                                           v1::ListSweepsResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (request->limit() < 0 || request->limit() > 1000) {
     return ToGrpc(absl::InvalidArgumentError(
         absl::StrCat("limit: must be 0 (default 100) to 1000; got ", request->limit())));
@@ -172,9 +183,12 @@ grpc::Status SweepServiceImpl::ListSweeps(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::PauseSweep(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::PauseSweep(grpc::ServerContext* context,
                                           const v1::PauseSweepRequest* request,
                                           v1::PauseSweepResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   auto sweep = engine_->PauseSweep(request->sweep_id());
   if (!sweep.ok()) return ToGrpc(sweep.status());
@@ -184,9 +198,12 @@ grpc::Status SweepServiceImpl::PauseSweep(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::ResumeSweep(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::ResumeSweep(grpc::ServerContext* context,
                                            const v1::ResumeSweepRequest* request,
                                            v1::ResumeSweepResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   auto sweep = engine_->ResumeSweep(request->sweep_id());
   if (!sweep.ok()) return ToGrpc(sweep.status());
@@ -196,9 +213,12 @@ grpc::Status SweepServiceImpl::ResumeSweep(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::CancelSweep(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::CancelSweep(grpc::ServerContext* context,
                                            const v1::CancelSweepRequest* request,
                                            v1::CancelSweepResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   if (request->reason().size() > 1024) {
     return ToGrpc(absl::InvalidArgumentError("reason: at most 1024 characters"));
@@ -211,9 +231,12 @@ grpc::Status SweepServiceImpl::CancelSweep(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::ListTrials(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::ListTrials(grpc::ServerContext* context,
                                           const v1::ListTrialsRequest* request,
                                           v1::ListTrialsResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   if (request->limit() < 0 || request->limit() > 10000) {
     return ToGrpc(absl::InvalidArgumentError(
@@ -246,8 +269,12 @@ grpc::Status SweepServiceImpl::ListTrials(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::GetTrial(grpc::ServerContext*, const v1::GetTrialRequest* request,
+grpc::Status SweepServiceImpl::GetTrial(grpc::ServerContext* context,
+                                        const v1::GetTrialRequest* request,
                                         v1::GetTrialResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("trial_id", request->trial_id()); !st.ok()) return ToGrpc(st);
   if (request->max_points() < 0) {
     return ToGrpc(absl::InvalidArgumentError("max_points: must be >= 0"));
@@ -265,6 +292,9 @@ grpc::Status SweepServiceImpl::GetTrial(grpc::ServerContext*, const v1::GetTrial
 grpc::Status SweepServiceImpl::WatchSweep(grpc::ServerContext* context,
                                           const v1::WatchSweepRequest* request,
                                           grpc::ServerWriter<v1::Event>* writer) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   if (auto sweep = store_->GetSweep(request->sweep_id()); !sweep.ok()) {
     return ToGrpc(sweep.status());
@@ -287,9 +317,12 @@ grpc::Status SweepServiceImpl::WatchSweep(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::EnqueueTrial(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::EnqueueTrial(grpc::ServerContext* context,
                                             const v1::EnqueueTrialRequest* request,
                                             v1::EnqueueTrialResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   if (request->params_size() > 10000) {
     return ToGrpc(absl::InvalidArgumentError("params: at most 10000"));
@@ -301,8 +334,12 @@ grpc::Status SweepServiceImpl::EnqueueTrial(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::AskTrial(grpc::ServerContext*, const v1::AskTrialRequest* request,
+grpc::Status SweepServiceImpl::AskTrial(grpc::ServerContext* context,
+                                        const v1::AskTrialRequest* request,
                                         v1::AskTrialResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   auto trial = engine_->AskTrial(request->sweep_id());
   if (!trial.ok()) return ToGrpc(trial.status());
@@ -311,9 +348,12 @@ grpc::Status SweepServiceImpl::AskTrial(grpc::ServerContext*, const v1::AskTrial
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::ReportTrial(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::ReportTrial(grpc::ServerContext* context,
                                            const v1::ReportTrialRequest* request,
                                            v1::ReportTrialResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("trial_id", request->trial_id()); !st.ok()) return ToGrpc(st);
   if (request->step() < 0) return ToGrpc(absl::InvalidArgumentError("step: must be >= 0"));
   if (request->metrics().empty() || request->metrics_size() > 1000) {
@@ -331,8 +371,12 @@ grpc::Status SweepServiceImpl::ReportTrial(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::TellTrial(grpc::ServerContext*, const v1::TellTrialRequest* request,
+grpc::Status SweepServiceImpl::TellTrial(grpc::ServerContext* context,
+                                         const v1::TellTrialRequest* request,
                                          v1::TellTrialResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("trial_id", request->trial_id()); !st.ok()) return ToGrpc(st);
   if (!v1::TrialState_IsValid(request->state())) {
     return ToGrpc(absl::InvalidArgumentError("state: not a trial state"));
@@ -344,9 +388,12 @@ grpc::Status SweepServiceImpl::TellTrial(grpc::ServerContext*, const v1::TellTri
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::ExportSweep(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::ExportSweep(grpc::ServerContext* context,
                                            const v1::ExportSweepRequest* request,
                                            v1::ExportSweepResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
   auto table = store_->ExportSweep(request->sweep_id());
   if (!table.ok()) return ToGrpc(table.status());
@@ -358,18 +405,24 @@ grpc::Status SweepServiceImpl::ExportSweep(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::ListAgents(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::ListAgents(grpc::ServerContext* context,
                                           const v1::ListAgentsRequest* request,
                                           v1::ListAgentsResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   auto agents = engine_->ListAgents(request->all());
   if (!agents.ok()) return ToGrpc(agents.status());
   for (auto& a : *agents) *response->add_agents() = std::move(a);
   return grpc::Status::OK;
 }
 
-grpc::Status SweepServiceImpl::ReleaseAgent(grpc::ServerContext*,
+grpc::Status SweepServiceImpl::ReleaseAgent(grpc::ServerContext* context,
                                             const v1::ReleaseAgentRequest* request,
                                             v1::ReleaseAgentResponse* response) {
+  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
+    return ToGrpc(st);
+  }
   if (auto st = CheckId("agent_id", request->agent_id()); !st.ok()) return ToGrpc(st);
   auto agent = engine_->ReleaseAgent(request->agent_id());
   if (!agent.ok()) return ToGrpc(agent.status());
@@ -386,6 +439,13 @@ grpc::Status AgentServiceImpl::Connect(
     return ToGrpc(absl::InvalidArgumentError("the first message on a stream must be register"));
   }
   if (auto st = ValidateAgentMessage(first); !st.ok()) return ToGrpc(st);
+  if (auto st = AuthorizeAgent(*context, security_.tls, security_.require_agent_cert,
+                               first.register_().agent_id());
+      !st.ok()) {
+    spdlog::warn("refused an agent registering as {}: {}", first.register_().agent_id(),
+                 st.message());
+    return ToGrpc(st);
+  }
   auto channel = std::make_shared<StreamChannel>(context, stream);
   auto registered = engine_->AgentConnected(first.register_(), channel);
   if (!registered.ok()) {

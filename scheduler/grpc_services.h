@@ -16,9 +16,18 @@ namespace sweepd::scheduler {
 
 grpc::Status ToGrpc(const absl::Status& status);
 
+// Who may call: with TLS, API calls need the token (when sweepd has one) and agents their
+// certificate (when sweepd has a CA) or the token (common/security.h).
+struct SecurityPolicy {
+  bool tls = false;
+  std::string token;
+  bool require_agent_cert = false;
+};
+
 class SweepServiceImpl final : public v1::SweepService::Service {
  public:
-  SweepServiceImpl(Engine* engine, store::Store* store) : engine_(engine), store_(store) {}
+  SweepServiceImpl(Engine* engine, store::Store* store, SecurityPolicy security = {})
+      : engine_(engine), store_(store), security_(std::move(security)) {}
 
   grpc::Status CreateSweep(grpc::ServerContext*, const v1::CreateSweepRequest*,
                            v1::CreateSweepResponse*) override;
@@ -59,11 +68,13 @@ class SweepServiceImpl final : public v1::SweepService::Service {
 
   Engine* const engine_;
   store::Store* const store_;
+  const SecurityPolicy security_;
 };
 
 class AgentServiceImpl final : public v1::AgentService::Service {
  public:
-  explicit AgentServiceImpl(Engine* engine) : engine_(engine) {}
+  explicit AgentServiceImpl(Engine* engine, SecurityPolicy security = {})
+      : engine_(engine), security_(std::move(security)) {}
 
   grpc::Status Connect(
       grpc::ServerContext* context,
@@ -71,6 +82,7 @@ class AgentServiceImpl final : public v1::AgentService::Service {
 
  private:
   Engine* const engine_;
+  const SecurityPolicy security_;
 };
 
 }  // namespace sweepd::scheduler

@@ -26,6 +26,13 @@ ABSL_FLAG(double, agent_timeout, 30,
           "seconds an agent may be silent or away before its trials are lost and requeued");
 ABSL_FLAG(double, reattach_window, 600,
           "seconds after a restart that running trials wait for their agents to reattach them");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve TLS (needed off loopback)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA whose client certificates agents must present (mutual TLS; the certificate's "
+          "common name is the agent id)");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding the API token clients must send (default $SWEEPD_TOKEN; TLS only)");
 ABSL_FLAG(std::string, address_file, "", "write the address served on to this file once ready");
 
 int main(int argc, char** argv) {
@@ -62,14 +69,33 @@ int main(int argc, char** argv) {
           sync == "full" ? sweepd::store::Synchronous::kFull : sweepd::store::Synchronous::kNormal,
       .engine = {.stop_grace_seconds = absl::GetFlag(FLAGS_stop_grace),
                  .agent_timeout_seconds = absl::GetFlag(FLAGS_agent_timeout),
-                 .reattach_seconds = absl::GetFlag(FLAGS_reattach_window)}};
+                 .reattach_seconds = absl::GetFlag(FLAGS_reattach_window)},
+      .tls = {.cert = absl::GetFlag(FLAGS_tls_cert),
+              .key = absl::GetFlag(FLAGS_tls_key),
+              .ca = absl::GetFlag(FLAGS_tls_ca)}};
+  auto token = sweepd::LoadToken(absl::GetFlag(FLAGS_token_file));
+  if (!token.ok()) {
+    std::cerr << "sweepd: " << token.status().message() << "\n";
+    return 2;
+  }
+  options.token = *token;
   auto server = sweepd::scheduler::SchedulerServer::Start(options);
   if (!server.ok()) {
     std::cerr << "sweepd: " << server.status().message() << "\n";
     return 1;
   }
-  spdlog::info("sweepd listening on {} (store {}); plaintext, so loopback only is advised",
-               (*server)->address(), options.db_path);
+  if (options.tls.enabled()) {
+    spdlog::info("sweepd listening on {} with TLS (store {}); agents {}; API calls {}",
+                 (*server)->address(), options.db_path,
+                 options.tls.ca.empty() ? "need the token" : "need a certificate from --tls-ca",
+                 options.token.empty() ? "need no token (set SWEEPD_TOKEN or --token-file)"
+                                       : "need the token");
+  } else {
+    spdlog::info(
+        "sweepd listening on {} (store {}), plaintext: loopback only; give --tls-cert "
+        "and --tls-key to serve other hosts",
+        (*server)->address(), options.db_path);
+  }
   if (const std::string path = absl::GetFlag(FLAGS_address_file); !path.empty()) {
     std::ofstream(path + ".tmp") << (*server)->address() << "\n";
     std::rename((path + ".tmp").c_str(), path.c_str());

@@ -10,6 +10,18 @@ namespace sweepd::scheduler {
 absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
     const ServerOptions& options) {
   std::unique_ptr<SchedulerServer> server(new SchedulerServer());
+  // Plaintext only on loopback: tokens and trial data never cross a network unencrypted.
+  if (!options.tls.enabled() && !IsLoopbackAddress(options.listen)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--listen ", options.listen,
+        " is not a loopback address; serving other hosts needs TLS (--tls-cert, --tls-key, and "
+        "--tls-ca for agent certificates; scripts/gen-certs makes a test CA)"));
+  }
+  auto credentials = MakeServerCredentials(options.tls, options.token);
+  if (!credentials.ok()) return credentials.status();
+  const SecurityPolicy security{.tls = options.tls.enabled(),
+                                .token = options.token,
+                                .require_agent_cert = !options.tls.ca.empty()};
   auto store = store::Store::Open({.path = options.db_path, .synchronous = options.synchronous});
   if (!store.ok()) {
     return absl::Status(store.status().code(),
@@ -19,12 +31,12 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   server->engine_ = std::make_unique<Engine>(server->store_.get(), options.engine);
   if (auto st = server->engine_->Start(); !st.ok()) return st;
   server->sweep_service_ =
-      std::make_unique<SweepServiceImpl>(server->engine_.get(), server->store_.get());
-  server->agent_service_ = std::make_unique<AgentServiceImpl>(server->engine_.get());
+      std::make_unique<SweepServiceImpl>(server->engine_.get(), server->store_.get(), security);
+  server->agent_service_ = std::make_unique<AgentServiceImpl>(server->engine_.get(), security);
 
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.listen, *credentials, &port);
   builder.RegisterService(server->sweep_service_.get());
   builder.RegisterService(server->agent_service_.get());
   // Keepalive ~30 s, and let agents ping that often (matching permit settings).
@@ -48,10 +60,14 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
 void SchedulerServer::Shutdown(int grace_ms) {
   if (shut_down_) return;
   shut_down_ = true;
-  // The engine closes the agent streams first, so Shutdown does not wait on them.
-  engine_->Stop();
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));
-  server_->Wait();
+  // The engine closes the agent streams first, so Shutdown does not wait on them. Any part may
+  // be missing when Start failed half way.
+  if (engine_) engine_->Stop();
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));
+    server_->Wait();
+  }
+  if (!store_) return;
   if (auto st = store_->Flush(); !st.ok()) {
     spdlog::error("flushing the store at shutdown failed: {}", st.message());
   }

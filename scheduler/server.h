@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/security.h"
 #include "scheduler/engine.h"
 #include "scheduler/grpc_services.h"
 #include "store/store.h"
@@ -21,6 +22,9 @@ struct ServerOptions {
   std::string db_path = "sweepd.db";
   store::Synchronous synchronous = store::Synchronous::kFull;
   EngineOptions engine;
+  // TLS (all empty: plaintext, allowed on loopback only) and the API token (may be empty).
+  TlsFiles tls;
+  std::string token;
 };
 
 class SchedulerServer {

@@ -189,15 +189,15 @@ bool Agent::Send(const v1::AgentMessage& message) {
 void Agent::ConnectionLoop() {
   double backoff = 0.2;
   while (!stopping_) {
-    auto channel =
-        grpc::CreateCustomChannel(options_.scheduler, grpc::InsecureChannelCredentials(), [] {
-          grpc::ChannelArguments args;
-          args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
-          args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
-          return args;
-        }());
+    auto channel = grpc::CreateCustomChannel(options_.scheduler, credentials_, [] {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+      return args;
+    }());
     auto stub = v1::AgentService::NewStub(channel);
     auto context = std::make_unique<grpc::ClientContext>();
+    if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
     auto stream = stub->Connect(context.get());
     v1::AgentMessage hello;
     v1::Register* reg = hello.mutable_register_();
@@ -371,6 +371,9 @@ absl::Status Agent::Run() {
         "--agent-id: \"", agent_id_, "\" may hold only letters, digits, '.', '_' and '-'"));
   }
   if (auto st = DiscoverResources(); !st.ok()) return st;
+  auto credentials = MakeChannelCredentials(options_.tls);
+  if (!credentials.ok()) return credentials.status();
+  credentials_ = *credentials;
   if (!options_.ack_log.empty()) {
     ack_log_.open(options_.ack_log, std::ios::app);
     if (!ack_log_) {

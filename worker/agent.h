@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/security.h"
 #include "sweepd/v1/agent_service.grpc.pb.h"
 #include "worker/gpu_monitor.h"
 
@@ -52,6 +53,10 @@ struct AgentOptions {
   std::string ack_log;
   // At most this much of a trial's stdout is kept in stdout.log.
   uint64_t max_log_bytes = uint64_t{1} << 30;
+  // TLS to sweepd (ca: sweepd's CA; cert/key: this agent's certificate, whose common name must
+  // be its agent id) and the token ($SWEEPD_TOKEN) when sweepd takes agents by token.
+  TlsFiles tls;
+  std::string token;
   // Seconds between reconnect attempts grow from 0.2 to this.
   double max_backoff_seconds = 10;
 };
@@ -99,6 +104,7 @@ class Agent {
   std::vector<v1::Gpu> resources_;  // what Register advertises, by slot
   bool has_gpus_ = false;
   std::ofstream ack_log_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
   std::unique_ptr<GpuMonitor> gpu_monitor_;
   std::thread gpu_thread_;
   std::mutex gpu_mu_;

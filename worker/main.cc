@@ -33,6 +33,10 @@ ABSL_FLAG(std::string, python_path, "",
           "folder with the sweepd Python package, put on trials' PYTHONPATH (default: the one "
           "shipped with this binary)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA that signed sweepd's certificate: connect with TLS");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate of this agent (common name = its agent id), for mutual TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(int64_t, max_log_mb, 1024, "MiB of each trial's stdout kept in its stdout.log");
 ABSL_FLAG(std::string, ack_log, "",
           "append each metrics acknowledgement (trial first_seq acked_seq) to this file");
@@ -66,6 +70,10 @@ int main(int argc, char** argv) {
   }
   options.python_path = absl::GetFlag(FLAGS_python_path);
   options.ack_log = absl::GetFlag(FLAGS_ack_log);
+  options.tls = {.cert = absl::GetFlag(FLAGS_tls_cert),
+                 .key = absl::GetFlag(FLAGS_tls_key),
+                 .ca = absl::GetFlag(FLAGS_tls_ca)};
+  if (const char* token = std::getenv("SWEEPD_TOKEN"); token != nullptr) options.token = token;
   if (absl::GetFlag(FLAGS_max_log_mb) < 1 || absl::GetFlag(FLAGS_max_log_mb) > (1 << 20)) {
     std::cerr << "sweep-agent: --max-log-mb: must be 1 to 1048576; got "
               << absl::GetFlag(FLAGS_max_log_mb) << "\n";

@@ -62,6 +62,10 @@ struct ClusterOptions {
   std::vector<std::string> agent_env;
   // Extra flags for sweepd.
   std::vector<std::string> sweepd_flags;
+  // Extra flags for every sweepctl call (e.g. --tls-ca).
+  std::vector<std::string> sweepctl_flags;
+  // Agent i presents DIR/agent-i.pem and .key (mutual TLS) when set.
+  std::string agent_cert_dir;
   // The agents' code dir (default: the test scripts).
   std::string code_dir;
   // Each agent appends its acknowledgements to DIR/ack-I.log (--ack-log).
@@ -108,6 +112,7 @@ class Cluster {
   ProcessResult Sweepctl(std::vector<std::string> args) {
     args.insert(args.begin(), BinaryPath("cli/sweepctl"));
     args.push_back("--scheduler=" + address_);
+    for (const auto& f : options_.sweepctl_flags) args.push_back(f);
     return RunProcess(args);
   }
 
@@ -188,6 +193,11 @@ class Cluster {
       argv.push_back(a);
     }
     for (const auto& f : options_.agent_flags) argv.push_back(f);
+    if (!options_.agent_cert_dir.empty()) {
+      const std::string base = options_.agent_cert_dir + "/agent-" + std::to_string(i);
+      argv.push_back("--tls_cert=" + base + ".pem");
+      argv.push_back("--tls_key=" + base + ".key");
+    }
     if (options_.agent_ack_logs) {
       argv.push_back("--ack_log=" + dir_ + "/ack-" + std::to_string(i) + ".log");
     }

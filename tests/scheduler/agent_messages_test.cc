@@ -54,7 +54,7 @@ TEST(AgentMessagesTest, RefusesOversizedBatchesNamingTheLimit) {
 
 TEST(AgentMessagesTest, RefusesIdsThatCouldEscapeAFolder) {
   for (const std::string& id : std::vector<std::string>{"../../etc", "..", ".hidden", "a/b", "",
-                                                         std::string(200, 'a'), "x\ny"}) {
+                                                        std::string(200, 'a'), "x\ny"}) {
     v1::AgentMessage m = Batch(1, 1);
     m.mutable_metric_batch()->set_trial_id(id);
     const auto st = ValidateAgentMessage(m);
