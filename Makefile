@@ -1,11 +1,12 @@
 # Entry points for people and CI. `make run` and `make test` work on a fresh Debian 12 machine.
+SHELL := /bin/bash
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 SWEEPCTL = $(BUILD)/cli/sweepctl
 EXAMPLE ?= examples/bayes-hyperband/sweep.yaml
 
-.PHONY: all deps configure build test test-asan run bench format format-check clean
+.PHONY: all deps configure build test test-asan run bench fuzz format format-check clean
 
 all: build
 
@@ -33,6 +34,22 @@ bench: build
 	$(BUILD)/bench/pruning_bench
 	$(BUILD)/bench/search_quality
 
+# libFuzzer targets (clang-14), each run FUZZ_SECONDS on its seed corpus in fuzz/corpus/; what
+# they add goes to build-fuzz/corpus/. A crash stops with the reproducer's path.
+FUZZ_SECONDS ?= 60
+FUZZERS = spec_parser report_line command_template agent_message
+fuzz: deps
+	CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSWEEPD_FUZZ=ON -DBUILD_TESTING=OFF
+	cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZERS))
+	for f in $(FUZZERS); do \
+	  mkdir -p build-fuzz/corpus/$$f build-fuzz/artifacts && \
+	  build-fuzz/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
+	    -artifact_prefix=build-fuzz/artifacts/$$f- -print_final_stats=1 \
+	    build-fuzz/corpus/$$f fuzz/corpus/$$f 2>&1 | grep -E "^(stat::number_of_executed_units|#[0-9]+ +DONE)|ERROR|SUMMARY" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
@@ -40,4 +57,4 @@ format-check:
 	git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

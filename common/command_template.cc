@@ -213,7 +213,9 @@ std::string NestedParamsJson(const std::vector<v1::TrialParam>& params) {
     }
     (*node)[parts.back()] = std::move(value);
   }
-  return root.dump();
+  // Invalid UTF-8 (a raw value that is not JSON) becomes U+FFFD rather than an exception
+  // (found by fuzz_command_template).
+  return root.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 absl::StatusOr<std::vector<std::string>> ExpandCommand(

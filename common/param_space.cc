@@ -28,17 +28,25 @@ std::vector<const v1::Parameter*> LeafParameters(const v1::SweepSpec& spec) {
   return out;
 }
 
+// A count computed in doubles as an int64: 0 when negative or NaN (an empty or invalid range,
+// reported by the parser), 9e18 at most (saturates, never overflows; found by fuzz_spec_parser).
+namespace {
+int64_t SaturatedCount(double count) {
+  if (!(count > 0)) return 0;
+  return static_cast<int64_t>(std::fmin(count, 9e18));
+}
+}  // namespace
+
 int64_t GridValueCount(const v1::Parameter& leaf) {
   switch (leaf.distribution()) {
     case v1::CONSTANT:
     case v1::CATEGORICAL:
       return leaf.values_json_size();
     case v1::INT_UNIFORM:
-      return static_cast<int64_t>(
-          std::fmin(leaf.max() - leaf.min() + 1, 9e18));  // saturates, never overflows
+      return SaturatedCount(leaf.max() - leaf.min() + 1);
     case v1::Q_UNIFORM:
-      return static_cast<int64_t>(std::fmin(
-          std::round(leaf.max() / leaf.q()) - std::round(leaf.min() / leaf.q()) + 1, 9e18));
+      return SaturatedCount(std::round(leaf.max() / leaf.q()) - std::round(leaf.min() / leaf.q()) +
+                            1);
     default:
       return 0;
   }

@@ -30,8 +30,8 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view f
 bool IsLoopbackAddress(absl::string_view address) {
   absl::string_view host = address;
   if (absl::StartsWith(host, "[")) {
-    host = host.substr(1, host.find(']') == absl::string_view::npos ? host.size() - 1
-                                                                   : host.find(']') - 1);
+    host = host.substr(
+        1, host.find(']') == absl::string_view::npos ? host.size() - 1 : host.find(']') - 1);
   } else if (const size_t colon = host.rfind(':'); colon != absl::string_view::npos) {
     host = host.substr(0, colon);
   }
@@ -51,8 +51,7 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 
 grpc::Status TokenAuthProcessor::Process(const InputMetadata& auth_metadata,
                                          grpc::AuthContext* context,
-                                         OutputMetadata* consumed_auth_metadata,
-                                         OutputMetadata*) {
+                                         OutputMetadata* consumed_auth_metadata, OutputMetadata*) {
   auto it = auth_metadata.find("authorization");
   if (it == auth_metadata.end()) return grpc::Status::OK;  // the handler decides
   const std::string value(it->second.data(), it->second.size());
@@ -74,9 +73,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (files.cert.empty() || files.key.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key: both are needed for TLS");
   }
-  grpc::SslServerCredentialsOptions options(
-      files.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                       : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions options(files.ca.empty()
+                                                ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                                : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
   auto cert = ReadPem(files.cert, "--tls-cert");
   if (!cert.ok()) return cert.status();
@@ -141,8 +140,8 @@ absl::Status AuthorizeAgent(const grpc::ServerContext& context, bool tls, bool r
     }
     const std::string cn(names[0].data(), names[0].size());
     if (cn != agent_id) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "this certificate is for agent '", cn, "'; it cannot register as '", agent_id, "'"));
+      return absl::PermissionDeniedError(absl::StrCat("this certificate is for agent '", cn,
+                                                      "'; it cannot register as '", agent_id, "'"));
     }
     return absl::OkStatus();
   }
@@ -158,8 +157,8 @@ absl::StatusOr<std::string> LoadToken(const std::string& token_file) {
     std::getline(in, token);
     token = std::string(absl::StripAsciiWhitespace(token));
     if (token.size() < 16) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--token-file ", token_file, ": the token must have at least 16 characters"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--token-file ", token_file, ": the token must have at least 16 characters"));
     }
     return token;
   }

@@ -612,7 +612,8 @@ void Agent::StartTrial(const v1::Assign& assign) {
 
   env["SWEEP_ID"] = assign.sweep_id();
   env["SWEEP_TRIAL_ID"] = assign.trial_id();
-  env["SWEEP_PARAMS_JSON"] = flat.dump();
+  env["SWEEP_PARAMS_JSON"] =
+      flat.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   env["SWEEP_SOCKET"] = trial->socket_path;
   env["SWEEP_ATTEMPT"] = std::to_string(std::max(1, assign.attempt()));
   for (const auto& [k, v] : assign.env()) env[k] = v;
@@ -837,9 +838,10 @@ void Agent::SendPending() {
     for (auto& [id, trial] : trials_) {
       trial->sent = 0;
       // An exit sent on the old stream may never have reached a durable store: again.
+      const std::string& trial_id = id;  // (a structured binding cannot be captured in C++20)
       const bool queued =
           std::any_of(outbox_.begin(), outbox_.end(), [&](const v1::AgentMessage& m) {
-            return m.has_trial_exited() && m.trial_exited().trial_id() == id;
+            return m.has_trial_exited() && m.trial_exited().trial_id() == trial_id;
           });
       if (trial->exit_message && !trial->exit_acked && !queued) {
         outbox_.push_back(*trial->exit_message);
