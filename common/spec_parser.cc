@@ -456,6 +456,15 @@ class SpecReader {
             }
             return nlohmann::ordered_json(s.d);
           case Scalar::kString:
+            // Control characters (other than tab) would not survive the normal form's YAML,
+            // and no command line wants them (found by fuzz_spec_parser).
+            for (char c : s.text) {
+              if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) {
+                Error(path, "a string value must not contain control characters (newline, "
+                            "carriage return, ...)");
+                return std::nullopt;
+              }
+            }
             return nlohmann::ordered_json(s.text);
         }
         return std::nullopt;
