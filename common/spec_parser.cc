@@ -460,8 +460,9 @@ class SpecReader {
             // and no command line wants them (found by fuzz_spec_parser).
             for (char c : s.text) {
               if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) {
-                Error(path, "a string value must not contain control characters (newline, "
-                            "carriage return, ...)");
+                Error(path,
+                      "a string value must not contain control characters (newline, "
+                      "carriage return, ...)");
                 return std::nullopt;
               }
             }
@@ -1119,6 +1120,18 @@ class SpecReader {
   }
 
   void CheckMetricPattern(const std::string& pattern) {
+    // Bounded before std::regex sees it: its compiler overflows on huge repetition counts and
+    // recurses on long patterns (found by fuzz_spec_parser).
+    if (pattern.size() > 512) {
+      Error("metric_pattern", absl::StrCat("has ", pattern.size(), " characters; at most 512"));
+      return;
+    }
+    static const std::regex kBigNumber(R"([\\{,]\s*\d{5,})");
+    if (std::regex_search(pattern, kBigNumber)) {
+      Error("metric_pattern",
+            "repetition counts {n} and back-references \\n above 9999 are not allowed");
+      return;
+    }
     try {
       std::regex re(pattern);
       if (re.mark_count() < 2) {

@@ -6,13 +6,13 @@
 #include <unistd.h>
 
 #include <cstddef>
-#include <cstdio>
-#include <functional>
-#include <vector>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "scheduler/agent_messages.h"
 #include "scheduler/engine.h"
@@ -36,8 +36,8 @@ struct World {
 
 World* MakeWorld() {
   auto* world = new World();
-  const std::string dir = std::filesystem::temp_directory_path() /
-                          ("sweepd-fuzz-" + std::to_string(getpid()));
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("sweepd-fuzz-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   auto store = sweepd::store::Store::Open(

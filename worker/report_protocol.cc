@@ -116,7 +116,8 @@ std::optional<MetricLineParser::Parsed> MetricLineParser::Parse(absl::string_vie
     if (!absl::SimpleAtod(m[2].str(), &value)) continue;  // "x=" with no number
     const std::string name = m[1].str();
     if (name == "step" || name == "epoch" || name == "iteration") {
-      if (!parsed.step && value >= 0 && value == std::floor(value)) {
+      // Below 2^62: larger values would not fit the int64 step (found by fuzz_report_line).
+      if (!parsed.step && value >= 0 && value < 4.6e18 && value == std::floor(value)) {
         parsed.step = static_cast<int64_t>(value);
       }
       if (name == "step") continue;  // the step is not a metric; epoch and iteration are

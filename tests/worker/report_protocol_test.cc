@@ -109,6 +109,15 @@ TEST(MetricLineParserTest, DefaultFindsNameValuePairsLikeKatib) {
   EXPECT_THAT(step->metrics, UnorderedElementsAre(Pair("loss", 1.0)));
 }
 
+// A step too large for int64 is not a step (it stays a metric); found by fuzz_report_line.
+TEST(MetricLineParserTest, HugeStepValuesAreNotSteps) {
+  MetricLineParser parser("");
+  auto parsed = parser.Parse("iteration=3888888888888888888888888888888888 loss=0.5");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_FALSE(parsed->step.has_value());
+  EXPECT_EQ(parsed->metrics.size(), 2u);
+}
+
 TEST(MetricLineParserTest, CustomPattern) {
   MetricLineParser parser(R"(^METRIC (\w+): ([-+0-9.eE]+)$)");
   auto parsed = parser.Parse("METRIC loss: 0.25");
