@@ -46,7 +46,7 @@ fuzz: deps
 	  mkdir -p build-fuzz/corpus/$$f build-fuzz/artifacts && \
 	  build-fuzz/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
 	    -artifact_prefix=build-fuzz/artifacts/$$f- -print_final_stats=1 \
-	    build-fuzz/corpus/$$f fuzz/corpus/$$f 2>&1 | grep -E "^(stat::number_of_executed_units|#[0-9]+ +DONE)|ERROR|SUMMARY" ; \
+	    build-fuzz/corpus/$$f fuzz/corpus/$$f 2>&1 | grep -E "^(stat::number_of_executed_units|#[0-9]+ +DONE)|^==[0-9]+== ERROR|SUMMARY" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
