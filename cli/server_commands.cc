@@ -74,6 +74,9 @@ class Client {
     if (!setup_error_.empty()) return setup_error_;
     switch (status.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
+        // sweepd's own answers (its store cannot write) start with "sweepd "; gRPC's own
+        // (refused, no route, closed) mean it was not reached.
+        if (absl::StartsWith(status.error_message(), "sweepd ")) return status.error_message();
         return absl::StrCat("cannot reach sweepd at ", address_,
                             " (is it running? start it with `sweepd`, or pass --scheduler / set "
                             "SWEEPD_ADDR; if it serves TLS, pass --tls-ca)");

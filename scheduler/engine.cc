@@ -751,6 +751,11 @@ std::optional<int64_t> Engine::NewTrial(Sweep& sweep, ParamSet params, bool enqu
 }
 
 void Engine::Schedule() {
+  // No new trials while the store cannot commit: a trial must be durable before it runs.
+  if (store_->Degraded()) {
+    store_was_degraded_ = true;
+    return;
+  }
   for (auto& [id, sweep] : sweeps_) {
     if (sweep.state != v1::SWEEP_STATE_RUNNING) continue;
     while (ScheduleSweep(sweep)) {
@@ -1201,6 +1206,21 @@ void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
     return;
   }
   if (batch.reports_size() == 0) return;
+  if (batch.first_seq() > trial->last_seq_seen + 1) {
+    // Acknowledgements are cumulative ("everything up to seq"), so a batch after a gap (an
+    // earlier batch was refused) is not taken either: the agent re-sends from its oldest
+    // unacknowledged report, and nothing is acknowledged that is not stored.
+    spdlog::debug("[trial={}] metrics from seq {} but {} is next; waiting for the re-send",
+                  trial->public_id, batch.first_seq(), trial->last_seq_seen + 1);
+    return;
+  }
+  if (store_->Degraded()) {
+    // The store cannot commit: queueing more would only grow memory. Not acknowledged, so the
+    // agent keeps the reports and sends them again (it re-sends what stays unacknowledged).
+    store_was_degraded_ = true;
+    ++metric_batches_refused_;
+    return;
+  }
   StoreReports(sweeps_.at(trial->sweep_id), *trial, std::move(batch), agent.channel);
 }
 
@@ -1334,6 +1354,15 @@ void Engine::LoseAgentTrials(Agent& agent, const std::string& reason) {
 
 void Engine::Tick() {
   const double now = SteadySeconds();
+  if (store_was_degraded_ && !store_->Degraded()) {
+    store_was_degraded_ = false;
+    spdlog::info(
+        "the store commits again; scheduling resumes ({} metric batches were refused "
+        "meanwhile and are being re-sent by their agents)",
+        metric_batches_refused_);
+    metric_batches_refused_ = 0;
+    Schedule();
+  }
   for (auto& [id, agent] : agents_) {
     if (agent.connected && now - agent.last_seen > options_.agent_timeout_seconds) {
       // Connected but silent (a hung node, a half-open connection): treat it as gone.

@@ -271,6 +271,10 @@ class Engine {
   int64_t next_sweep_id_ = 1;
   int64_t next_trial_id_ = 1;
   int64_t next_incarnation_ = 1;
+  // While the store cannot commit: scheduling waits, metric batches are refused (unacknowledged,
+  // so agents re-send them).
+  bool store_was_degraded_ = false;
+  int64_t metric_batches_refused_ = 0;
 };
 
 }  // namespace sweepd::scheduler

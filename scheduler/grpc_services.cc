@@ -25,6 +25,10 @@ absl::StatusOr<int64_t> PageOffset(const std::string& token) {
   return offset;
 }
 
+// How long an API call waits for its change to be durable before it answers UNAVAILABLE (the
+// change stays queued and is stored when the store recovers).
+constexpr double kDurableWithinSeconds = 30;
+
 absl::Status CheckId(const std::string& field, const std::string& id) {
   if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
   if (id.size() > 64) {
@@ -131,6 +135,7 @@ grpc::Status SweepServiceImpl::CreateSweep(grpc::ServerContext* context,
   if (request->spec_yaml().empty()) {
     return ToGrpc(absl::InvalidArgumentError("spec_yaml: required (the sweep spec as YAML)"));
   }
+  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
   auto created = engine_->CreateSweep(*request);
   if (!created.ok()) return ToGrpc(created.status());
   *response = std::move(*created);
@@ -183,6 +188,15 @@ grpc::Status SweepServiceImpl::ListSweeps(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+absl::Status SweepServiceImpl::StoreWritable() const {
+  const store::StoreHealth health = store_->Health();
+  if (!health.degraded) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "sweepd cannot write its store (", health.error,
+      "); changes are refused until it can (free space on the store's disk). Nothing was "
+      "changed."));
+}
+
 grpc::Status SweepServiceImpl::PauseSweep(grpc::ServerContext* context,
                                           const v1::PauseSweepRequest* request,
                                           v1::PauseSweepResponse* response) {
@@ -190,9 +204,11 @@ grpc::Status SweepServiceImpl::PauseSweep(grpc::ServerContext* context,
     return ToGrpc(st);
   }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
+  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
   auto sweep = engine_->PauseSweep(request->sweep_id());
   if (!sweep.ok()) return ToGrpc(sweep.status());
-  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);  // acknowledged = durable
+  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok())
+    return ToGrpc(st);  // acknowledged = durable
   auto stored = LoadSweep(request->sweep_id());
   *response->mutable_sweep() = stored.ok() ? *stored : *sweep;
   return grpc::Status::OK;
@@ -205,9 +221,10 @@ grpc::Status SweepServiceImpl::ResumeSweep(grpc::ServerContext* context,
     return ToGrpc(st);
   }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
+  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
   auto sweep = engine_->ResumeSweep(request->sweep_id());
   if (!sweep.ok()) return ToGrpc(sweep.status());
-  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
   auto stored = LoadSweep(request->sweep_id());
   *response->mutable_sweep() = stored.ok() ? *stored : *sweep;
   return grpc::Status::OK;
@@ -223,9 +240,10 @@ grpc::Status SweepServiceImpl::CancelSweep(grpc::ServerContext* context,
   if (request->reason().size() > 1024) {
     return ToGrpc(absl::InvalidArgumentError("reason: at most 1024 characters"));
   }
+  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
   auto sweep = engine_->CancelSweep(request->sweep_id(), request->reason());
   if (!sweep.ok()) return ToGrpc(sweep.status());
-  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
   auto stored = LoadSweep(request->sweep_id());
   *response->mutable_sweep() = stored.ok() ? *stored : *sweep;
   return grpc::Status::OK;
@@ -327,9 +345,10 @@ grpc::Status SweepServiceImpl::EnqueueTrial(grpc::ServerContext* context,
   if (request->params_size() > 10000) {
     return ToGrpc(absl::InvalidArgumentError("params: at most 10000"));
   }
+  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
   auto trial = engine_->EnqueueTrial(*request);
   if (!trial.ok()) return ToGrpc(trial.status());
-  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
   *response->mutable_trial() = std::move(*trial);
   return grpc::Status::OK;
 }
@@ -341,9 +360,10 @@ grpc::Status SweepServiceImpl::AskTrial(grpc::ServerContext* context,
     return ToGrpc(st);
   }
   if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
+  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
   auto trial = engine_->AskTrial(request->sweep_id());
   if (!trial.ok()) return ToGrpc(trial.status());
-  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
   *response->mutable_trial() = std::move(*trial);
   return grpc::Status::OK;
 }
@@ -364,9 +384,10 @@ grpc::Status SweepServiceImpl::ReportTrial(grpc::ServerContext* context,
       return ToGrpc(absl::InvalidArgumentError("metrics: a name must have 1 to 256 bytes"));
     }
   }
+  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
   auto answer = engine_->ReportTrial(*request);
   if (!answer.ok()) return ToGrpc(answer.status());
-  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
   *response = std::move(*answer);
   return grpc::Status::OK;
 }
@@ -381,9 +402,10 @@ grpc::Status SweepServiceImpl::TellTrial(grpc::ServerContext* context,
   if (!v1::TrialState_IsValid(request->state())) {
     return ToGrpc(absl::InvalidArgumentError("state: not a trial state"));
   }
+  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
   auto trial = engine_->TellTrial(*request);
   if (!trial.ok()) return ToGrpc(trial.status());
-  if (auto st = store_->Flush(); !st.ok()) return ToGrpc(st);
+  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
   *response->mutable_trial() = std::move(*trial);
   return grpc::Status::OK;
 }

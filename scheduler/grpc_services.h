@@ -65,6 +65,9 @@ class SweepServiceImpl final : public v1::SweepService::Service {
  private:
   // A sweep as stored, with the engine's view of its total (grid size).
   absl::StatusOr<v1::Sweep> LoadSweep(const std::string& id);
+  // UNAVAILABLE, naming the fault, while the store cannot commit: calls that change state are
+  // refused rather than left hanging.
+  absl::Status StoreWritable() const;
 
   Engine* const engine_;
   store::Store* const store_;

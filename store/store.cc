@@ -6,7 +6,10 @@
 #include <future>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "absl/container/flat_hash_map.h"
@@ -14,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/logging.h"
 #include "common/state_names.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
@@ -530,6 +534,9 @@ void Store::WriterLoop() {
     }
     results.assign(batch.size(), absl::OkStatus());
     absl::Status commit = ApplyBatch(batch, results);
+    if (!commit.ok() && options_.retry_storage_faults && IsStorageFault(commit)) {
+      commit = RetryBatch(batch, results, commit);
+    }
     if (!commit.ok()) {
       writer_->Rollback();
       const absl::Status failed(
@@ -569,10 +576,153 @@ absl::Status Store::ApplyBatch(std::vector<PendingWrite>& batch,
     if (!batch[i].apply) continue;
     results[i] = writer_->ApplyIsolated(batch[i].apply);
     // A disk-full or I/O error aborts the whole transaction: the batch's earlier writes are gone
-    // too, so all of them fail with it.
-    if (!results[i].ok() && !writer_->InTransaction()) return results[i];
+    // too, so all of them fail with it. When storage faults are retried, one that left the
+    // transaction open fails the batch too: the write is not the problem, the disk is.
+    if (!results[i].ok() && (!writer_->InTransaction() ||
+                             (options_.retry_storage_faults && IsStorageFault(results[i])))) {
+      return results[i];
+    }
   }
   return writer_->Commit();
+}
+
+bool IsStorageFault(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kResourceExhausted:  // SQLITE_FULL
+    case absl::StatusCode::kDataLoss:           // SQLITE_IOERR (and corruption: retried, loudly)
+    case absl::StatusCode::kUnavailable:        // SQLITE_BUSY
+      return true;
+    default:
+      return false;
+  }
+}
+
+namespace {
+// SQLite's words for a fault ("database or disk is full"), without the statement it hit.
+std::string FaultReason(const absl::Status& status) {
+  const absl::string_view message = status.message();
+  const size_t colon = message.rfind(": ");
+  return std::string(colon == absl::string_view::npos ? message : message.substr(colon + 2));
+}
+}  // namespace
+
+absl::Status Store::RetryBatch(std::vector<PendingWrite>& batch, std::vector<absl::Status>& results,
+                               absl::Status fault) {
+  using Clock = std::chrono::steady_clock;
+  const auto began = Clock::now();
+  auto last_log = began;
+  double backoff = 0.05;
+  int64_t retries = 0;
+  auto waiting = [&] {
+    absl::MutexLock lock(&queue_mu_);
+    return static_cast<int64_t>(queue_.size() + batch.size());
+  };
+  {
+    const int64_t waiting_now = waiting();
+    absl::MutexLock lock(&stats_mu_);
+    health_ = {.degraded = true,
+               .error = FaultReason(fault),
+               .since_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count(),
+               .waiting_writes = waiting_now,
+               .retries = 0};
+    ++stats_.failed_commits;
+  }
+  degraded_ = true;
+  spdlog::error(
+      "STORE WRITES FAILING ({}): {}. Nothing more is acknowledged until they succeed; agents keep "
+      "their reports and API calls that change state are refused. Free space on the store's "
+      "disk (or fix the I/O error); writes resume by themselves.",
+      options_.path, FaultReason(fault));
+  std::optional<Clock::time_point> closing_since;
+  while (true) {
+    writer_->Rollback();
+    // Sleep in short steps so closing the store is noticed.
+    const auto wake = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(backoff));
+    while (Clock::now() < wake) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    backoff = std::min(backoff * 2, options_.max_retry_seconds);
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      stopping = stopping_;
+    }
+    if (stopping && !closing_since) closing_since = Clock::now();
+    if (closing_since && std::chrono::duration<double>(Clock::now() - *closing_since).count() >
+                             options_.close_retry_seconds) {
+      spdlog::error("store {} closing while writes still fail; {} writes were not stored: {}",
+                    options_.path, waiting(), FaultReason(fault));
+      break;  // the caller fails this batch; the rest fail the same way, one batch at a time
+    }
+    if (options_.before_retry) options_.before_retry(writer_->db());
+    results.assign(batch.size(), absl::OkStatus());
+    fault = ApplyBatch(batch, results);
+    ++retries;
+    if (fault.ok() || !IsStorageFault(fault)) break;
+    const auto now = Clock::now();
+    {
+      const int64_t waiting_now = waiting();
+      absl::MutexLock lock(&stats_mu_);
+      health_.error = FaultReason(fault);
+      health_.waiting_writes = waiting_now;
+      health_.retries = retries;
+      ++stats_.failed_commits;
+    }
+    if (std::chrono::duration<double>(now - last_log).count() >= 30) {
+      last_log = now;
+      spdlog::error("store writes still failing after {:.0f} s ({} writes waiting): {}",
+                    std::chrono::duration<double>(now - began).count(), waiting(),
+                    FaultReason(fault));
+    }
+  }
+  if (fault.ok()) {
+    spdlog::warn("store writes resumed after {:.1f} s and {} retries; {} writes waited",
+                 std::chrono::duration<double>(Clock::now() - began).count(), retries, waiting());
+  }
+  {
+    absl::MutexLock lock(&stats_mu_);
+    health_ = StoreHealth{};
+  }
+  degraded_ = false;
+  return fault;
+}
+
+StoreHealth Store::Health() const {
+  absl::MutexLock lock(&stats_mu_);
+  return health_;
+}
+
+absl::Status Store::Flush(double timeout_seconds) {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<absl::Status> status;
+  };
+  auto shared = std::make_shared<Shared>();
+  Enqueue(
+      nullptr,
+      [shared](absl::Status status) {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        shared->status = std::move(status);
+        shared->cv.notify_all();
+      },
+      0);
+  std::unique_lock<std::mutex> lock(shared->mu);
+  if (shared->cv.wait_for(lock, std::chrono::duration<double>(timeout_seconds),
+                          [&] { return shared->status.has_value(); })) {
+    return *shared->status;
+  }
+  const StoreHealth health = Health();
+  if (health.degraded) {
+    return absl::UnavailableError(
+        absl::StrCat("sweepd has not made it durable yet: its store cannot write (", health.error,
+                     "); the change is kept in order and is stored when the fault clears"));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("the store did not commit within ", timeout_seconds, " s"));
 }
 
 WriterStats Store::writer_stats() const {

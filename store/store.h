@@ -6,14 +6,21 @@
 // get a completion that runs only after the transaction holding their write committed (group
 // commit: whatever queued while the previous batch was being committed goes into the next
 // transaction, bounded by StoreOptions). A write that fails (a constraint, a missing trial) fails
-// alone: each write runs in its own savepoint. A failed commit (disk full, I/O error) fails every
-// write of the batch, acknowledges none of them, and the writer goes on with the next batch.
+// alone: each write runs in its own savepoint.
+//
+// Storage faults (disk full, I/O error): by default the writer rolls the batch back and retries
+// it, with backoff, until it commits. Meanwhile nothing is acknowledged, the store reports itself
+// degraded (Health) and logs it loudly, and writes queue in order behind the stuck batch; when
+// space returns everything commits and the completions run, so nothing is lost and the order of
+// writes holds. With retry_storage_faults off, a failed commit instead fails every write of the
+// batch and the writer goes on with the next batch.
 //
 // Reads run on any thread, each on a pooled read-only connection; WAL gives every read a
 // committed snapshot, so reads never see half a batch and never block the writer.
 //
 // Thread safety: every public method is safe to call from any thread.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -57,7 +64,28 @@ struct StoreOptions {
   // Cap on the file's size in pages (0 = SQLite's default): writes past it fail with
   // RESOURCE_EXHAUSTED, like a full disk.
   int64_t max_pages = 0;
+  // On a storage fault, retry the batch until it commits (see above) instead of failing it.
+  bool retry_storage_faults = true;
+  // Retries back off from 50 ms up to this.
+  double max_retry_seconds = 2.0;
+  // When the store is closed while degraded, it keeps retrying this long, then fails what is
+  // left (none of it was acknowledged).
+  double close_retry_seconds = 10.0;
+  // Runs on the writer connection before each retry (tests lift a fault with it).
+  std::function<void(Connection&)> before_retry;
 };
+
+// Whether writes are committing. `degraded` while a storage fault holds up the writer.
+struct StoreHealth {
+  bool degraded = false;
+  std::string error;     // the fault, e.g. "database or disk is full"
+  int64_t since_us = 0;  // when the fault began (Unix microseconds)
+  int64_t waiting_writes = 0;
+  int64_t retries = 0;
+};
+
+// A storage fault: disk full, I/O error, or the file busy; worth retrying as is.
+bool IsStorageFault(const absl::Status& status);
 
 // ---- What writes carry. Integer ids are assigned by the caller (the scheduler's state owner),
 // starting above Store::MaxIds(), so writes never wait for the database to name a row.
@@ -210,6 +238,13 @@ class Store {
   static absl::Status Wait(const std::function<void(WriteDone)>& write);
   // Returns once everything queued before the call has committed (or failed).
   absl::Status Flush();
+  // Like Flush, but gives up after `timeout`: UNAVAILABLE while the store is degraded (what was
+  // queued stays queued and commits when the fault clears), DEADLINE_EXCEEDED otherwise.
+  absl::Status Flush(double timeout_seconds);
+
+  // Whether writes are committing now; cheap, from any thread.
+  StoreHealth Health() const;
+  bool Degraded() const { return degraded_.load(std::memory_order_relaxed); }
 
   // ---- Reads.
   absl::StatusOr<MaxIds> GetMaxIds();
@@ -263,6 +298,11 @@ class Store {
 
   mutable absl::Mutex stats_mu_;
   WriterStats stats_ ABSL_GUARDED_BY(stats_mu_);
+  StoreHealth health_ ABSL_GUARDED_BY(stats_mu_);
+  std::atomic<bool> degraded_{false};
+  // Retries a batch that hit a storage fault until it commits (or the store closes).
+  absl::Status RetryBatch(std::vector<PendingWrite>& batch, std::vector<absl::Status>& results,
+                          absl::Status fault);
 
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<ReadConnection>> idle_readers_ ABSL_GUARDED_BY(readers_mu_);

@@ -32,7 +32,9 @@ namespace sweepd::worker {
 namespace {
 
 constexpr size_t kMaxBatchReports = 256;
-constexpr size_t kMaxBufferedReports = 1'000'000;  // per trial, while the scheduler is away
+// Reports sent but not acknowledged for this long go out again (sweepd refuses metrics while
+// its store cannot commit; an acknowledgement may be lost). Storing is idempotent by seq.
+constexpr double kResendAfterSeconds = 10;
 
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -127,8 +129,16 @@ struct Agent::Trial {
   std::string stdout_pending;
   std::unique_ptr<MetricLineParser> parser;
   bool client_reported = false;    // once the client reports, stdout lines are only logged
-  std::deque<v1::Report> unacked;  // in seq order
-  size_t sent = 0;                 // how many of `unacked` went out on this connection
+  std::deque<v1::Report> unacked;  // in seq order; the oldest unacknowledged reports
+  // Newer unacknowledged reports past options_.max_buffered_reports, in seq order, as
+  // length-prefixed Report messages in spill_path from spill_read on.
+  std::string spill_path;
+  int spill_fd = -1;
+  int64_t spilled = 0;
+  uint64_t spill_read = 0, spill_size = 0;
+  int64_t spill_dropped = 0;
+  size_t sent = 0;           // how many of `unacked` went out on this connection
+  double waiting_since = 0;  // when the oldest sent report went out (or was last acked)
   int64_t next_seq = 0;
   int64_t first_seq = 0;
   uint64_t stdout_bytes = 0;
@@ -147,6 +157,10 @@ struct Agent::Trial {
   std::optional<v1::AgentMessage> exit_message;  // kept until sweepd says the exit is durable
   bool exit_acked = false;
   std::string stderr_path;
+
+  ~Trial() {
+    if (spill_fd >= 0) close(spill_fd);
+  }
 };
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
@@ -464,6 +478,8 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
         trial.unacked.pop_front();
         if (trial.sent > 0) --trial.sent;
       }
+      RefillFromSpill(trial);
+      trial.waiting_since = NowSeconds();
       break;
     }
     default:
@@ -673,19 +689,81 @@ void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
     }
     return;
   }
-  if (trial.unacked.size() >= kMaxBufferedReports) {
-    spdlog::warn("[trial={}] {} reports unacknowledged; dropping the oldest", trial.id,
-                 trial.unacked.size());
-    trial.unacked.pop_front();
-    if (trial.sent > 0) --trial.sent;
-  }
   v1::Report report;
   report.set_seq(trial.next_seq++);
   report.set_step(step.value_or(trial.next_step));
   trial.next_step = report.step() + 1;
   report.set_time_us(NowMicros());
   for (auto& [name, value] : metrics) (*report.mutable_metrics())[name] = value;
+  if (trial.spilled > 0 || trial.unacked.size() >= options_.max_buffered_reports) {
+    SpillReport(trial, report);
+    return;
+  }
   trial.unacked.push_back(std::move(report));
+}
+
+void Agent::SpillReport(Trial& trial, const v1::Report& report) {
+  if (trial.spill_fd < 0) {
+    trial.spill_path = trial.workdir + "/.unacked-reports";
+    trial.spill_fd =
+        open(trial.spill_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
+    if (trial.spill_fd < 0) {
+      spdlog::error("[trial={}] cannot open {}: {}; reports past {} in memory are dropped",
+                    trial.id, trial.spill_path, std::strerror(errno),
+                    options_.max_buffered_reports);
+    } else {
+      spdlog::warn(
+          "[trial={}] {} reports unacknowledged; keeping newer ones in {} until sweepd "
+          "acknowledges",
+          trial.id, trial.unacked.size(), trial.spill_path);
+    }
+  }
+  const std::string bytes = report.SerializeAsString();
+  const uint32_t size = static_cast<uint32_t>(bytes.size());
+  std::string record(reinterpret_cast<const char*>(&size), sizeof(size));
+  record += bytes;
+  if (trial.spill_fd < 0 || trial.spill_size + record.size() > options_.max_spill_bytes ||
+      write(trial.spill_fd, record.data(), record.size()) != static_cast<ssize_t>(record.size())) {
+    if (trial.spill_dropped++ == 0) {
+      spdlog::error(
+          "[trial={}] cannot keep more unacknowledged reports (spill file {}, {} bytes): "
+          "dropping new ones until sweepd acknowledges",
+          trial.id, trial.spill_path, trial.spill_size);
+    }
+    // Its seq is given back: sweepd takes reports only in unbroken seq order.
+    --trial.next_seq;
+    return;
+  }
+  trial.spill_size += record.size();
+  ++trial.spilled;
+}
+
+void Agent::RefillFromSpill(Trial& trial) {
+  while (trial.spilled > 0 && trial.unacked.size() < options_.max_buffered_reports) {
+    uint32_t size = 0;
+    if (pread(trial.spill_fd, &size, sizeof(size), static_cast<off_t>(trial.spill_read)) !=
+        sizeof(size)) {
+      break;
+    }
+    std::string bytes(size, '\0');
+    v1::Report report;
+    if (pread(trial.spill_fd, bytes.data(), size,
+              static_cast<off_t>(trial.spill_read + sizeof(size))) != static_cast<ssize_t>(size) ||
+        !report.ParseFromString(bytes)) {
+      spdlog::error("[trial={}] {} is unreadable at offset {}; {} reports lost", trial.id,
+                    trial.spill_path, trial.spill_read, trial.spilled);
+      trial.spilled = 0;
+      break;
+    }
+    trial.spill_read += sizeof(size) + size;
+    --trial.spilled;
+    trial.unacked.push_back(std::move(report));
+  }
+  if (trial.spilled == 0 && trial.spill_fd >= 0 && trial.spill_read > 0) {
+    // All back in memory: start the file over.
+    (void)!ftruncate(trial.spill_fd, 0);
+    trial.spill_read = trial.spill_size = 0;
+  }
 }
 
 std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer_pid) {
@@ -849,7 +927,14 @@ void Agent::SendPending() {
     }
   }
   if (seen_generation_ == 0) return;  // never registered yet
+  const double now = NowSeconds();
   for (auto& [id, trial] : trials_) {
+    if (trial->sent > 0 && now - trial->waiting_since > kResendAfterSeconds) {
+      spdlog::info("[trial={}] {} reports unacknowledged for {:.0f} s; sending them again", id,
+                   trial->sent, now - trial->waiting_since);
+      trial->sent = 0;
+    }
+    if (trial->sent == 0 && !trial->unacked.empty()) trial->waiting_since = now;
     while (trial->sent < trial->unacked.size()) {
       v1::AgentMessage message;
       auto* batch = message.mutable_metric_batch();
@@ -866,12 +951,14 @@ void Agent::SendPending() {
     const auto& next = outbox_.front();
     if (next.has_trial_exited()) {
       auto it = trials_.find(next.trial_exited().trial_id());
-      if (it != trials_.end() && it->second->sent < it->second->unacked.size()) break;
+      if (it != trials_.end() &&
+          (it->second->sent < it->second->unacked.size() || it->second->spilled > 0)) {
+        break;
+      }
     }
     if (!Send(next)) return;
     outbox_.pop_front();
   }
-  const double now = NowSeconds();
   if (now - last_heartbeat_ >= heartbeat_seconds_) {
     v1::AgentMessage heartbeat;
     for (auto& [id, trial] : trials_) {
@@ -887,7 +974,8 @@ void Agent::SendPending() {
   // Trials whose metrics and exit sweepd has made durable are done here.
   for (auto it = trials_.begin(); it != trials_.end();) {
     const Trial& t = *it->second;
-    if (t.exited && t.unacked.empty() && t.exit_acked) {
+    if (t.exited && t.unacked.empty() && t.spilled == 0 && t.exit_acked) {
+      if (!t.spill_path.empty()) unlink(t.spill_path.c_str());
       it = trials_.erase(it);
     } else {
       ++it;

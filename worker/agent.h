@@ -51,6 +51,10 @@ struct AgentOptions {
   // Appends every metrics acknowledgement ("trial first_seq acked_seq") here: an audit trail of
   // what sweepd said was durable (the chaos test checks the store against it).
   std::string ack_log;
+  // Unacknowledged reports kept in memory per trial; more (while sweepd is away or its store
+  // cannot commit) wait in a file in the trial's workdir, up to max_spill_bytes.
+  size_t max_buffered_reports = 10000;
+  uint64_t max_spill_bytes = uint64_t{1} << 30;
   // At most this much of a trial's stdout is kept in stdout.log.
   uint64_t max_log_bytes = uint64_t{1} << 30;
   // TLS to sweepd (ca: sweepd's CA; cert/key: this agent's certificate, whose common name must
@@ -93,6 +97,10 @@ class Agent {
   std::string HandleRequest(Trial& trial, const std::string& line, int peer_pid);
   void AddReport(Trial& trial, std::optional<int64_t> step,
                  std::vector<std::pair<std::string, double>> metrics);
+  // Reports past the in-memory bound go to the trial's spill file, and come back as the
+  // acknowledgements make room.
+  void SpillReport(Trial& trial, const v1::Report& report);
+  void RefillFromSpill(Trial& trial);
   void CheckExit(Trial& trial);
   void SendPending();
   bool Send(const v1::AgentMessage& message);

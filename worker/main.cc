@@ -38,6 +38,10 @@ ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate of this agent (common name = its agent id), for mutual TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(int64_t, max_log_mb, 1024, "MiB of each trial's stdout kept in its stdout.log");
+ABSL_FLAG(int64_t, max_buffered_reports, 10000,
+          "unacknowledged reports kept in memory per trial; more wait in a file in its workdir");
+ABSL_FLAG(int64_t, max_spill_mb, 1024,
+          "MiB of unacknowledged reports kept on disk per trial (past it, new ones are dropped)");
 ABSL_FLAG(std::string, ack_log, "",
           "append each metrics acknowledgement (trial first_seq acked_seq) to this file");
 
@@ -80,6 +84,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.max_log_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_log_mb)) << 20;
+  if (absl::GetFlag(FLAGS_max_buffered_reports) < 1 ||
+      absl::GetFlag(FLAGS_max_buffered_reports) > 100'000'000) {
+    std::cerr << "sweep-agent: --max-buffered-reports: must be 1 to 100000000; got "
+              << absl::GetFlag(FLAGS_max_buffered_reports) << "\n";
+    return 2;
+  }
+  options.max_buffered_reports = static_cast<size_t>(absl::GetFlag(FLAGS_max_buffered_reports));
+  if (absl::GetFlag(FLAGS_max_spill_mb) < 0 || absl::GetFlag(FLAGS_max_spill_mb) > (1 << 20)) {
+    std::cerr << "sweep-agent: --max-spill-mb: must be 0 to 1048576; got "
+              << absl::GetFlag(FLAGS_max_spill_mb) << "\n";
+    return 2;
+  }
+  options.max_spill_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_spill_mb)) << 20;
   if (options.python_path.empty()) options.python_path = sweepd::worker::DefaultPythonPath();
 
   sweepd::worker::Agent agent(options);

@@ -60,8 +60,9 @@ struct ClusterOptions {
   // Extra flags for every agent, and environment assignments (NAME=value) it starts with.
   std::vector<std::string> agent_flags;
   std::vector<std::string> agent_env;
-  // Extra flags for sweepd.
+  // Extra flags for sweepd, and environment assignments (NAME=value) it starts with.
   std::vector<std::string> sweepd_flags;
+  std::vector<std::string> sweepd_env;
   // Extra flags for every sweepctl call (e.g. --tls-ca).
   std::vector<std::string> sweepctl_flags;
   // Agent i presents DIR/agent-i.pem and .key (mutual TLS) when set.
@@ -144,9 +145,16 @@ class Cluster {
   void StartSweepd(const std::string& listen) {
     const std::string address_file = dir_ + "/address";
     std::filesystem::remove(address_file);
-    std::vector<std::string> argv = {BinaryPath("scheduler/sweepd"), "--listen=" + listen,
-                                     "--db=" + db(), "--address_file=" + address_file,
-                                     "--stop_grace=1"};
+    std::vector<std::string> argv;
+    if (!options_.sweepd_env.empty()) {
+      argv.push_back("/usr/bin/env");
+      for (const auto& e : options_.sweepd_env) argv.push_back(e);
+    }
+    for (const std::string& a :
+         {BinaryPath("scheduler/sweepd"), "--listen=" + listen, "--db=" + db(),
+          "--address_file=" + address_file, std::string("--stop_grace=1")}) {
+      argv.push_back(a);
+    }
     for (const auto& f : options_.sweepd_flags) argv.push_back(f);
     sweepd_ = SpawnProcess(argv, dir_ + "/sweepd.log");
     EXPECT_GT(sweepd_, 0);

@@ -1,10 +1,12 @@
 // Fault tolerance end to end with the real binaries: sweepd killed with SIGKILL while trials
 // run (agents keep them, buffer their reports and reattach them to the restarted sweepd), and an
 // agent silent past the timeout (its trials are lost, and when it comes back it is told to kill
-// them: fencing).
+// them: fencing), and the store's disk filling up under sweepd (it stops acknowledging, agents
+// keep their reports, and everything is stored once space returns).
 
 #include <signal.h>
 
+#include <fstream>
 #include <set>
 #include <string>
 
@@ -94,6 +96,111 @@ parameters:
   EXPECT_TRUE(WaitFor([] { return CountProcessesWith("silent-8a41") == 0; }, 30000))
       << cluster.Logs();
   EXPECT_THAT(cluster.Logs(), HasSubstr("the scheduler no longer owns it"));
+}
+
+TEST(RestartE2eTest, AFullDiskStopsAcknowledgementsAndLosesNothingWhenSpaceReturns) {
+  const std::string flag =
+      (std::filesystem::temp_directory_path() / ("sweepd-disk-full-" + std::to_string(getpid())))
+          .string();
+  std::filesystem::remove(flag);
+  Cluster cluster(ClusterOptions{
+      .agents = 1,
+      .slots = 2,
+      .agent_flags = {"--max_buffered_reports=5"},
+      .sweepd_env = {"LD_PRELOAD=" +
+                         ::sweepd::testing::BinaryPath("tests/testing/libdisk_full_shim.so"),
+                     "SWEEPD_DISK_FULL_FLAG=" + flag, "SWEEPD_DISK_FULL_PATH=/sweepd.db",
+                     // The shim comes before a sanitizer runtime in a sanitized build.
+                     "ASAN_OPTIONS=verify_asan_link_order=0"},
+      .agent_ack_logs = true});
+  const std::string id = cluster.Submit(R"(
+program: report_socket.py
+method: grid
+metric: {name: loss}
+parallelism: 2
+parameters:
+  x: {values: [0.1, 0.5]}
+  steps: {value: 80}
+  sleep: {value: 0.05}
+  tag: {value: diskfull-51c7}
+)");
+  // Reports flow and are acknowledged...
+  const std::string ack_log = cluster.dir() + "/ack-0.log";
+  ASSERT_TRUE(WaitFor(
+      [&] { return std::filesystem::exists(ack_log) && std::filesystem::file_size(ack_log) > 0; },
+      30000))
+      << cluster.Logs();
+  // ...until the disk fills up.
+  std::ofstream(flag) << "full\n";
+  ASSERT_TRUE(WaitFor(
+      [&] { return cluster.Logs().find("STORE WRITES FAILING") != std::string::npos; }, 20000))
+      << cluster.Logs();
+  // Changes are refused with the reason; reads still answer.
+  auto pause = cluster.Sweepctl({"pause", id});
+  EXPECT_NE(pause.exit_code, 0);
+  EXPECT_THAT(pause.err, HasSubstr("cannot write its store"));
+  EXPECT_EQ(cluster.Sweepctl({"status", id}).exit_code, 0);
+  // Nothing is acknowledged while full: the trials finish, their reports wait on the agent.
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("diskfull-51c7") == 0; }, 30000));
+  const auto acked_while_full = std::filesystem::file_size(ack_log);
+  ASSERT_TRUE(WaitFor(
+      [&] { return cluster.Logs().find("unacknowledged for") != std::string::npos; }, 20000))
+      << "the agent re-sends what stays unacknowledged\n"
+      << cluster.Logs();
+  EXPECT_EQ(std::filesystem::file_size(ack_log), acked_while_full);
+  // Past 5 reports in memory (--max_buffered_reports), the agent keeps them in a file.
+  EXPECT_THAT(cluster.Logs(), HasSubstr("keeping newer ones in"));
+  // Space returns: everything is stored, once.
+  std::filesystem::remove(flag);
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  std::string stored;  // points per trial, for the failure message
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto store = store::Store::Open({.path = cluster.db()});
+        if (!store.ok()) return false;
+        auto trials = (*store)->ListTrials({.sweep_public_id = id});
+        if (!trials.ok() || trials->trials.size() != 2) return false;
+        stored.clear();
+        bool all = true;
+        for (const auto& t : trials->trials) {
+          auto detail = (*store)->GetTrial(t.id(), {"loss"}, 0);
+          const int points =
+              detail.ok() && detail->curves.size() == 1 ? detail->curves[0].points_size() : -1;
+          stored += t.id() + ": " + std::to_string(points) + " points";
+          if (points > 0) {
+            std::set<int64_t> steps;
+            for (const auto& p : detail->curves[0].points()) steps.insert(p.step());
+            stored += " (missing steps:";
+            for (int64_t i = 0; i < 80; ++i) {
+              if (!steps.contains(i)) stored += " " + std::to_string(i);
+            }
+            stored += ")";
+          }
+          stored += "; ";
+          all = all && points == 80;
+        }
+        return all;
+      },
+      60000))
+      << stored << "\nacks:\n"
+      << ::sweepd::testing::ReadFileText(ack_log) << cluster.Logs();
+  auto store = store::Store::Open({.path = cluster.db()});
+  ASSERT_TRUE(store.ok());
+  auto trials = (*store)->ListTrials({.sweep_public_id = id});
+  ASSERT_TRUE(trials.ok());
+  for (const auto& t : trials->trials) {
+    EXPECT_EQ(t.state(), v1::TRIAL_STATE_COMPLETED) << t.id();
+    EXPECT_EQ(t.attempt(), 1) << t.id();
+    const auto points = (*store)->GetTrial(t.id(), {"loss"}, 0)->curves[0].points();
+    for (int i = 0; i < points.size(); ++i) EXPECT_EQ(points[i].step(), i) << t.id();
+  }
+  EXPECT_THAT(cluster.Logs(), HasSubstr("store writes resumed"));
+  auto db = store::Connection::Open(cluster.db(), store::Connection::Mode::kReadOnly);
+  ASSERT_TRUE(db.ok());
+  auto check = (*db)->Prepare("PRAGMA integrity_check");
+  ASSERT_TRUE(check.ok());
+  ASSERT_TRUE(*check->Step());
+  EXPECT_EQ(check->ColumnText(0), "ok");
 }
 
 }  // namespace

@@ -289,9 +289,11 @@ TEST(StoreTest, AFailedWriteFailsAloneAndNamesTheProblem) {
   EXPECT_DOUBLE_EQ(page->trials[0].best_value(), 0.5);
 }
 
-TEST(StoreTest, FullDiskFailsTheWriteAndTheStoreRecovers) {
+TEST(StoreTest, WithoutRetriesAFullDiskFailsTheWriteAndTheStoreRecovers) {
   TempDir dir;
-  auto store = OpenStore(dir.File("s.db"));
+  auto opened = Store::Open({.path = dir.File("s.db"), .retry_storage_faults = false});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto store = std::move(*opened);
   ASSERT_TRUE(AddSweep(*store, TestSweep(1)).ok());
   ASSERT_TRUE(AddTrial(*store, TestTrial(1, 1, 0)).ok());
   // Leave room for a few pages only: a large batch cannot fit.
@@ -319,6 +321,99 @@ TEST(StoreTest, FullDiskFailsTheWriteAndTheStoreRecovers) {
   auto detail = store->GetTrial("s-test1-0", {}, 0);
   ASSERT_EQ(detail->curves.size(), 1u);
   EXPECT_EQ(detail->curves[0].points_size(), 20000);
+}
+
+// The default: a full disk holds writes back (nothing acknowledged, Health says why) and they
+// all commit, once and in order, when space returns.
+TEST(StoreTest, AFullDiskStallsWritesUntilSpaceReturnsAndLosesNothing) {
+  TempDir dir;
+  std::atomic<bool> space_returns{false};
+  std::atomic<int> retries{0};
+  auto opened = Store::Open(
+      {.path = dir.File("s.db"), .max_retry_seconds = 0.05, .before_retry = [&](Connection& db) {
+         ++retries;
+         if (space_returns) {
+           ASSERT_TRUE(db.Exec("PRAGMA max_page_count = 1073741823").ok());
+         }
+       }});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto store = std::move(*opened);
+  ASSERT_TRUE(AddSweep(*store, TestSweep(1)).ok());
+  ASSERT_TRUE(AddTrial(*store, TestTrial(1, 1, 0)).ok());
+  EXPECT_FALSE(store->Health().degraded);
+  ASSERT_TRUE(Store::Wait([&](WriteDone d) {
+                store->RunOnWriter(
+                    [](Connection& db) -> absl::Status {
+                      auto pages = db.QueryInt("PRAGMA page_count");
+                      if (!pages.ok()) return pages.status();
+                      return db.Exec("PRAGMA max_page_count = " + std::to_string(*pages + 2));
+                    },
+                    std::move(d));
+              }).ok());
+  std::vector<MetricReport> big;
+  for (int i = 0; i < 20000; ++i) big.push_back(Report(i, i, 1.0 / (i + 1)));
+  std::promise<absl::Status> big_done, small_done;
+  store->AppendMetrics(1, big, [&](absl::Status s) { big_done.set_value(s); });
+  // Queued behind the stuck batch: it must wait too, and commit after it.
+  store->UpdateTrial({.id = 1, .state = v1::TRIAL_STATE_RUNNING},
+                     [&](absl::Status s) { small_done.set_value(s); });
+  auto big_future = big_done.get_future();
+  auto small_future = small_done.get_future();
+  while (retries < 3) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const StoreHealth health = store->Health();
+  EXPECT_TRUE(health.degraded);
+  EXPECT_THAT(health.error, HasSubstr("full"));
+  EXPECT_GT(health.since_us, 0);
+  EXPECT_TRUE(store->Degraded());
+  EXPECT_EQ(big_future.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout)
+      << "nothing is acknowledged while the disk is full";
+  EXPECT_EQ(small_future.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  absl::Status flush = store->Flush(0.05);
+  EXPECT_EQ(flush.code(), absl::StatusCode::kUnavailable) << flush;
+  EXPECT_THAT(flush.message(), HasSubstr("not made it durable yet"));
+  EXPECT_EQ(store->GetTrial("s-test1-0", {}, 0)->curves.size(), 0u) << "nothing half-stored";
+  EXPECT_EQ(store->GetTrial("s-test1-0", {}, 0)->trial.state(), v1::TRIAL_STATE_QUEUED);
+
+  space_returns = true;
+  EXPECT_TRUE(big_future.get().ok());
+  EXPECT_TRUE(small_future.get().ok());
+  EXPECT_FALSE(store->Health().degraded);
+  EXPECT_TRUE(store->Flush(10).ok());
+  auto detail = store->GetTrial("s-test1-0", {}, 0);
+  ASSERT_EQ(detail->curves.size(), 1u);
+  EXPECT_EQ(detail->curves[0].points_size(), 20000);
+  EXPECT_EQ(detail->trial.state(), v1::TRIAL_STATE_RUNNING);
+  EXPECT_GE(store->writer_stats().failed_commits, 3);
+}
+
+// Closing a store whose disk stays full does not hang: it gives up after close_retry_seconds
+// and fails what it could not store (none of it was acknowledged).
+TEST(StoreTest, ClosingWhileTheDiskStaysFullGivesUp) {
+  TempDir dir;
+  std::promise<absl::Status> done;
+  auto future = done.get_future();
+  {
+    auto opened = Store::Open(
+        {.path = dir.File("s.db"), .max_retry_seconds = 0.05, .close_retry_seconds = 0.2});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    auto store = std::move(*opened);
+    ASSERT_TRUE(AddSweep(*store, TestSweep(1)).ok());
+    ASSERT_TRUE(AddTrial(*store, TestTrial(1, 1, 0)).ok());
+    ASSERT_TRUE(Store::Wait([&](WriteDone d) {
+                  store->RunOnWriter(
+                      [](Connection& db) -> absl::Status {
+                        auto pages = db.QueryInt("PRAGMA page_count");
+                        if (!pages.ok()) return pages.status();
+                        return db.Exec("PRAGMA max_page_count = " + std::to_string(*pages + 2));
+                      },
+                      std::move(d));
+                }).ok());
+    std::vector<MetricReport> big;
+    for (int i = 0; i < 20000; ++i) big.push_back(Report(i, i, 1.0));
+    store->AppendMetrics(1, big, [&](absl::Status s) { done.set_value(s); });
+    while (!store->Degraded()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(future.get().code(), absl::StatusCode::kResourceExhausted);
 }
 
 TEST(StoreTest, ConcurrentProducersAndReadersSeeWholeBatches) {
