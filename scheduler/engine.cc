@@ -645,6 +645,7 @@ v1::Agent Engine::AgentSnapshot(const Agent& agent) const {
   v1::Agent info = agent.info;
   info.set_state(!agent.connected    ? v1::AGENT_STATE_DISCONNECTED
                  : agent.quarantined ? v1::AGENT_STATE_QUARANTINED
+                 : agent.draining    ? v1::AGENT_STATE_DRAINING
                                      : v1::AGENT_STATE_CONNECTED);
   info.set_quarantine_reason(agent.quarantine_reason);
   info.clear_running_trial_ids();
@@ -815,7 +816,7 @@ std::vector<Engine::Agent*> Engine::Placement(const Sweep& sweep) {
   // gangs and larger trials. Ties go by agent id (agents_ is ordered), so placement is stable.
   std::vector<std::pair<int64_t, Agent*>> fits;
   for (auto& [id, agent] : agents_) {
-    if (!agent.connected || agent.quarantined) continue;
+    if (!agent.connected || agent.quarantined || agent.draining) continue;
     const auto free = std::count(agent.slot_trial.begin(), agent.slot_trial.end(), "");
     if (free >= slots) fits.emplace_back(free, &agent);
   }
@@ -1048,6 +1049,7 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
                              static_cast<int>(options_.agent_timeout_seconds / 3))));
     agent.last_seen = SteadySeconds();
     agent.disconnected_at = 0;
+    agent.draining = request.draining();
     (void)returning;
     // Its slots are what it says it runs now: trials it still runs and sweepd still counts as
     // its own are reattached (nothing restarts); the others (declared lost meanwhile, or
@@ -1138,6 +1140,23 @@ void Engine::AgentDisconnected(const std::string& agent_id, const AgentChannel* 
   });
 }
 
+void Engine::AgentLeft(const std::string& agent_id, const AgentChannel* channel,
+                       const std::string& reason) {
+  Post([this, agent_id, channel, reason] {
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end() || it->second.channel.get() != channel) return;  // replaced
+    Agent& agent = it->second;
+    agent.connected = false;
+    agent.draining = false;
+    agent.channel.reset();
+    agent.disconnected_at = 0;  // handled now, not after the timeout
+    spdlog::info("[agent={}] left: {}", agent_id, reason);
+    Event(0, 0, agent_id, "agent.left", "connected", "disconnected", reason);
+    LoseAgentTrials(agent, absl::StrCat("agent ", agent_id, " left (", reason, ")"));
+    Schedule();
+  });
+}
+
 void Engine::AgentMessageReceived(const std::string& agent_id, v1::AgentMessage message) {
   Post([this, agent_id, message = std::move(message)]() mutable {
     auto it = agents_.find(agent_id);
@@ -1147,6 +1166,12 @@ void Engine::AgentMessageReceived(const std::string& agent_id, v1::AgentMessage 
     switch (message.kind_case()) {
       case v1::AgentMessage::kHeartbeat:
         *agent.info.mutable_last_heartbeat() = google::protobuf::util::TimeUtil::GetCurrentTime();
+        if (message.heartbeat().draining() && !agent.draining) {
+          agent.draining = true;
+          Event(0, 0, agent.id, "agent.draining", "connected", "draining",
+                "finishing its trials before leaving; no new ones");
+          spdlog::info("[agent={}] draining: no new trials for it", agent.id);
+        }
         // GPU utilisation and memory, by index (NVML or nvidia-smi on the agent).
         for (const v1::Gpu& reading : message.heartbeat().gpus()) {
           for (v1::Gpu& gpu : *agent.info.mutable_gpus()) {
@@ -1296,6 +1321,15 @@ void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
   if (node == nullptr || node->exited || !node->assigned) return;
   Sweep& sweep = sweeps_.at(trial->sweep_id);
   node->wall_seconds = std::max(0.0, exited.wall_seconds());
+  if (exited.interrupted() && !trial->stop_as) {
+    // The agent is leaving (shut down or drained past its timeout): the trial did nothing
+    // wrong; it is lost and retried like one on a dead node, and counts against no one.
+    NodeEnded(sweep, *trial, *node, v1::TRIAL_STATE_LOST,
+              absl::StrCat("agent ", agent.id, " stopped it while shutting down",
+                           exited.stderr_tail().empty() ? "" : ": ", exited.stderr_tail()),
+              {.exit_code = exited.exit_code(), .exit_signal = exited.signal()});
+    return;
+  }
   const bool failed = exited.exit_code() != 0 || exited.signal() != 0;
   if (!failed || trial->stop_as || exited.stopped_by_scheduler()) {
     NodeEnded(sweep, *trial, *node, v1::TRIAL_STATE_COMPLETED, "exited 0",

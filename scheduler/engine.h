@@ -96,6 +96,10 @@ class Engine {
                                                 std::shared_ptr<AgentChannel> channel);
   void AgentMessageReceived(const std::string& agent_id, v1::AgentMessage message);
   void AgentDisconnected(const std::string& agent_id, const AgentChannel* channel);
+  // The agent said goodbye (Deregister: drained, or shutting down): it is gone now, and any
+  // trial it still held is lost at once rather than after the dead-agent timeout.
+  void AgentLeft(const std::string& agent_id, const AgentChannel* channel,
+                 const std::string& reason);
 
   // ---- Watching. Events are durable before watchers hear of them.
   // Waits until the event counter passes `seen` or `timeout_ms` passes; returns the counter.
@@ -182,6 +186,7 @@ class Engine {
     std::deque<double> failure_times;  // seconds, steady clock; for quarantine
     bool quarantined = false;
     std::string quarantine_reason;
+    bool draining = false;  // finishing its trials before leaving: no new ones
   };
 
   // Runs `task` on the engine thread.

@@ -493,7 +493,9 @@ grpc::Status AgentServiceImpl::Connect(
         channel->Finish();
         return ToGrpc(absl::InvalidArgumentError("register: sent twice on one stream"));
       case v1::AgentMessage::kDeregister:
-        engine_->AgentDisconnected(agent_id, channel.get());
+        engine_->AgentLeft(
+            agent_id, channel.get(),
+            message.deregister().reason().empty() ? "deregistered" : message.deregister().reason());
         channel->Finish();
         return grpc::Status::OK;
       case v1::AgentMessage::KIND_NOT_SET:

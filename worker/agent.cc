@@ -149,6 +149,7 @@ struct Agent::Trial {
   std::string state_file;
   double start = 0;
   bool stop_requested = false;
+  bool interrupted = false;  // stopped by the agent itself, leaving
   std::string stop_reason;
   int grace_seconds = 30;
   double term_at = 0, kill_at = 0;
@@ -187,6 +188,67 @@ void Agent::Stop() {
   Wake();
 }
 
+void Agent::Leave() {
+  leave_requested_ = true;
+  Wake();
+}
+
+void Agent::StopTrialsForLeaving(const std::string& why) {
+  stopping_trials_ = true;
+  const double now = NowSeconds();
+  for (auto& [id, trial] : trials_) {
+    if (trial->exited || trial->stop_requested) continue;
+    trial->stop_requested = true;
+    trial->interrupted = true;
+    trial->stop_reason = why;
+    trial->grace_seconds = options_.stop_grace_seconds;
+    trial->term_at = now;
+    trial->kill_at = now + options_.stop_grace_seconds;
+    spdlog::info("[trial={}] stopping: {} (SIGKILL in {} s if it does not exit)", id, why,
+                 options_.stop_grace_seconds);
+  }
+}
+
+bool Agent::LeaveStep() {
+  const double now = NowSeconds();
+  if (!leaving_) {
+    leaving_ = true;
+    leave_started_ = now;
+    last_heartbeat_ = 0;  // tell sweepd at once: no new trials here
+    if (options_.drain) {
+      spdlog::info("draining: {} trial(s) may finish{}; no new ones. A second signal stops them.",
+                   trials_.size(),
+                   options_.drain_timeout_seconds > 0
+                       ? absl::StrCat(" within ", options_.drain_timeout_seconds, " s")
+                       : "");
+    } else {
+      StopTrialsForLeaving("the agent is shutting down");
+    }
+  }
+  if (!stopping_trials_ && options_.drain_timeout_seconds > 0 &&
+      now - leave_started_ > options_.drain_timeout_seconds) {
+    StopTrialsForLeaving(
+        absl::StrCat("the agent's drain timeout (", options_.drain_timeout_seconds, " s) passed"));
+  }
+  const bool running = std::any_of(trials_.begin(), trials_.end(),
+                                   [](const auto& entry) { return !entry.second->exited; });
+  if (running) return false;
+  if (trials_.empty()) return true;  // all reported and acknowledged
+  if (trials_gone_at_ == 0) trials_gone_at_ = now;
+  if (now - trials_gone_at_ > options_.leave_ack_seconds) {
+    size_t reports = 0;
+    for (const auto& [id, trial] : trials_) {
+      reports += trial->unacked.size() + static_cast<size_t>(trial->spilled);
+    }
+    spdlog::warn(
+        "leaving without sweepd's acknowledgement of {} trial exit(s) and {} report(s) after {} s "
+        "(is sweepd reachable?)",
+        trials_.size(), reports, options_.leave_ack_seconds);
+    return true;
+  }
+  return false;
+}
+
 void Agent::Wake() {
   if (wake_pipe_[1] >= 0) {
     const char c = 1;
@@ -219,6 +281,7 @@ void Agent::ConnectionLoop() {
     reg->set_hostname(Hostname());
     reg->set_address(options_.advertise_address.empty() ? Hostname() : options_.advertise_address);
     reg->set_version("0.1.0");
+    reg->set_draining(leave_requested_.load());
     for (const v1::Gpu& gpu : resources_) *reg->add_gpus() = gpu;
     {
       // What it still runs (or ran, with the exit not yet durable at sweepd): sweepd reattaches
@@ -419,7 +482,27 @@ absl::Status Agent::Run() {
   if (auto st = BecomeSubreaper(); !st.ok()) spdlog::warn("{}", st.message());
   if (gpu_monitor_) gpu_thread_ = std::thread([this] { GpuMonitorLoop(); });
   connection_thread_ = std::thread([this] { ConnectionLoop(); });
-  while (!stopping_) PollOnce();
+  while (!stopping_) {
+    PollOnce();
+    if (leave_requested_ && LeaveStep()) {
+      v1::AgentMessage goodbye;
+      goodbye.mutable_deregister()->set_reason(
+          options_.drain && !stopping_trials_ ? "drained" : "shut down; its trials were stopped");
+      const bool sent = Send(goodbye);
+      // No reconnecting from here on; sweepd ends the stream once it has the goodbye.
+      stopping_ = true;
+      for (int waited = 0; sent && waited < 60; ++waited) {
+        {
+          std::lock_guard<std::mutex> lock(stream_mu_);
+          if (!stream_) break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      spdlog::info("{}; {}", goodbye.deregister().reason(),
+                   sent ? "deregistered" : "sweepd unreachable, leaving without deregistering");
+      Stop();
+    }
+  }
   // Leaving: no orphans. Kill every trial's group and reap it.
   for (auto& [id, trial] : trials_) {
     if (trial->process && !trial->exited) trial->process->SignalGroup(SIGKILL);
@@ -501,6 +584,17 @@ void Agent::StartTrial(const v1::Assign& assign) {
     return;
   }
   if (trials_.contains(assign.trial_id())) return;  // duplicate assign after a reconnect
+  if (leaving_) {
+    // Crossed with the draining heartbeat: hand it back, not failed, to run elsewhere.
+    spdlog::info("[trial={}] not started: the agent is leaving", assign.trial_id());
+    v1::AgentMessage exited;
+    exited.mutable_trial_exited()->set_trial_id(assign.trial_id());
+    exited.mutable_trial_exited()->set_node_rank(assign.gang().node_rank());
+    exited.mutable_trial_exited()->set_interrupted(true);
+    exited.mutable_trial_exited()->set_stderr_tail("the agent is leaving; not started");
+    outbox_.push_back(std::move(exited));
+    return;
+  }
   // Never two trials on one GPU: the scheduler should not ask, and the agent checks anyway.
   for (int32_t g : assign.gpu_indices()) {
     if (std::none_of(resources_.begin(), resources_.end(),
@@ -898,7 +992,8 @@ void Agent::CheckExit(Trial& trial) {
   e->set_node_rank(trial.node_rank);
   e->set_exit_code(exit->exit_code);
   e->set_signal(exit->signal);
-  e->set_stopped_by_scheduler(trial.stop_requested);
+  e->set_stopped_by_scheduler(trial.stop_requested && !trial.interrupted);
+  e->set_interrupted(trial.interrupted);
   e->set_wall_seconds(now - trial.start);
   if (exit->exit_code != 0 || exit->signal != 0) e->set_stderr_tail(Tail(trial.stderr_path));
   // Queued after the trial's metrics are sent (SendPending sends metrics first), and kept until
@@ -964,7 +1059,7 @@ void Agent::SendPending() {
     for (auto& [id, trial] : trials_) {
       if (!trial->exited) heartbeat.mutable_heartbeat()->add_running_trial_ids(id);
     }
-    heartbeat.mutable_heartbeat();
+    heartbeat.mutable_heartbeat()->set_draining(leaving_);
     {
       std::lock_guard<std::mutex> lock(gpu_mu_);
       for (const auto& g : gpu_readings_) *heartbeat.mutable_heartbeat()->add_gpus() = g;

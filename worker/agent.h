@@ -63,6 +63,14 @@ struct AgentOptions {
   std::string token;
   // Seconds between reconnect attempts grow from 0.2 to this.
   double max_backoff_seconds = 10;
+  // Leave(): with drain, running trials may finish (up to drain_timeout_seconds, 0 = no limit);
+  // without, they are stopped at once: SIGTERM, then SIGKILL after stop_grace_seconds.
+  bool drain = false;
+  double drain_timeout_seconds = 0;
+  int stop_grace_seconds = 10;
+  // After its trials are gone, how long a leaving agent waits for sweepd to acknowledge their
+  // reports and exits before it goes anyway.
+  double leave_ack_seconds = 30;
 };
 
 class Agent {
@@ -74,8 +82,13 @@ class Agent {
 
   // Runs until Stop(): trials, reports, reconnects. Returns after every trial process is gone.
   absl::Status Run();
-  // Asks Run() to stop: running trials are killed (their process groups), the stream ends.
+  // Asks Run() to stop now: running trials are killed (their process groups), the stream ends.
   void Stop();
+  // Asks the agent to leave gracefully (a stop signal): it takes no new trials, lets the running
+  // ones finish (options.drain) or stops them (reported as interrupted, so sweepd retries them
+  // at once), waits for sweepd to acknowledge what they reported, deregisters, and Run()
+  // returns. Safe from any thread.
+  void Leave();
 
  private:
   struct Trial;
@@ -118,6 +131,7 @@ class Agent {
   std::mutex gpu_mu_;
   std::vector<v1::Gpu> gpu_readings_;  // latest utilisation and memory
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> leave_requested_{false};
   std::string runtime_dir_;  // holds the reporting sockets (short paths)
   int wake_pipe_[2] = {-1, -1};
 
@@ -140,6 +154,16 @@ class Agent {
   std::map<std::string, std::unique_ptr<Trial>> trials_;
   std::deque<v1::AgentMessage> outbox_;  // started/exited messages not yet sent
   int64_t seen_generation_ = 0;
+  // Leaving (trial loop): since when, whether trials are being stopped, and since when the last
+  // trial is gone (waiting for acknowledgements).
+  bool leaving_ = false;
+  bool stopping_trials_ = false;
+  double leave_started_ = 0;
+  double trials_gone_at_ = 0;
+  // Interrupts running trials: SIGTERM now, SIGKILL after the grace period.
+  void StopTrialsForLeaving(const std::string& why);
+  // Drives a graceful leave; true once the agent may go.
+  bool LeaveStep();
   int heartbeat_seconds_ = 5;
   double last_heartbeat_ = 0;
   int next_socket_ = 0;

@@ -42,6 +42,14 @@ ABSL_FLAG(int64_t, max_buffered_reports, 10000,
           "unacknowledged reports kept in memory per trial; more wait in a file in its workdir");
 ABSL_FLAG(int64_t, max_spill_mb, 1024,
           "MiB of unacknowledged reports kept on disk per trial (past it, new ones are dropped)");
+ABSL_FLAG(bool, drain, false,
+          "on SIGTERM/SIGINT, let running trials finish (no new ones), then deregister and exit; "
+          "without it they are stopped and sweepd retries them elsewhere. A second signal stops "
+          "them at once");
+ABSL_FLAG(double, drain_timeout, 0,
+          "with --drain: stop the trials still running after this many seconds (0: no limit)");
+ABSL_FLAG(int, stop_grace, 10,
+          "seconds a trial stopped by the agent's shutdown has between SIGTERM and SIGKILL");
 ABSL_FLAG(std::string, ack_log, "",
           "append each metrics acknowledgement (trial first_seq acked_seq) to this file");
 
@@ -98,12 +106,29 @@ int main(int argc, char** argv) {
   }
   options.max_spill_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_spill_mb)) << 20;
   if (options.python_path.empty()) options.python_path = sweepd::worker::DefaultPythonPath();
+  options.drain = absl::GetFlag(FLAGS_drain);
+  options.drain_timeout_seconds = absl::GetFlag(FLAGS_drain_timeout);
+  if (!(options.drain_timeout_seconds >= 0 && options.drain_timeout_seconds <= 30 * 24 * 3600)) {
+    std::cerr << "sweep-agent: --drain-timeout: must be 0 (no limit) to 2592000 seconds; got "
+              << options.drain_timeout_seconds << "\n";
+    return 2;
+  }
+  options.stop_grace_seconds = absl::GetFlag(FLAGS_stop_grace);
+  if (options.stop_grace_seconds < 0 || options.stop_grace_seconds > 3600) {
+    std::cerr << "sweep-agent: --stop-grace: must be 0 to 3600 seconds; got "
+              << options.stop_grace_seconds << "\n";
+    return 2;
+  }
 
   sweepd::worker::Agent agent(options);
   std::thread signal_waiter([&] {
     int received = 0;
     sigwait(&signals, &received);
-    spdlog::info("signal {}: stopping; trials are killed", received);
+    spdlog::info("signal {}: leaving ({}); a second signal stops at once", received,
+                 options.drain ? "running trials may finish" : "running trials are stopped");
+    agent.Leave();
+    sigwait(&signals, &received);
+    spdlog::info("signal {} again: stopping now; trials are killed", received);
     agent.Stop();
   });
   signal_waiter.detach();

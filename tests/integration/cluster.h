@@ -223,6 +223,16 @@ class Cluster {
 
   void SignalAgent(int i, int sig) { kill(agents_[static_cast<size_t>(i)], sig); }
 
+  // Waits for agent `i` to exit by itself and returns its wait status (-1 on timeout).
+  int WaitAgentExit(int i, int timeout_ms) {
+    const int pid = agents_[static_cast<size_t>(i)];
+    int status = -1;
+    const bool exited = WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout_ms);
+    if (!exited) return -1;
+    agents_[static_cast<size_t>(i)] = -1;
+    return status;
+  }
+
   void RestartAgent(int i) { agents_[static_cast<size_t>(i)] = StartAgent(i); }
 
   // The agents' list as sweepctl prints it in JSON.

@@ -5,6 +5,7 @@
 // keep their reports, and everything is stored once space returns).
 
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <set>
@@ -201,6 +202,80 @@ parameters:
   ASSERT_TRUE(check.ok());
   ASSERT_TRUE(*check->Step());
   EXPECT_EQ(check->ColumnText(0), "ok");
+}
+
+// sweep-agent --drain: a stop signal lets the running trials finish, gives the agent no new
+// ones, and it deregisters and exits 0; the sweep goes on when an agent is back.
+TEST(ShutdownE2eTest, ADrainingAgentFinishesItsTrialsTakesNoNewOnesAndLeaves) {
+  Cluster cluster(ClusterOptions{.agents = 1, .slots = 2, .agent_flags = {"--drain"}});
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: grid
+metric: {name: loss}
+parallelism: 2
+parameters:
+  mode: {value: ok}
+  seconds: {value: 3}
+  n: {values: [1, 2, 3]}
+  tag: {value: drain-7c2e}
+)");
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 2; }, 30000))
+      << cluster.Logs();
+  cluster.SignalAgent(0, SIGTERM);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const Json agents = cluster.Agents();
+        return agents.size() == 1 && agents[0].value("state", "") == "AGENT_STATE_DRAINING";
+      },
+      10000))
+      << cluster.Logs();
+  const int status = cluster.WaitAgentExit(0, 30000);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << cluster.Logs();
+  // Both running trials finished there; the third was never given to the draining agent.
+  const Json counts = cluster.Status(id)["counts"];
+  EXPECT_EQ(Int(counts, "completed"), 2) << cluster.Logs();
+  EXPECT_EQ(Int(counts, "lost"), 0);
+  EXPECT_EQ(Int(counts, "running") + Int(counts, "assigned"), 0);
+  EXPECT_THAT(cluster.Logs(), HasSubstr("drained; deregistered"));
+  EXPECT_EQ(cluster.Agents()[0].value("state", ""), "AGENT_STATE_DISCONNECTED");
+  // An agent comes back: the sweep finishes.
+  cluster.RestartAgent(0);
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  EXPECT_EQ(Int(cluster.Status(id)["counts"], "completed"), 3);
+}
+
+// Without --drain, a stop signal stops the agent's trials (SIGTERM, then SIGKILL) and sweepd
+// retries them at once, not after the dead-agent timeout; a second signal does not wait.
+TEST(ShutdownE2eTest, AStoppedAgentsTrialsAreRetriedAtOnce) {
+  Cluster cluster(ClusterOptions{.agents = 1,
+                                 .slots = 1,
+                                 .agent_flags = {"--stop_grace=1"},
+                                 .sweepd_flags = {"--agent_timeout=600"}});
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+run_cap: 1
+max_retries: 1
+parameters:
+  mode: {value: sleep}
+  seconds: {value: 300}
+  tag: {value: stop-4b19}
+)");
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("stop-4b19") == 1; }, 30000))
+      << cluster.Logs();
+  cluster.SignalAgent(0, SIGTERM);
+  const int status = cluster.WaitAgentExit(0, 20000);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << cluster.Logs();
+  EXPECT_EQ(CountProcessesWith("stop-4b19"), 0);
+  // Lost and queued again for its second attempt, long before the 600 s timeout.
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "queued") == 1; }, 5000))
+      << cluster.Logs();
+  EXPECT_THAT(cluster.Logs(), HasSubstr("stopped it while shutting down"));
+  // The retry runs on the next agent.
+  cluster.RestartAgent(0);
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("stop-4b19") == 1; }, 30000))
+      << cluster.Logs();
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 // An LD_PRELOAD library that makes the disk look full, on demand, for tests of storage faults.
 //
 // While the file named by $SWEEPD_DISK_FULL_FLAG exists, every write to a file whose path contains
-// $SWEEPD_DISK_FULL_PATH (e.g. "/sweepd.db": the database, its WAL and shm) fails with ENOSPC, as on a full filesystem; other files (logs,
-// pipes, sockets) are untouched. Removing the flag file gives the space back. Real processes,
-// real SQLite, real errno: only the disk's answer is faked.
+// $SWEEPD_DISK_FULL_PATH (e.g. "/sweepd.db": the database, its WAL and shm) fails with ENOSPC, as
+// on a full filesystem; other files (logs, pipes, sockets) are untouched. Removing the flag file
+// gives the space back. Real processes, real SQLite, real errno: only the disk's answer is faked.
 
 #include <dlfcn.h>
 #include <errno.h>
