@@ -1065,6 +1065,8 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
         continue;
       }
       reported.insert(trial->public_id);
+      if (node == &trial->nodes[0])
+        (*reply.mutable_next_seqs())[trial->public_id] = trial->last_seq_seen + 1;
       for (int32_t g : node->gpu_indices) {
         for (int i = 0; i < request.gpus_size(); ++i) {
           if (request.gpus(i).index() == g)

@@ -94,21 +94,6 @@ int FreePort() {
   return port;
 }
 
-// The start time of a process in clock ticks since boot (/proc/PID/stat field 22), or 0: with
-// the pid it names one process for good, even after the pid is reused.
-uint64_t ProcessStartTicks(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t close_paren = stat.rfind(')');
-  if (close_paren == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(close_paren + 2));
-  std::string field;
-  for (int i = 3; i <= 22 && fields >> field; ++i) {
-    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return 0;
-}
-
 }  // namespace
 
 struct Agent::Client {
@@ -147,6 +132,12 @@ struct Agent::Trial {
   int node_rank = 0;  // this node's rank in a multi-node trial; only node 0 relays metrics
   bool warned_not_rank0 = false;
   std::string state_file;
+  std::string metric_pattern;
+  std::string exit_file;  // where the shim records how the command ended
+  double start_unix = 0;  // wall clock, for a restarted agent's wall_seconds
+  // False for a trial adopted from an earlier run of this agent until sweepd says which seq
+  // comes next (Registered.next_seqs): its reports wait unnumbered, and are not sent.
+  bool seq_known = true;
   double start = 0;
   bool stop_requested = false;
   bool interrupted = false;  // stopped by the agent itself, leaving
@@ -163,6 +154,54 @@ struct Agent::Trial {
     if (spill_fd >= 0) close(spill_fd);
   }
 };
+
+namespace {
+
+// A listening reporting socket at `path` (mode 0600), or -1 with errno set.
+int ListenOn(const std::string& path) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 16) != 0) {
+    const int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+  }
+  chmod(path.c_str(), 0600);
+  return fd;
+}
+
+double UnixSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+// Written when a trial starts (and when its client first reports): what a restarted agent needs
+// to take the trial over, or at least to kill it.
+void Agent::WriteStateFile(const Trial& trial) {
+  nlohmann::json state = {
+      {"trial", trial.id},
+      {"sweep", trial.sweep_id},
+      {"pid", trial.process->pid()},
+      {"start_ticks", trial.process->start_ticks()},
+      {"keep_fd", trial.process->keep_fd()},
+      {"exit_file", trial.exit_file},
+      {"gpus", trial.gpu_indices},
+      {"node_rank", trial.node_rank},
+      {"socket", trial.socket_path},
+      {"workdir", trial.workdir},
+      {"metric_pattern", trial.metric_pattern},
+      {"client_reported", trial.client_reported},
+      {"start_unix", trial.start_unix},
+  };
+  const std::string tmp = trial.state_file + ".tmp";
+  std::ofstream(tmp) << state.dump() << "\n";
+  std::filesystem::rename(tmp, trial.state_file);
+}
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
@@ -408,22 +447,101 @@ absl::Status Agent::DiscoverResources() {
   return absl::OkStatus();
 }
 
-void Agent::KillLeftoverTrials() {
+void Agent::AdoptLeftoverTrials() {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(state_dir_, ec)) {
+    if (entry.path().extension() == ".tmp") {
+      std::filesystem::remove(entry.path(), ec);
+      continue;
+    }
     std::ifstream in(entry.path());
-    pid_t pgid = 0;
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto state = nlohmann::json::parse(text, nullptr, false);
+    pid_t pid = 0;
     uint64_t start_ticks = 0;
-    if (in >> pgid >> start_ticks && pgid > 1 && ProcessStartTicks(pgid) == start_ticks &&
-        start_ticks != 0) {
+    if (state.is_object()) {
+      pid = state.value("pid", 0);
+      start_ticks = state.value("start_ticks", uint64_t{0});
+    } else {
+      std::istringstream(text) >> pid >> start_ticks;  // an older agent's "pid ticks gpus"
+    }
+    const std::string name = entry.path().filename().string();
+    auto adopted = state.is_object() ? AdoptTrial(state) : absl::InvalidArgumentError("old format");
+    if (adopted.ok()) continue;  // its state file stays
+    if (pid > 1 && start_ticks != 0 && ProcessStartTicks(pid) == start_ticks) {
       spdlog::warn(
-          "[trial={}] left running by an earlier run of this agent (pid {}); killing it "
-          "so its GPUs are free",
-          entry.path().stem().string(), pgid);
-      kill(-pgid, SIGKILL);
+          "[trial={}] left running by an earlier run of this agent (pid {}), cannot "
+          "take it over ({}); killing it so its GPUs are free",
+          name, pid, adopted.message());
+      kill(-pid, SIGKILL);
     }
     std::filesystem::remove(entry.path(), ec);
   }
+}
+
+absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
+  auto trial = std::make_unique<Trial>();
+  trial->id = state.value("trial", "");
+  trial->sweep_id = state.value("sweep", "");
+  if (!SafeId(trial->id) || !SafeId(trial->sweep_id)) {
+    return absl::InvalidArgumentError("no trial id");
+  }
+  const pid_t pid = state.value("pid", 0);
+  const uint64_t start_ticks = state.value("start_ticks", uint64_t{0});
+  const int keep_fd = state.value("keep_fd", -1);
+  trial->exit_file = state.value("exit_file", "");
+  if (keep_fd < 0 || trial->exit_file.empty()) {
+    return absl::FailedPreconditionError("it was started without sweep-trial-shim");
+  }
+  const bool alive = ProcessStartTicks(pid) == start_ticks && start_ticks != 0;
+  if (!alive && !std::filesystem::exists(trial->exit_file)) {
+    return absl::NotFoundError("it is gone and left no exit record");
+  }
+  trial->workdir = state.value("workdir", "");
+  trial->stderr_path = trial->workdir + "/stderr.log";
+  trial->socket_path = state.value("socket", "");
+  trial->metric_pattern = state.value("metric_pattern", "");
+  trial->client_reported = state.value("client_reported", false);
+  trial->node_rank = state.value("node_rank", 0);
+  trial->start_unix = state.value("start_unix", UnixSeconds());
+  trial->start = NowSeconds() - std::max(0.0, UnixSeconds() - trial->start_unix);
+  for (const auto& g : state.value("gpus", nlohmann::json::array())) {
+    if (g.is_number_integer()) trial->gpu_indices.push_back(g.get<int32_t>());
+  }
+  trial->state_file = absl::StrCat(state_dir_, "/", trial->id);
+  trial->seq_known = false;
+  if (alive) {
+    auto process = TrialProcess::Adopt(pid, start_ticks, keep_fd, trial->exit_file);
+    if (!process.ok()) return process.status();
+    trial->process = std::move(*process);
+    // The reporting socket again, at the path the trial knows (SWEEP_SOCKET); its client
+    // reconnects.
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(trial->socket_path).parent_path(),
+                                        ec);
+    unlink(trial->socket_path.c_str());
+    trial->listen_fd = ListenOn(trial->socket_path);
+    if (trial->listen_fd < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("reporting socket ", trial->socket_path, ": ", std::strerror(errno)));
+    }
+  } else {
+    // It ended while no agent watched; the shim recorded how. Reported like any exit.
+    auto process = TrialProcess::Adopt(pid, start_ticks, keep_fd, trial->exit_file);
+    if (process.ok()) {
+      trial->process = std::move(*process);
+    } else {
+      trial->process = TrialProcess::Ended(trial->exit_file);
+    }
+  }
+  trial->stdout_log.open(trial->workdir + "/stdout.log", std::ios::binary | std::ios::app);
+  std::error_code size_ec;
+  trial->stdout_bytes = std::filesystem::file_size(trial->workdir + "/stdout.log", size_ec);
+  trial->parser = std::make_unique<MetricLineParser>(trial->metric_pattern);
+  spdlog::info("[trial={}] taken over from an earlier run of this agent (pid {}{})", trial->id, pid,
+               alive ? ", still running" : ", ended meanwhile");
+  trials_[trial->id] = std::move(trial);
+  return absl::OkStatus();
 }
 
 void Agent::GpuMonitorLoop() {
@@ -478,7 +596,8 @@ absl::Status Agent::Run() {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create ", state_dir_, ": ", ec.message()));
   }
-  KillLeftoverTrials();
+  AdoptLeftoverTrials();
+  UpdateRunningSnapshot();  // the first registration lists the trials taken over
   if (auto st = BecomeSubreaper(); !st.ok()) spdlog::warn("{}", st.message());
   if (gpu_monitor_) gpu_thread_ = std::thread([this] { GpuMonitorLoop(); });
   connection_thread_ = std::thread([this] { ConnectionLoop(); });
@@ -517,9 +636,27 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
   switch (message.kind_case()) {
     case v1::SchedulerMessage::kRegistered: {
       heartbeat_seconds_ = std::max(1, message.registered().heartbeat_seconds());
+      for (const auto& [id, next_seq] : message.registered().next_seqs()) {
+        auto it = trials_.find(id);
+        if (it == trials_.end() || it->second->seq_known) continue;
+        // A trial taken over after a restart: its reports continue sweepd's sequence.
+        Trial& trial = *it->second;
+        trial.seq_known = true;
+        trial.next_seq = trial.first_seq = std::max<int64_t>(0, next_seq);
+        for (auto& report : trial.unacked) report.set_seq(trial.next_seq++);
+        spdlog::info("[trial={}] sweepd took it back; its reports continue at seq {}", id,
+                     trial.first_seq);
+      }
       for (const auto& id : message.registered().kill_trial_ids()) {
         auto it = trials_.find(id);
-        if (it != trials_.end() && it->second->process && !it->second->exited) {
+        if (it == trials_.end()) continue;
+        if (!it->second->seq_known) {
+          // Taken over after a restart, but sweepd has given it up: its reports have no place.
+          it->second->seq_known = true;
+          it->second->unacked.clear();
+          it->second->exit_acked = true;  // sweepd ignores its exit: forget it once it ends
+        }
+        if (it->second->process && !it->second->exited) {
           spdlog::warn("[trial={}] the scheduler no longer owns it; killing", id);
           it->second->stop_requested = true;
           it->second->process->SignalGroup(SIGKILL);
@@ -707,18 +844,11 @@ void Agent::StartTrial(const v1::Assign& assign) {
 
   // The reporting socket, in a short private folder (socket paths are limited to 107 bytes).
   trial->socket_path = absl::StrCat(runtime_dir_, "/", next_socket_++, ".sock");
-  trial->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, trial->socket_path.c_str(), sizeof(addr.sun_path) - 1);
-  if (trial->listen_fd < 0 ||
-      bind(trial->listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(trial->listen_fd, 16) != 0) {
+  trial->listen_fd = ListenOn(trial->socket_path);
+  if (trial->listen_fd < 0) {
     fail(absl::StrCat("reporting socket ", trial->socket_path, ": ", std::strerror(errno)));
-    if (trial->listen_fd >= 0) close(trial->listen_fd);
     return;
   }
-  chmod(trial->socket_path.c_str(), 0600);
 
   env["SWEEP_ID"] = assign.sweep_id();
   env["SWEEP_TRIAL_ID"] = assign.trial_id();
@@ -736,8 +866,14 @@ void Agent::StartTrial(const v1::Assign& assign) {
   // Python buffers stdout when it is a pipe; metric lines should arrive as printed.
   env.emplace("PYTHONUNBUFFERED", "1");
 
-  auto process = TrialProcess::Start(
-      {.argv = *argv, .env = env, .workdir = trial->workdir, .stderr_path = trial->stderr_path});
+  trial->exit_file = trial->workdir + "/.exit";
+  std::filesystem::remove(trial->exit_file, ec);
+  auto process = TrialProcess::Start({.argv = *argv,
+                                      .env = env,
+                                      .workdir = trial->workdir,
+                                      .stderr_path = trial->stderr_path,
+                                      .shim = options_.trial_shim,
+                                      .exit_file = trial->exit_file});
   if (!process.ok()) {
     close(trial->listen_fd);
     unlink(trial->socket_path.c_str());
@@ -746,13 +882,14 @@ void Agent::StartTrial(const v1::Assign& assign) {
   }
   trial->process = std::move(*process);
   trial->stdout_log.open(trial->workdir + "/stdout.log", std::ios::binary | std::ios::trunc);
-  trial->parser = std::make_unique<MetricLineParser>(assign.metric_pattern());
+  trial->metric_pattern = assign.metric_pattern();
+  trial->parser = std::make_unique<MetricLineParser>(trial->metric_pattern);
   trial->start = NowSeconds();
-  // A state file while it runs: a later run of this agent finds and kills what a crash left.
+  trial->start_unix = UnixSeconds();
+  // A state file while it runs: a later run of this agent takes the trial over after a crash
+  // (or kills it, when it cannot).
   trial->state_file = absl::StrCat(state_dir_, "/", trial->id);
-  std::ofstream(trial->state_file)
-      << trial->process->pid() << " " << ProcessStartTicks(trial->process->pid()) << " "
-      << absl::StrJoin(gpus, ",") << "\n";
+  WriteStateFile(*trial);
   spdlog::info("[trial={}] started pid {}{}: {}", trial->id, trial->process->pid(),
                nnodes > 1 ? absl::StrCat(" as node ", trial->node_rank, " of ", nnodes) : "",
                absl::StrJoin(*argv, " "));
@@ -783,13 +920,24 @@ void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
     }
     return;
   }
+  if (!trial.seq_known && trial.unacked.size() >= options_.max_buffered_reports) {
+    // Numbered only once sweepd answers; until then they cannot go to the spill file.
+    if (trial.spill_dropped++ == 0) {
+      spdlog::error(
+          "[trial={}] {} reports wait for sweepd to take this trial back; dropping the "
+          "oldest",
+          trial.id, trial.unacked.size());
+    }
+    trial.unacked.pop_front();
+  }
   v1::Report report;
-  report.set_seq(trial.next_seq++);
+  report.set_seq(trial.seq_known ? trial.next_seq++ : -1);
   report.set_step(step.value_or(trial.next_step));
   trial.next_step = report.step() + 1;
   report.set_time_us(NowMicros());
   for (auto& [name, value] : metrics) (*report.mutable_metrics())[name] = value;
-  if (trial.spilled > 0 || trial.unacked.size() >= options_.max_buffered_reports) {
+  if (trial.seq_known &&
+      (trial.spilled > 0 || trial.unacked.size() >= options_.max_buffered_reports)) {
     SpillReport(trial, report);
     return;
   }
@@ -868,13 +1016,15 @@ std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer
         absl::StrCat("this socket belongs to trial ", trial.id, ", not ", request->trial_id));
   }
   (void)peer_pid;
+  if (!trial.client_reported && request->op != ReportRequest::Op::kShouldStop) {
+    trial.client_reported = true;
+    WriteStateFile(trial);  // a restarted agent must not parse stdout for metrics either
+  }
   switch (request->op) {
     case ReportRequest::Op::kReport:
-      trial.client_reported = true;
       AddReport(trial, request->step, std::move(request->metrics));
       break;
     case ReportRequest::Op::kFinish:
-      trial.client_reported = true;
       if (!request->metrics.empty()) AddReport(trial, request->step, std::move(request->metrics));
       break;
     case ReportRequest::Op::kShouldStop:
@@ -986,6 +1136,7 @@ void Agent::CheckExit(Trial& trial) {
   unlink(trial.socket_path.c_str());
   std::error_code ec;
   std::filesystem::remove(trial.state_file, ec);
+  if (!trial.exit_file.empty()) std::filesystem::remove(trial.exit_file, ec);
   v1::AgentMessage message;
   auto* e = message.mutable_trial_exited();
   e->set_trial_id(trial.id);
@@ -1024,6 +1175,7 @@ void Agent::SendPending() {
   if (seen_generation_ == 0) return;  // never registered yet
   const double now = NowSeconds();
   for (auto& [id, trial] : trials_) {
+    if (!trial->seq_known) continue;  // waits for sweepd's Registered
     if (trial->sent > 0 && now - trial->waiting_since > kResendAfterSeconds) {
       spdlog::info("[trial={}] {} reports unacknowledged for {:.0f} s; sending them again", id,
                    trial->sent, now - trial->waiting_since);
@@ -1114,21 +1266,28 @@ void Agent::PollOnce() {
     CheckExit(*trial);
   }
   SendPending();
+  UpdateRunningSnapshot();
+}
+
+void Agent::UpdateRunningSnapshot() {
   // What a re-registration reports (read by the connection thread).
   std::vector<v1::RunningTrial> snapshot;
   for (const auto& [id, t] : trials_) {
     v1::RunningTrial r;
     r.set_trial_id(id);
     r.set_node_rank(t->node_rank);
-    r.set_last_seq(t->next_seq - 1);
-    r.set_acked_seq(t->unacked.empty() ? t->next_seq - 1 : t->unacked.front().seq() - 1);
+    if (t->seq_known) {
+      r.set_last_seq(t->next_seq - 1);
+      r.set_acked_seq(t->unacked.empty() ? t->next_seq - 1 : t->unacked.front().seq() - 1);
+    } else {
+      r.set_last_seq(-1);
+      r.set_acked_seq(-1);
+    }
     for (int32_t g : t->gpu_indices) r.add_gpu_indices(g);
     snapshot.push_back(std::move(r));
   }
-  {
-    std::lock_guard<std::mutex> lock(running_mu_);
-    running_snapshot_ = std::move(snapshot);
-  }
+  std::lock_guard<std::mutex> lock(running_mu_);
+  running_snapshot_ = std::move(snapshot);
 }
 
 }  // namespace sweepd::worker

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -48,6 +49,9 @@ struct AgentOptions {
   std::string interpreter = "python3";
   // A folder holding the `sweepd` Python package, put first on trials' PYTHONPATH.
   std::string python_path;
+  // sweep-trial-shim, the parent of each trial's command, so trials survive an agent crash and
+  // a restarted agent takes them over. Empty: commands run directly (and die with the agent).
+  std::string trial_shim;
   // Appends every metrics acknowledgement ("trial first_seq acked_seq") here: an audit trail of
   // what sweepd said was durable (the chaos test checks the store against it).
   std::string ack_log;
@@ -96,9 +100,11 @@ class Agent {
 
   // Decides what the node offers: --gpus, discovered GPUs, or CPU slots.
   absl::Status DiscoverResources();
-  // Kills trial processes an earlier run of this agent left behind (from their state files),
-  // so their GPUs are not handed out twice.
-  void KillLeftoverTrials();
+  // Takes over the trials an earlier run of this agent left running (from their state files),
+  // or kills those it cannot take over, so their GPUs are never handed out twice.
+  void AdoptLeftoverTrials();
+  absl::Status AdoptTrial(const nlohmann::json& state);
+  void WriteStateFile(const Trial& trial);
   void GpuMonitorLoop();
   void ConnectionLoop();
   void HandleMessage(const v1::SchedulerMessage& message);
@@ -116,6 +122,7 @@ class Agent {
   void RefillFromSpill(Trial& trial);
   void CheckExit(Trial& trial);
   void SendPending();
+  void UpdateRunningSnapshot();
   bool Send(const v1::AgentMessage& message);
   void Wake();
 

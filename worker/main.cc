@@ -106,6 +106,12 @@ int main(int argc, char** argv) {
   }
   options.max_spill_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_spill_mb)) << 20;
   if (options.python_path.empty()) options.python_path = sweepd::worker::DefaultPythonPath();
+  options.trial_shim = sweepd::worker::DefaultTrialShim();
+  if (options.trial_shim.empty()) {
+    spdlog::warn(
+        "sweep-trial-shim is not next to sweep-agent: trials run without it and die "
+        "if the agent crashes");
+  }
   options.drain = absl::GetFlag(FLAGS_drain);
   options.drain_timeout_seconds = absl::GetFlag(FLAGS_drain_timeout);
   if (!(options.drain_timeout_seconds >= 0 && options.drain_timeout_seconds <= 30 * 24 * 3600)) {

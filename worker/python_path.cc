@@ -19,4 +19,12 @@ std::string DefaultPythonPath() {
   return "";
 }
 
+std::string DefaultTrialShim() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  const auto shim = exe.parent_path() / "sweep-trial-shim";
+  return std::filesystem::exists(shim, ec) ? shim.string() : "";
+}
+
 }  // namespace sweepd::worker

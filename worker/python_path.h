@@ -9,4 +9,7 @@ namespace sweepd::worker {
 // neither exists.
 std::string DefaultPythonPath();
 
+// sweep-trial-shim next to this binary (build tree and install both put it there), or empty.
+std::string DefaultTrialShim();
+
 }  // namespace sweepd::worker

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -59,12 +61,15 @@ absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Start(const LaunchSp
         absl::StrCat("cannot open ", spec.stderr_path, ": ", std::strerror(errno)));
   }
   const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  // With the shim, it holds a copy of the pipe's read end at keep_fd (see trial_shim.cc).
+  const int keep_fd = spec.shim.empty() ? -1 : (out_pipe[0] == 3 ? 4 : 3);
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, null_fd, 0);
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+  if (keep_fd >= 0) posix_spawn_file_actions_adddup2(&actions, out_pipe[0], keep_fd);
   posix_spawn_file_actions_addchdir_np(&actions, spec.workdir.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -81,8 +86,15 @@ absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Start(const LaunchSp
   posix_spawnattr_setflags(&attr,
                            POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 
+  std::vector<std::string> args = spec.argv;
+  std::string executable = *program;
+  if (!spec.shim.empty()) {
+    args[0] = *program;
+    args.insert(args.begin(), {spec.shim, spec.exit_file, std::to_string(keep_fd), "--"});
+    executable = spec.shim;
+  }
   std::vector<char*> argv;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   std::vector<std::string> env_strings;
   for (const auto& [k, v] : spec.env) env_strings.push_back(absl::StrCat(k, "=", v));
@@ -91,7 +103,7 @@ absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Start(const LaunchSp
   envp.push_back(nullptr);
 
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, program->c_str(), &actions, &attr, argv.data(), envp.data());
+  const int rc = posix_spawn(&pid, executable.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(out_pipe[1]);
@@ -103,12 +115,45 @@ absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Start(const LaunchSp
         absl::StrCat("cannot start ", *program, " in ", spec.workdir, ": ", std::strerror(rc)));
   }
   fcntl(out_pipe[0], F_SETFL, fcntl(out_pipe[0], F_GETFL) | O_NONBLOCK);
-  return std::unique_ptr<TrialProcess>(new TrialProcess(pid, out_pipe[0]));
+  std::unique_ptr<TrialProcess> process(new TrialProcess(pid, out_pipe[0]));
+  process->start_ticks_ = ProcessStartTicks(pid);
+  process->keep_fd_ = keep_fd;
+  process->exit_file_ = spec.exit_file;
+  return process;
+}
+
+absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Adopt(pid_t pid, uint64_t start_ticks,
+                                                                  int keep_fd,
+                                                                  const std::string& exit_file) {
+  if (pid <= 1 || start_ticks == 0 || ProcessStartTicks(pid) != start_ticks) {
+    return absl::NotFoundError(absl::StrCat("process ", pid, " is gone"));
+  }
+  // The same pipe, opened again through the shim's descriptor.
+  const int fd =
+      open(absl::StrCat("/proc/", pid, "/fd/", keep_fd).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot open the stdout pipe of process ",
+                                                      pid, " (fd ", keep_fd,
+                                                      "): ", std::strerror(errno)));
+  }
+  std::unique_ptr<TrialProcess> process(new TrialProcess(pid, fd));
+  process->start_ticks_ = start_ticks;
+  process->keep_fd_ = keep_fd;
+  process->adopted_ = true;
+  process->exit_file_ = exit_file;
+  return process;
+}
+
+std::unique_ptr<TrialProcess> TrialProcess::Ended(const std::string& exit_file) {
+  std::unique_ptr<TrialProcess> process(new TrialProcess(0, -1));
+  process->adopted_ = true;
+  process->exit_file_ = exit_file;
+  return process;
 }
 
 TrialProcess::~TrialProcess() {
   if (GroupAlive()) SignalGroup(SIGKILL);
-  if (!exit_) {
+  if (!exit_ && !adopted_) {
     int status = 0;
     while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
@@ -123,6 +168,23 @@ void TrialProcess::CloseStdout() {
 
 std::optional<ExitStatus> TrialProcess::Poll() {
   if (exit_) return exit_;
+  if (adopted_) {
+    // Not our child: gone when its start time no longer matches (exited, reaped or a zombie);
+    // the shim wrote how the command ended. No record: the shim itself was killed (SIGKILL).
+    if (pid_ > 0 && start_ticks_ != 0 && ProcessStartTicks(pid_) == start_ticks_) {
+      return std::nullopt;
+    }
+    ExitStatus e{.exit_code = 0, .signal = SIGKILL};
+    std::ifstream in(exit_file_);
+    std::string kind;
+    int value = 0;
+    if (in >> kind >> value) {
+      e = kind == "exit" ? ExitStatus{.exit_code = value, .signal = 0}
+                         : ExitStatus{.exit_code = 0, .signal = value};
+    }
+    exit_ = e;
+    return exit_;
+  }
   int status = 0;
   const pid_t r = waitpid(pid_, &status, WNOHANG);
   if (r != pid_) return std::nullopt;
@@ -144,9 +206,25 @@ std::optional<ExitStatus> TrialProcess::Wait(std::chrono::milliseconds timeout) 
   }
 }
 
-void TrialProcess::SignalGroup(int sig) { kill(-pid_, sig); }
+void TrialProcess::SignalGroup(int sig) {
+  if (pid_ > 1) kill(-pid_, sig);
+}
 
-bool TrialProcess::GroupAlive() const { return kill(-pid_, 0) == 0; }
+uint64_t ProcessStartTicks(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos || close_paren + 2 >= stat.size()) return 0;
+  std::istringstream fields(stat.substr(close_paren + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 3 && field == "Z") return 0;  // exited, not yet reaped
+    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
+bool TrialProcess::GroupAlive() const { return pid_ > 1 && kill(-pid_, 0) == 0; }
 
 absl::Status BecomeSubreaper() {
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {

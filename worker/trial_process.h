@@ -25,6 +25,10 @@ struct LaunchSpec {
   std::map<std::string, std::string> env;
   std::string workdir;
   std::string stderr_path;
+  // sweep-trial-shim: when set, the command runs as the shim's child, so it can outlive the
+  // agent (see trial_shim.cc) and its end is recorded in exit_file.
+  std::string shim;
+  std::string exit_file;
 };
 
 struct ExitStatus {
@@ -36,6 +40,15 @@ class TrialProcess {
  public:
   // Starts the process. Errors name what failed (a missing program is FAILED_PRECONDITION).
   static absl::StatusOr<std::unique_ptr<TrialProcess>> Start(const LaunchSpec& spec);
+  // Takes over a trial an earlier run of the agent started through the shim: `pid` (the shim,
+  // leader of the group) must still be the process that started at `start_ticks`. Its stdout
+  // pipe is opened again through the shim's KEEP_FD; its end is read from `exit_file`, since
+  // this process is not its parent.
+  static absl::StatusOr<std::unique_ptr<TrialProcess>> Adopt(pid_t pid, uint64_t start_ticks,
+                                                             int keep_fd,
+                                                             const std::string& exit_file);
+  // A trial that ended while no agent watched it: Poll() reports what `exit_file` says.
+  static std::unique_ptr<TrialProcess> Ended(const std::string& exit_file);
   // Kills the group (SIGKILL) and reaps it if still running: no orphans, ever.
   ~TrialProcess();
   TrialProcess(const TrialProcess&) = delete;
@@ -56,12 +69,26 @@ class TrialProcess {
   // Whether any process of the group is still alive (the leader may have exited first).
   bool GroupAlive() const;
 
+  // The leader's start time (clock ticks since boot): with the pid, names it for good.
+  uint64_t start_ticks() const { return start_ticks_; }
+  // The shim's copy of the stdout pipe's read end (-1 without a shim).
+  int keep_fd() const { return keep_fd_; }
+  bool adopted() const { return adopted_; }
+
  private:
   TrialProcess(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
   pid_t pid_;
   int stdout_fd_;
   std::optional<ExitStatus> exit_;
+  uint64_t start_ticks_ = 0;
+  int keep_fd_ = -1;
+  bool adopted_ = false;
+  std::string exit_file_;
 };
+
+// The start time of a process in clock ticks since boot (/proc/PID/stat field 22), or 0 when
+// there is no such process or it is a zombie.
+uint64_t ProcessStartTicks(pid_t pid);
 
 // Makes this process the reaper of orphaned descendants (PR_SET_CHILD_SUBREAPER): a trial's
 // grandchildren whose parent died re-parent to the agent instead of init, so the agent can see

@@ -18,6 +18,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +27,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -181,9 +184,29 @@ class Client {
     return out;
   }
 
-  // Sends one request line and reads the reply; true when the reply says stop.
+  // Seconds to keep trying when the agent is away ($SWEEPD_RECONNECT_SECONDS, default 300): a
+  // restarted agent takes its trials over and listens on the same socket again.
+  static double ReconnectSeconds() {
+    const char* env = std::getenv("SWEEPD_RECONNECT_SECONDS");
+    if (env == nullptr || *env == '\0') return 300;
+    char* end = nullptr;
+    const double seconds = std::strtod(env, &end);
+    return end != env && seconds >= 0 ? seconds : 300;
+  }
+
+  // Sends one request line and reads the reply; true when the reply says stop. If the agent
+  // is away, tries again (backoff 0.1 s doubling to 2 s) for ReconnectSeconds().
   bool Exchange(const std::string& request) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(ReconnectSeconds()));
+    auto delay = std::chrono::milliseconds(100);
+    for (bool first = true;; first = false) {
+      if (!first) {
+        if (std::chrono::steady_clock::now() >= deadline) break;
+        std::this_thread::sleep_for(delay);
+        delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+      }
       if (fd_ < 0 && !Connect()) continue;
       const std::string line = request + "\n";
       if (send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {

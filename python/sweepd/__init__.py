@@ -23,6 +23,7 @@ import math
 import os
 import socket
 import sys
+import time
 
 __all__ = ["params", "flat_params", "report", "should_stop", "stop_reason", "finish",
            "SweepdError"]
@@ -130,10 +131,25 @@ def _connect():
     _state["file"] = sock.makefile("rw", encoding="utf-8")
 
 
+def _reconnect_seconds():
+    try:
+        return float(os.environ.get("SWEEPD_RECONNECT_SECONDS", "300"))
+    except ValueError:
+        return 300.0
+
+
 def _request(message):
+    """Sends one request and returns the reply.
+
+    If the agent goes away (it crashed or is restarting) the request is sent again once a new
+    agent listens on the same socket: a restarted agent takes its trials over. It gives up after
+    $SWEEPD_RECONNECT_SECONDS (default 300).
+    """
     message["trial"] = os.environ.get("SWEEP_TRIAL_ID", "")
     line = json.dumps(message, allow_nan=False) + "\n"
-    for attempt in range(2):
+    deadline = None
+    delay = 0.1
+    while True:
         try:
             if _state["file"] is None:
                 _connect()
@@ -143,10 +159,15 @@ def _request(message):
             if not reply_line:
                 raise OSError("the agent closed the connection")
             break
-        except (OSError, socket.timeout) as e:
+        except (OSError, socket.timeout, SweepdError) as e:
             _close()
-            if attempt == 1:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + _reconnect_seconds()
+            if now >= deadline:
                 raise SweepdError("talking to the sweep agent failed: %s" % e) from e
+            time.sleep(min(delay, max(0.0, deadline - now)))
+            delay = min(delay * 2, 2.0)
     reply = json.loads(reply_line)
     if "error" in reply:
         raise SweepdError(reply["error"])

@@ -68,7 +68,7 @@ def run_ranks(socket_path, port):
     for rank in range(2):
         env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                    WORLD_SIZE="2", LOCAL_RANK=str(rank), SWEEP_SOCKET=socket_path,
-                   SWEEP_TRIAL_ID="t-1")
+                   SWEEP_TRIAL_ID="t-1", SWEEPD_RECONNECT_SECONDS="0.5")
         procs.append(subprocess.Popen([sys.executable, "-c", RANK_SCRIPT,
                                        os.path.join(HERE, "..")], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

@@ -23,6 +23,7 @@ class StandInAgent:
         self.stop_at = stop_at
         self.error_on = error_on
         self.requests = []
+        self.conn = None
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(path)
         self.server.listen(4)
@@ -35,6 +36,7 @@ class StandInAgent:
                 conn, _ = self.server.accept()
             except OSError:
                 return
+            self.conn = conn
             with conn, conn.makefile("rw") as f:
                 for line in f:
                     request = json.loads(line)
@@ -50,6 +52,12 @@ class StandInAgent:
 
     def close(self):
         self.server.close()
+
+    def crash(self):
+        """Goes away like a killed agent: the connection breaks, the socket file stays."""
+        self.server.close()
+        if self.conn is not None:
+            self.conn.shutdown(socket.SHUT_RDWR)
 
 
 class ClientTest(unittest.TestCase):
@@ -124,7 +132,26 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             sweepd.report(step=0, reduce="median", loss=1.0)
 
+    def test_a_restarted_agent_gets_the_request_again(self):
+        first = self.start_agent()
+        self.assertTrue(sweepd.report(step=0, loss=1.0))
+        first.crash()
+        os.unlink(first.path)
+        second = []
+
+        def restart():
+            second.append(StandInAgent(first.path))
+
+        timer = threading.Timer(0.5, restart)
+        timer.start()
+        self.assertTrue(sweepd.report(step=1, loss=0.5))  # waits for the new agent
+        timer.join()
+        self.addCleanup(second[0].close)
+        self.assertEqual([r["step"] for r in first.requests], [0])
+        self.assertEqual([r["step"] for r in second[0].requests], [1])
+
     def test_unreachable_agent_is_a_clear_error(self):
+        os.environ["SWEEPD_RECONNECT_SECONDS"] = "0.3"
         os.environ["SWEEP_SOCKET"] = os.path.join(self.dir, "missing.sock")
         with self.assertRaises(sweepd.SweepdError) as raised:
             sweepd.report(loss=1.0)

@@ -38,7 +38,8 @@ inline int64_t Int(const Json& object, const std::string& key) {
   return it->get<int64_t>();
 }
 
-// Processes whose command line contains `marker`.
+// Trial processes whose command line contains `marker`; the sweep-trial-shim parent of each
+// trial's command is not counted (it lives exactly as long as its command).
 inline int CountProcessesWith(const std::string& marker) {
   int count = 0;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
@@ -48,7 +49,8 @@ inline int CountProcessesWith(const std::string& marker) {
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
     const std::string stat = ReadFileText(entry.path() / "stat");
     const bool zombie = stat.find(") Z ") != std::string::npos;
-    if (!zombie && cmdline.find(marker) != std::string::npos) ++count;
+    const bool shim = cmdline.find("sweep-trial-shim") != std::string::npos;
+    if (!zombie && !shim && cmdline.find(marker) != std::string::npos) ++count;
   }
   return count;
 }

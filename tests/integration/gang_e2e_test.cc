@@ -4,6 +4,8 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,7 @@
 #include "store/store.h"
 #include "tests/integration/cluster.h"
 #include "tests/testing/subprocess.h"
+#include "worker/trial_process.h"
 
 namespace sweepd {
 namespace {
@@ -296,7 +299,63 @@ parameters:
   std::filesystem::remove_all(std::filesystem::path(bin_dir).parent_path());
 }
 
-TEST(GangE2eTest, ARestartedAgentKillsTheTrialsItsCrashLeftBehind) {
+// A crashed agent's trials keep running (sweep-trial-shim holds their stdout pipe); the
+// restarted agent takes them over: same process, reporting socket back, reports numbered on
+// from what the store has, the exit reported as usual. Nothing restarts, nothing is lost.
+TEST(AgentRestartE2eTest, ARestartedAgentTakesOverTheTrialsItsCrashLeftRunning) {
+  Cluster cluster(1, 1);
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+run_cap: 1
+max_retries: 0
+parameters:
+  mode: {value: ok}
+  seconds: {value: 4}
+  tag: {value: takeover-5c1e}
+)");
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 1; }, 30000))
+      << cluster.Logs();
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("takeover-5c1e") == 1; }, 10000));
+  const auto before = cluster.Sweepctl({"trials", id, "--output", "json"});
+  cluster.KillAgent(0, SIGKILL);
+  // The trial lives on in its own session: the crash did not take it along.
+  EXPECT_EQ(CountProcessesWith("takeover-5c1e"), 1);
+  cluster.RestartAgent(0);
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  const Json status = cluster.Status(id);
+  EXPECT_EQ(Int(status["counts"], "completed"), 1) << cluster.Logs();
+  EXPECT_EQ(Int(status["counts"], "lost"), 0);
+  const std::string logs = cluster.Logs();
+  EXPECT_THAT(logs, HasSubstr("taken over from an earlier run of this agent"));
+  EXPECT_THAT(logs, HasSubstr("sweepd took it back"));
+  EXPECT_EQ(logs.find("left running by an earlier run"), std::string::npos) << logs;
+  // One attempt, one process: node.json was written once at its start and once at its end.
+  auto store = store::Store::Open({.path = cluster.db()});
+  ASSERT_TRUE(store.ok());
+  auto trials = (*store)->ListTrials({.sweep_public_id = id});
+  ASSERT_TRUE(trials.ok());
+  ASSERT_EQ(trials->trials.size(), 1u);
+  EXPECT_EQ(trials->trials[0].attempt(), 1);
+  const Json node = Json::parse(
+      ReadFileText(cluster.dir() + "/work-0/" + id + "/" + trials->trials[0].id() + "/node.json"));
+  EXPECT_TRUE(node.contains("end")) << node.dump();
+  EXPECT_GE(node.value("end", 0.0) - node.value("start", 0.0), 4.0);
+  // Reports from before and after the restart, each step at most once, in order.
+  auto detail = (*store)->GetTrial(trials->trials[0].id(), {"loss"}, 0);
+  ASSERT_TRUE(detail.ok());
+  ASSERT_EQ(detail->curves.size(), 1u);
+  const auto& points = detail->curves[0].points();
+  ASSERT_GT(points.size(), 20) << before.out;
+  for (int i = 1; i < points.size(); ++i) {
+    EXPECT_LT(points[i - 1].step(), points[i].step()) << "a report stored twice or out of order";
+  }
+}
+
+// A trial that ends while its agent is down is reported when the agent comes back, with the
+// exit status the shim recorded: completed, not lost.
+TEST(AgentRestartE2eTest, ATrialThatEndedWhileItsAgentWasDownIsReportedWithItsExit) {
   Cluster cluster(1, 1);
   const std::string id = cluster.Submit(R"(
 program: gang_node.py
@@ -306,21 +365,41 @@ run_cap: 1
 max_retries: 0
 parameters:
   mode: {value: sleep}
-  seconds: {value: 300}
-  tag: {value: leftover-5c1e}
+  seconds: {value: 1}
+  tag: {value: ended-2f0a}
 )");
-  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("leftover-5c1e") == 1; }, 30000))
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("ended-2f0a") == 1; }, 30000))
       << cluster.Logs();
   cluster.KillAgent(0, SIGKILL);
-  // The trial lives on in its own session: the crash did not take it along.
-  EXPECT_EQ(CountProcessesWith("leftover-5c1e"), 1);
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("ended-2f0a") == 0; }, 20000));
   cluster.RestartAgent(0);
-  EXPECT_TRUE(WaitFor([] { return CountProcessesWith("leftover-5c1e") == 0; }, 20000))
+  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 30000)) << cluster.Logs();
+  EXPECT_EQ(Int(cluster.Status(id)["counts"], "completed"), 1) << cluster.Logs();
+  EXPECT_THAT(cluster.Logs(), HasSubstr("ended meanwhile"));
+}
+
+// A leftover the agent cannot take over (a state file from an older agent, without the shim)
+// is killed, so its GPUs are not handed out twice.
+TEST(AgentRestartE2eTest, ALeftoverItCannotTakeOverIsKilled) {
+  Cluster cluster(1, 1);
+  cluster.KillAgent(0, SIGKILL);
+  const int pid = ::sweepd::testing::SpawnProcess(
+      {"/usr/bin/env", "python3", "-c", "import os, time; os.setsid(); time.sleep(300)",
+       "orphan-9d3b"},
+      cluster.dir() + "/orphan.log");
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("orphan-9d3b") == 1; }, 10000));
+  // Its own session (os.setsid) once python runs: pgid == pid.
+  ASSERT_TRUE(WaitFor([&] { return getpgid(pid) == pid; }, 10000));
+  const uint64_t ticks = worker::ProcessStartTicks(pid);
+  ASSERT_NE(ticks, 0u);
+  const std::string state_dir = cluster.dir() + "/work-0/.sweep-agent/agent-0";
+  std::filesystem::create_directories(state_dir);
+  std::ofstream(state_dir + "/s-old-0001") << pid << " " << ticks << " 0\n";
+  cluster.RestartAgent(0);
+  EXPECT_TRUE(WaitFor([] { return CountProcessesWith("orphan-9d3b") == 0; }, 20000))
       << cluster.Logs();
   EXPECT_THAT(cluster.Logs(), HasSubstr("left running by an earlier run of this agent"));
-  // sweepd saw the agent go: the trial is lost (no retries asked for) and the sweep ends.
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
-  EXPECT_EQ(Int(cluster.Status(id)["counts"], "lost"), 1);
+  waitpid(pid, nullptr, 0);
 }
 
 TEST(GangE2eTest, AProgramOutsideTheCodeDirIsRefused) {

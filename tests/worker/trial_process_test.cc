@@ -14,9 +14,13 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/subprocess.h"
 
 namespace sweepd::worker {
 namespace {
@@ -185,6 +189,97 @@ TEST(SplitLinesTest, KeepsPartialLinesAndCutsFloods) {
   auto lines = SplitLines(p2, flood.data(), flood.size(), 10);
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_EQ(lines[0].size(), 10u);
+}
+
+// With sweep-trial-shim as the parent: the command's own exit code and signal come through,
+// and the shim records them for an agent that is not its parent.
+TEST_F(TrialProcessTest, TheShimPassesOnAndRecordsHowTheCommandEnded) {
+  const std::string shim = ::sweepd::testing::BinaryPath("worker/sweep-trial-shim");
+  for (const auto& [command, code, sig, record] :
+       std::vector<std::tuple<std::string, int, int, std::string>>{
+           {"echo out; exit 7", 7, 0, "exit 7"},
+           {"kill -TERM $$", 0, SIGTERM, "signal 15"},
+           {"exit 0", 0, 0, "exit 0"}}) {
+    LaunchSpec spec = Spec({"sh", "-c", command});
+    spec.shim = shim;
+    spec.exit_file = dir_ + "/exit";
+    std::filesystem::remove(spec.exit_file);
+    auto p = TrialProcess::Start(spec);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_GE((*p)->keep_fd(), 3);
+    if (code == 7) {
+      EXPECT_EQ(ReadStdout(**p), "out\n");
+    }
+    auto exit = (*p)->Wait(std::chrono::seconds(10));
+    ASSERT_TRUE(exit.has_value()) << command;
+    EXPECT_EQ(exit->exit_code, code) << command;
+    EXPECT_EQ(exit->signal, sig) << command;
+    std::ifstream in(spec.exit_file);
+    std::string text;
+    std::getline(in, text);
+    EXPECT_EQ(text, record) << command;
+  }
+}
+
+// The shim stops signals meant for the command from ending the shim first: a SIGTERM to the
+// group ends the command, and the shim still records it.
+TEST_F(TrialProcessTest, TheShimOutlivesAGroupSigtermToRecordIt) {
+  LaunchSpec spec = Spec({"sleep", "30"});
+  spec.shim = ::sweepd::testing::BinaryPath("worker/sweep-trial-shim");
+  spec.exit_file = dir_ + "/exit";
+  auto p = TrialProcess::Start(spec);
+  ASSERT_TRUE(p.ok()) << p.status();
+  // Let the shim start its command first (the command shows up as the shim's child).
+  ASSERT_TRUE(::sweepd::testing::WaitFor(
+      [&] {
+        std::ifstream children(
+            absl::StrCat("/proc/", (*p)->pid(), "/task/", (*p)->pid(), "/children"));
+        std::string child;
+        return static_cast<bool>(children >> child);
+      },
+      10000));
+  (*p)->SignalGroup(SIGTERM);
+  auto exit = (*p)->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->signal, SIGTERM);
+  std::ifstream in(spec.exit_file);
+  std::string text;
+  std::getline(in, text);
+  EXPECT_EQ(text, "signal 15");
+}
+
+// What a restarted agent does: open the running trial's stdout pipe again through the shim,
+// read what it printed meanwhile, and learn its end from the exit record.
+TEST_F(TrialProcessTest, AnotherProcessCanTakeOverATrialStartedThroughTheShim) {
+  LaunchSpec spec = Spec({"sh", "-c", "read line < /dev/null; sleep 0.3; echo later; exit 3"});
+  spec.shim = ::sweepd::testing::BinaryPath("worker/sweep-trial-shim");
+  spec.exit_file = dir_ + "/exit";
+  auto started = TrialProcess::Start(spec);
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto adopted = TrialProcess::Adopt((*started)->pid(), (*started)->start_ticks(),
+                                     (*started)->keep_fd(), spec.exit_file);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  EXPECT_TRUE((*adopted)->adopted());
+  // The first reader goes away, as a crashed agent's would; the pipe stays open.
+  (*started)->CloseStdout();
+  std::string out;
+  char buf[256];
+  ASSERT_TRUE(::sweepd::testing::WaitFor(
+      [&] {
+        const ssize_t n = read((*adopted)->stdout_fd(), buf, sizeof(buf));
+        if (n > 0) out.append(buf, static_cast<size_t>(n));
+        return out == "later\n";
+      },
+      10000))
+      << out;
+  auto exit = (*adopted)->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->exit_code, 3);
+  EXPECT_EQ(exit->signal, 0);
+  // A process that is gone, or another one that reused its pid, is not taken over.
+  EXPECT_FALSE(TrialProcess::Adopt((*started)->pid(), (*started)->start_ticks() + 1,
+                                   (*started)->keep_fd(), spec.exit_file)
+                   .ok());
 }
 
 }  // namespace
