@@ -81,6 +81,7 @@ class Client {
                             " (is it running? start it with `sweepd`, or pass --scheduler / set "
                             "SWEEPD_ADDR; if it serves TLS, pass --tls-ca)");
       case grpc::StatusCode::DEADLINE_EXCEEDED:
+        if (absl::StartsWith(status.error_message(), "sweepd ")) return status.error_message();
         return absl::StrCat("sweepd at ", address_, " did not answer within the --timeout");
       default:
         return status.error_message();

@@ -752,7 +752,9 @@ std::optional<int64_t> Engine::NewTrial(Sweep& sweep, ParamSet params, bool enqu
 }
 
 void Engine::Schedule() {
-  // No new trials while the store cannot commit: a trial must be durable before it runs.
+  // No new trials while the store cannot commit (they could not be stored; a trial created just
+  // before a fault is detected may still start, and is killed on re-registration if sweepd
+  // restarts before storing it).
   if (store_->Degraded()) {
     store_was_degraded_ = true;
     return;
@@ -1293,11 +1295,19 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
   // Ack once durable; the agent then drops its copy.
   std::weak_ptr<AgentChannel> channel = ack_to;
   store_->AppendMetrics(trial.id, std::move(reports),
-                        [channel, trial_id = batch.trial_id(), last_seq](absl::Status status) {
+                        [this, channel, trial_id = batch.trial_id(), first_seq = batch.first_seq(),
+                         last_seq](absl::Status status) {
                           if (!status.ok()) {
                             spdlog::error("[trial={}] storing metrics failed: {}", trial_id,
                                           status.message());
-                            return;  // not acknowledged: the agent sends them again
+                            // Not acknowledged: the agent sends them again. Until then no later
+                            // batch may be taken (its cumulative ack would cover these).
+                            Post([this, trial_id, first_seq] {
+                              if (Trial* t = FindTrial(trial_id)) {
+                                t->last_seq_seen = std::min(t->last_seq_seen, first_seq - 1);
+                              }
+                            });
+                            return;
                           }
                           if (auto c = channel.lock()) {
                             v1::SchedulerMessage ack;

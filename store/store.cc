@@ -635,28 +635,31 @@ absl::Status Store::RetryBatch(std::vector<PendingWrite>& batch, std::vector<abs
       "their reports and API calls that change state are refused. Free space on the store's "
       "disk (or fix the I/O error); writes resume by themselves.",
       options_.path, FaultReason(fault));
-  std::optional<Clock::time_point> closing_since;
+  auto closing = [&] {
+    absl::MutexLock lock(&queue_mu_);
+    return stopping_;
+  };
   while (true) {
     writer_->Rollback();
+    // Closing: retry for close_retry_seconds in all (not per batch), then fail what is left,
+    // one attempt per batch. None of it was acknowledged.
+    if (closing() && !closing_since_) closing_since_ = Clock::now();
+    if (closing_since_ && std::chrono::duration<double>(Clock::now() - *closing_since_).count() >
+                              options_.close_retry_seconds) {
+      if (!close_failure_logged_) {
+        close_failure_logged_ = true;
+        spdlog::error("store {} closing while writes still fail; {} writes were not stored: {}",
+                      options_.path, waiting(), FaultReason(fault));
+      }
+      break;
+    }
     // Sleep in short steps so closing the store is noticed.
     const auto wake = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(backoff));
-    while (Clock::now() < wake) {
+    while (Clock::now() < wake && !(closing() && !closing_since_)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     backoff = std::min(backoff * 2, options_.max_retry_seconds);
-    bool stopping = false;
-    {
-      absl::MutexLock lock(&queue_mu_);
-      stopping = stopping_;
-    }
-    if (stopping && !closing_since) closing_since = Clock::now();
-    if (closing_since && std::chrono::duration<double>(Clock::now() - *closing_since).count() >
-                             options_.close_retry_seconds) {
-      spdlog::error("store {} closing while writes still fail; {} writes were not stored: {}",
-                    options_.path, waiting(), FaultReason(fault));
-      break;  // the caller fails this batch; the rest fail the same way, one batch at a time
-    }
     if (options_.before_retry) options_.before_retry(writer_->db());
     results.assign(batch.size(), absl::OkStatus());
     fault = ApplyBatch(batch, results);

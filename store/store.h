@@ -21,6 +21,7 @@
 // Thread safety: every public method is safe to call from any thread.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -300,6 +301,9 @@ class Store {
   WriterStats stats_ ABSL_GUARDED_BY(stats_mu_);
   StoreHealth health_ ABSL_GUARDED_BY(stats_mu_);
   std::atomic<bool> degraded_{false};
+  // Writer thread only: when closing while degraded began, and whether that was logged.
+  std::optional<std::chrono::steady_clock::time_point> closing_since_;
+  bool close_failure_logged_ = false;
   // Retries a batch that hit a storage fault until it commits (or the store closes).
   absl::Status RetryBatch(std::vector<PendingWrite>& batch, std::vector<absl::Status>& results,
                           absl::Status fault);

@@ -122,6 +122,12 @@ struct Agent::Trial {
   int64_t spilled = 0;
   uint64_t spill_read = 0, spill_size = 0;
   int64_t spill_dropped = 0;
+  int64_t acked_seq = -1;  // the highest seq sweepd acknowledged
+
+  // The seq the oldest spilled report carries: the one after what is in memory.
+  int64_t NextSpilledSeq() const {
+    return unacked.empty() ? acked_seq + 1 : unacked.back().seq() + 1;
+  }
   size_t sent = 0;           // how many of `unacked` went out on this connection
   double waiting_since = 0;  // when the oldest sent report went out (or was last acked)
   int64_t next_seq = 0;
@@ -198,9 +204,22 @@ void Agent::WriteStateFile(const Trial& trial) {
       {"client_reported", trial.client_reported},
       {"start_unix", trial.start_unix},
   };
+  // Whole or not at all: a torn file would leave a restarted agent unable to take the trial
+  // over or even kill it. On failure (a full disk) the previous file stays.
   const std::string tmp = trial.state_file + ".tmp";
-  std::ofstream(tmp) << state.dump() << "\n";
-  std::filesystem::rename(tmp, trial.state_file);
+  std::ofstream out(tmp, std::ios::trunc);
+  out << state.dump() << "\n";
+  out.flush();
+  std::error_code ec;
+  if (!out) {
+    spdlog::error("[trial={}] cannot write {}; a restarted agent may not find this trial", trial.id,
+                  tmp);
+    std::filesystem::remove(tmp, ec);
+    return;
+  }
+  out.close();
+  std::filesystem::rename(tmp, trial.state_file, ec);
+  if (ec) spdlog::error("[trial={}] cannot write {}: {}", trial.id, trial.state_file, ec.message());
 }
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
@@ -531,7 +550,7 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
     if (process.ok()) {
       trial->process = std::move(*process);
     } else {
-      trial->process = TrialProcess::Ended(trial->exit_file);
+      trial->process = TrialProcess::Ended(pid, trial->exit_file);
     }
   }
   trial->stdout_log.open(trial->workdir + "/stdout.log", std::ios::binary | std::ios::app);
@@ -643,6 +662,7 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
         Trial& trial = *it->second;
         trial.seq_known = true;
         trial.next_seq = trial.first_seq = std::max<int64_t>(0, next_seq);
+        trial.acked_seq = trial.first_seq - 1;
         for (auto& report : trial.unacked) report.set_seq(trial.next_seq++);
         spdlog::info("[trial={}] sweepd took it back; its reports continue at seq {}", id,
                      trial.first_seq);
@@ -650,11 +670,14 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
       for (const auto& id : message.registered().kill_trial_ids()) {
         auto it = trials_.find(id);
         if (it == trials_.end()) continue;
-        if (!it->second->seq_known) {
-          // Taken over after a restart, but sweepd has given it up: its reports have no place.
-          it->second->seq_known = true;
-          it->second->unacked.clear();
-          it->second->exit_acked = true;  // sweepd ignores its exit: forget it once it ends
+        {
+          // sweepd has given it up: its reports and its exit have no place there any more.
+          Trial& given_up = *it->second;
+          given_up.seq_known = true;
+          given_up.unacked.clear();
+          given_up.sent = 0;
+          given_up.spilled = 0;
+          given_up.exit_acked = true;  // forget it once it ends
         }
         if (it->second->process && !it->second->exited) {
           spdlog::warn("[trial={}] the scheduler no longer owns it; killing", id);
@@ -694,6 +717,7 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
         ack_log_ << trial.id << " " << trial.first_seq << " " << message.ack().seq() << "\n";
         ack_log_.flush();
       }
+      trial.acked_seq = std::max(trial.acked_seq, message.ack().seq());
       while (!trial.unacked.empty() && trial.unacked.front().seq() <= message.ack().seq()) {
         trial.unacked.pop_front();
         if (trial.sent > 0) --trial.sent;
@@ -754,6 +778,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
   trial->node_rank = assign.gang().node_rank();
   trial->next_seq = std::max<int64_t>(0, assign.first_seq());
   trial->first_seq = trial->next_seq;
+  trial->acked_seq = trial->first_seq - 1;
   trial->workdir =
       (std::filesystem::path(options_.workdir) / assign.sweep_id() / assign.trial_id()).string();
   std::error_code ec;
@@ -964,8 +989,15 @@ void Agent::SpillReport(Trial& trial, const v1::Report& report) {
   const uint32_t size = static_cast<uint32_t>(bytes.size());
   std::string record(reinterpret_cast<const char*>(&size), sizeof(size));
   record += bytes;
-  if (trial.spill_fd < 0 || trial.spill_size + record.size() > options_.max_spill_bytes ||
+  bool kept = trial.spill_fd >= 0 &&
+              trial.spill_size - trial.spill_read + record.size() <= options_.max_spill_bytes;
+  if (kept &&
       write(trial.spill_fd, record.data(), record.size()) != static_cast<ssize_t>(record.size())) {
+    // A short write (disk full) must not leave half a record for the reader.
+    (void)!ftruncate(trial.spill_fd, static_cast<off_t>(trial.spill_size));
+    kept = false;
+  }
+  if (!kept) {
     if (trial.spill_dropped++ == 0) {
       spdlog::error(
           "[trial={}] cannot keep more unacknowledged reports (spill file {}, {} bytes): "
@@ -987,14 +1019,21 @@ void Agent::RefillFromSpill(Trial& trial) {
         sizeof(size)) {
       break;
     }
-    std::string bytes(size, '\0');
     v1::Report report;
-    if (pread(trial.spill_fd, bytes.data(), size,
+    std::string bytes;
+    const bool fits = size <= trial.spill_size - trial.spill_read - sizeof(size);
+    if (fits) bytes.resize(size);
+    if (!fits ||
+        pread(trial.spill_fd, bytes.data(), size,
               static_cast<off_t>(trial.spill_read + sizeof(size))) != static_cast<ssize_t>(size) ||
-        !report.ParseFromString(bytes)) {
+        !report.ParseFromString(bytes) || report.seq() != trial.NextSpilledSeq()) {
+      // Lost (the file was damaged). The seqs they held are given back, so what comes next
+      // follows on without a gap (sweepd takes reports only in unbroken order).
       spdlog::error("[trial={}] {} is unreadable at offset {}; {} reports lost", trial.id,
                     trial.spill_path, trial.spill_read, trial.spilled);
+      trial.next_seq = trial.NextSpilledSeq();
       trial.spilled = 0;
+      trial.spill_read = trial.spill_size;
       break;
     }
     trial.spill_read += sizeof(size) + size;
@@ -1110,17 +1149,22 @@ void Agent::ReadStdout(Trial& trial, bool drain) {
 void Agent::CheckExit(Trial& trial) {
   if (trial.exited || trial.process == nullptr) return;
   const double now = NowSeconds();
-  if (trial.stop_requested && !trial.term_sent && now >= trial.term_at) {
-    trial.term_sent = true;
-    trial.process->SignalGroup(SIGTERM);
-  }
-  if (trial.stop_requested && !trial.kill_sent && now >= trial.kill_at) {
-    trial.kill_sent = true;
-    trial.process->SignalGroup(SIGKILL);
-  }
+  // Poll before signalling: a trial that ended on its own was not stopped, whatever came next.
   auto exit = trial.process->Poll();
-  if (!exit) return;
+  if (!exit) {
+    if (trial.stop_requested && !trial.term_sent && now >= trial.term_at) {
+      trial.term_sent = true;
+      trial.process->SignalGroup(SIGTERM);
+    }
+    if (trial.stop_requested && !trial.kill_sent && now >= trial.kill_at) {
+      trial.kill_sent = true;
+      trial.process->SignalGroup(SIGKILL);
+    }
+    return;
+  }
   trial.exited = true;
+  // Interrupted only if the agent's own signal reached it before it ended.
+  if (trial.interrupted && !trial.term_sent && !trial.kill_sent) trial.interrupted = false;
   ReadStdout(trial, /*drain=*/true);
   if (!trial.stdout_pending.empty() && !trial.client_reported) {
     if (auto parsed = trial.parser->Parse(trial.stdout_pending)) {
@@ -1134,9 +1178,8 @@ void Agent::CheckExit(Trial& trial) {
   close(trial.listen_fd);
   trial.listen_fd = -1;
   unlink(trial.socket_path.c_str());
-  std::error_code ec;
-  std::filesystem::remove(trial.state_file, ec);
-  if (!trial.exit_file.empty()) std::filesystem::remove(trial.exit_file, ec);
+  // The state file (and the shim's .exit) stay until sweepd has the exit: an agent restarted
+  // before that reports it from them.
   v1::AgentMessage message;
   auto* e = message.mutable_trial_exited();
   e->set_trial_id(trial.id);
@@ -1193,19 +1236,27 @@ void Agent::SendPending() {
       trial->sent = end;
     }
   }
+  // A trial's exit goes out only once sweepd has acknowledged all its reports: then the exit
+  // (which ends the trial, and may end the sweep) is never stored ahead of the trial's last
+  // metrics, even when sweepd refused them for a while. An exit still waiting does not hold up
+  // other messages.
+  std::deque<v1::AgentMessage> waiting;
   while (!outbox_.empty()) {
-    // A trial's exit goes out only after all its metrics did.
-    const auto& next = outbox_.front();
+    v1::AgentMessage next = std::move(outbox_.front());
+    outbox_.pop_front();
     if (next.has_trial_exited()) {
       auto it = trials_.find(next.trial_exited().trial_id());
-      if (it != trials_.end() &&
-          (it->second->sent < it->second->unacked.size() || it->second->spilled > 0)) {
-        break;
+      if (it != trials_.end() && (!it->second->unacked.empty() || it->second->spilled > 0)) {
+        waiting.push_back(std::move(next));
+        continue;
       }
     }
-    if (!Send(next)) return;
-    outbox_.pop_front();
+    if (!Send(next)) {
+      outbox_.push_front(std::move(next));
+      break;
+    }
   }
+  for (auto it = waiting.rbegin(); it != waiting.rend(); ++it) outbox_.push_front(std::move(*it));
   if (now - last_heartbeat_ >= heartbeat_seconds_) {
     v1::AgentMessage heartbeat;
     for (auto& [id, trial] : trials_) {
@@ -1223,6 +1274,9 @@ void Agent::SendPending() {
     const Trial& t = *it->second;
     if (t.exited && t.unacked.empty() && t.spilled == 0 && t.exit_acked) {
       if (!t.spill_path.empty()) unlink(t.spill_path.c_str());
+      std::error_code ec;
+      std::filesystem::remove(t.state_file, ec);
+      if (!t.exit_file.empty()) std::filesystem::remove(t.exit_file, ec);
       it = trials_.erase(it);
     } else {
       ++it;

@@ -144,8 +144,8 @@ absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Adopt(pid_t pid, uin
   return process;
 }
 
-std::unique_ptr<TrialProcess> TrialProcess::Ended(const std::string& exit_file) {
-  std::unique_ptr<TrialProcess> process(new TrialProcess(0, -1));
+std::unique_ptr<TrialProcess> TrialProcess::Ended(pid_t pid, const std::string& exit_file) {
+  std::unique_ptr<TrialProcess> process(new TrialProcess(pid, -1));
   process->adopted_ = true;
   process->exit_file_ = exit_file;
   return process;

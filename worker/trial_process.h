@@ -47,8 +47,10 @@ class TrialProcess {
   static absl::StatusOr<std::unique_ptr<TrialProcess>> Adopt(pid_t pid, uint64_t start_ticks,
                                                              int keep_fd,
                                                              const std::string& exit_file);
-  // A trial that ended while no agent watched it: Poll() reports what `exit_file` says.
-  static std::unique_ptr<TrialProcess> Ended(const std::string& exit_file);
+  // A trial whose leader `pid` ended while no agent watched it: Poll() reports what
+  // `exit_file` says; what is left of its group (a pgid stays unused while members live) is
+  // still killed with it.
+  static std::unique_ptr<TrialProcess> Ended(pid_t pid, const std::string& exit_file);
   // Kills the group (SIGKILL) and reaps it if still running: no orphans, ever.
   ~TrialProcess();
   TrialProcess(const TrialProcess&) = delete;

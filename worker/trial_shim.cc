@@ -55,16 +55,24 @@ int main(int argc, char** argv) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) {
     sigaction(sig, &action, nullptr);
   }
+  // Signals wait until the child has its default handlers: a stop sent between fork and exec
+  // must reach the command, not the shim's handler in the child.
+  sigset_t all, previous;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &previous);
   const pid_t child = fork();
   if (child < 0) {
     fprintf(stderr, "sweep-trial-shim: fork: %s\n", strerror(errno));
     return 127;
   }
   if (child == 0) {
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) signal(sig, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
     execvp(argv[4], &argv[4]);
     fprintf(stderr, "sweep-trial-shim: cannot run %s: %s\n", argv[4], strerror(errno));
     _exit(127);
   }
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
   int status = 0;
   while (waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) return 127;

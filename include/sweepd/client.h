@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -201,8 +202,9 @@ class Client {
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(ReconnectSeconds()));
     auto delay = std::chrono::milliseconds(100);
-    for (bool first = true;; first = false) {
-      if (!first) {
+    for (int attempt = 0;; ++attempt) {
+      // The first retry is immediate and always made: the connection may just be stale.
+      if (attempt >= 2) {
         if (std::chrono::steady_clock::now() >= deadline) break;
         std::this_thread::sleep_for(delay);
         delay = std::min(delay * 2, std::chrono::milliseconds(2000));
@@ -214,9 +216,19 @@ class Client {
         continue;
       }
       std::string reply;
+      bool complete = false;
       char c;
-      while (recv(fd_, &c, 1, 0) == 1 && c != '\n') reply += c;
-      if (reply.empty()) {
+      while (true) {
+        const ssize_t n = recv(fd_, &c, 1, 0);
+        if (n < 0 && errno == EINTR) continue;  // a signal (a profiler's), not the agent
+        if (n != 1) break;
+        if (c == '\n') {
+          complete = true;
+          break;
+        }
+        reply += c;
+      }
+      if (!complete || reply.empty()) {  // the agent went away mid-answer
         Close();
         continue;
       }

@@ -149,7 +149,9 @@ def _request(message):
     line = json.dumps(message, allow_nan=False) + "\n"
     deadline = None
     delay = 0.1
+    attempts = 0
     while True:
+        attempts += 1
         try:
             if _state["file"] is None:
                 _connect()
@@ -164,8 +166,11 @@ def _request(message):
             now = time.monotonic()
             if deadline is None:
                 deadline = now + _reconnect_seconds()
-            if now >= deadline:
+            # A connection can be stale (the agent restarted since): one retry always.
+            if now >= deadline and attempts > 1:
                 raise SweepdError("talking to the sweep agent failed: %s" % e) from e
+            if attempts == 1:
+                continue
             time.sleep(min(delay, max(0.0, deadline - now)))
             delay = min(delay * 2, 2.0)
     reply = json.loads(reply_line)

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
@@ -43,7 +44,17 @@ parameters:
 )");
   ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 2; }, 30000))
       << cluster.Logs();
-  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("restart-3d9e") == 2; }, 10000));
+  // Both scripts are running Python (they write node.json first): no launcher process (a pyenv
+  // shim, `env`) is left that carries the tag too.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int started = 0;
+        for (const auto& entry : std::filesystem::recursive_directory_iterator(cluster.dir())) {
+          if (entry.path().filename() == "node.json") ++started;
+        }
+        return started == 2 && CountProcessesWith("restart-3d9e") == 2;
+      },
+      10000));
   cluster.RestartSweepd();
   // The trials went on running through the crash...
   EXPECT_EQ(CountProcessesWith("restart-3d9e"), 2);
@@ -69,7 +80,7 @@ parameters:
     }
   }
   auto events = cluster.Sweepctl({"trial", trials->trials[0].id(), "--output", "json"});
-  EXPECT_THAT(events.out, HasSubstr("trial.reattached"));
+  EXPECT_THAT(events.out, HasSubstr("trial.reattached")) << cluster.Logs();
 }
 
 TEST(RestartE2eTest, ASilentAgentsTrialsAreLostAndItIsToldToKillThemWhenItReturns) {
