@@ -70,7 +70,7 @@ void SchedulerServer::Shutdown(int grace_ms) {
   if (!store_) return;
   // Bounded: with the store's disk full this would wait for ever. What is still queued then
   // was never acknowledged; the store gives it a last few seconds as it closes.
-  if (auto st = store_->Flush(15); !st.ok()) {
+  if (auto st = store_->Flush(store_->Degraded() ? 1 : 15); !st.ok()) {
     spdlog::error("flushing the store at shutdown failed: {}", st.message());
   }
   // Closed here, while the engine still exists: writes still queued (a full disk) complete into

@@ -178,6 +178,21 @@ class Cluster {
     sweepd_ = -1;
   }
 
+  // Signals sweepd and waits (at most timeout_ms) for it to exit; its wait status, or -1.
+  int StopSweepd(int sig, int timeout_ms) {
+    if (sweepd_ <= 0) return -1;
+    kill(sweepd_, sig);
+    int status = -1;
+    const int pid = sweepd_;
+    if (!WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout_ms)) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      status = -1;
+    }
+    sweepd_ = -1;
+    return status;
+  }
+
   // A crash and a restart on the same address and store.
   void RestartSweepd() {
     KillSweepd(SIGKILL);

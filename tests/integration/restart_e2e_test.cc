@@ -215,6 +215,44 @@ parameters:
   EXPECT_EQ(check->ColumnText(0), "ok");
 }
 
+// SIGTERM while the store's disk is full: sweepd does not wait for space for ever; it retries
+// briefly, gives up on what it never acknowledged, and exits 0.
+TEST(RestartE2eTest, SigtermWithAFullDiskStillExits) {
+  const std::string flag = (std::filesystem::temp_directory_path() /
+                            ("sweepd-disk-full-term-" + std::to_string(getpid())))
+                               .string();
+  std::filesystem::remove(flag);
+  Cluster cluster(ClusterOptions{
+      .agents = 1,
+      .slots = 1,
+      .sweepd_env = {
+          "LD_PRELOAD=" + ::sweepd::testing::BinaryPath("tests/testing/libdisk_full_shim.so"),
+          "SWEEPD_DISK_FULL_FLAG=" + flag, "SWEEPD_DISK_FULL_PATH=/sweepd.db",
+          "ASAN_OPTIONS=verify_asan_link_order=0"}});
+  const std::string id = cluster.Submit(R"(
+program: report_socket.py
+method: random
+metric: {name: loss}
+run_cap: 1
+parameters:
+  x: {value: 0.5}
+  steps: {value: 100000}
+  sleep: {value: 0.02}
+)");
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 1; }, 30000));
+  std::ofstream(flag) << "full\n";
+  ASSERT_TRUE(WaitFor(
+      [&] { return cluster.Logs().find("STORE WRITES FAILING") != std::string::npos; }, 20000))
+      << cluster.Logs();
+  const int status = cluster.StopSweepd(SIGTERM, 60000);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << cluster.Logs();
+  EXPECT_THAT(cluster.Logs(), HasSubstr("closing while writes still fail"));
+  std::filesystem::remove(flag);
+  // Nothing it acknowledged is missing or damaged: a new sweepd opens the store.
+  cluster.StartSweepd(cluster.address());
+  EXPECT_EQ(cluster.Status(id).value("state", ""), "SWEEP_STATE_RUNNING");
+}
+
 // sweep-agent --drain: a stop signal lets the running trials finish, gives the agent no new
 // ones, and it deregisters and exits 0; the sweep goes on when an agent is back.
 TEST(ShutdownE2eTest, ADrainingAgentFinishesItsTrialsTakesNoNewOnesAndLeaves) {
