@@ -23,7 +23,8 @@ test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 test-asan:
-	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DSWEEPD_SANITIZE=address,undefined"
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	  $(MAKE) test BUILD=build-asan CMAKE_ARGS="-DSWEEPD_SANITIZE=address,undefined"
 
 run: build
 	$(SWEEPCTL) run $(EXAMPLE) --db build/example-sweep.db --workdir build/example-work

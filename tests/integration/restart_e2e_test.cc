@@ -11,6 +11,7 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -28,6 +29,15 @@ using ::sweepd::testing::Int;
 using ::sweepd::testing::Json;
 using ::sweepd::testing::WaitFor;
 using ::testing::HasSubstr;
+
+// sweepd's environment for storage-fault tests: while `flag` exists its store's files answer
+// writes with ENOSPC (tests/testing/disk_full_shim.cc).
+std::vector<std::string> DiskFullEnv(const std::string& flag) {
+  return {"LD_PRELOAD=" + ::sweepd::testing::BinaryPath("tests/testing/libdisk_full_shim.so"),
+          "SWEEPD_DISK_FULL_FLAG=" + flag, "SWEEPD_DISK_FULL_PATH=/sweepd.db",
+          // The shim comes before a sanitizer runtime in a sanitized build.
+          "ASAN_OPTIONS=verify_asan_link_order=0"};
+}
 
 TEST(RestartE2eTest, ASchedulerCrashRestartsNoTrialAndLosesNoReport) {
   Cluster cluster(2, 1);
@@ -115,16 +125,11 @@ TEST(RestartE2eTest, AFullDiskStopsAcknowledgementsAndLosesNothingWhenSpaceRetur
       (std::filesystem::temp_directory_path() / ("sweepd-disk-full-" + std::to_string(getpid())))
           .string();
   std::filesystem::remove(flag);
-  Cluster cluster(ClusterOptions{
-      .agents = 1,
-      .slots = 2,
-      .agent_flags = {"--max_buffered_reports=5"},
-      .sweepd_env = {"LD_PRELOAD=" +
-                         ::sweepd::testing::BinaryPath("tests/testing/libdisk_full_shim.so"),
-                     "SWEEPD_DISK_FULL_FLAG=" + flag, "SWEEPD_DISK_FULL_PATH=/sweepd.db",
-                     // The shim comes before a sanitizer runtime in a sanitized build.
-                     "ASAN_OPTIONS=verify_asan_link_order=0"},
-      .agent_ack_logs = true});
+  Cluster cluster(ClusterOptions{.agents = 1,
+                                 .slots = 2,
+                                 .agent_flags = {"--max_buffered_reports=5"},
+                                 .sweepd_env = DiskFullEnv(flag),
+                                 .agent_ack_logs = true});
   const std::string id = cluster.Submit(R"(
 program: report_socket.py
 method: grid
@@ -222,13 +227,7 @@ TEST(RestartE2eTest, SigtermWithAFullDiskStillExits) {
                             ("sweepd-disk-full-term-" + std::to_string(getpid())))
                                .string();
   std::filesystem::remove(flag);
-  Cluster cluster(ClusterOptions{
-      .agents = 1,
-      .slots = 1,
-      .sweepd_env = {
-          "LD_PRELOAD=" + ::sweepd::testing::BinaryPath("tests/testing/libdisk_full_shim.so"),
-          "SWEEPD_DISK_FULL_FLAG=" + flag, "SWEEPD_DISK_FULL_PATH=/sweepd.db",
-          "ASAN_OPTIONS=verify_asan_link_order=0"}});
+  Cluster cluster(ClusterOptions{.agents = 1, .slots = 1, .sweepd_env = DiskFullEnv(flag)});
   const std::string id = cluster.Submit(R"(
 program: report_socket.py
 method: random

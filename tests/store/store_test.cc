@@ -42,6 +42,20 @@ absl::Status Append(Store& store, int64_t trial, std::vector<MetricReport> repor
       [&](WriteDone d) { store.AppendMetrics(trial, std::move(reports), std::move(d)); });
 }
 
+// Caps the file a few pages above its size, like a nearly full disk: a large write fails with
+// SQLITE_FULL.
+absl::Status LeaveRoomForAFewPages(Store& store) {
+  return Store::Wait([&](WriteDone d) {
+    store.RunOnWriter(
+        [](Connection& db) -> absl::Status {
+          auto pages = db.QueryInt("PRAGMA page_count");
+          if (!pages.ok()) return pages.status();
+          return db.Exec("PRAGMA max_page_count = " + std::to_string(*pages + 2));
+        },
+        std::move(d));
+  });
+}
+
 MetricReport Report(int64_t seq, int64_t step, double loss) {
   return MetricReport{.seq = seq, .step = step, .time_us = 1000 + seq, .metrics = {{"loss", loss}}};
 }
@@ -297,15 +311,7 @@ TEST(StoreTest, WithoutRetriesAFullDiskFailsTheWriteAndTheStoreRecovers) {
   ASSERT_TRUE(AddSweep(*store, TestSweep(1)).ok());
   ASSERT_TRUE(AddTrial(*store, TestTrial(1, 1, 0)).ok());
   // Leave room for a few pages only: a large batch cannot fit.
-  ASSERT_TRUE(Store::Wait([&](WriteDone d) {
-                store->RunOnWriter(
-                    [](Connection& db) -> absl::Status {
-                      auto pages = db.QueryInt("PRAGMA page_count");
-                      if (!pages.ok()) return pages.status();
-                      return db.Exec("PRAGMA max_page_count = " + std::to_string(*pages + 2));
-                    },
-                    std::move(d));
-              }).ok());
+  ASSERT_TRUE(LeaveRoomForAFewPages(*store).ok());
   std::vector<MetricReport> big;
   for (int i = 0; i < 20000; ++i) big.push_back(Report(i, i, 1.0 / (i + 1)));
   absl::Status full = Append(*store, 1, big);
@@ -341,15 +347,7 @@ TEST(StoreTest, AFullDiskStallsWritesUntilSpaceReturnsAndLosesNothing) {
   ASSERT_TRUE(AddSweep(*store, TestSweep(1)).ok());
   ASSERT_TRUE(AddTrial(*store, TestTrial(1, 1, 0)).ok());
   EXPECT_FALSE(store->Health().degraded);
-  ASSERT_TRUE(Store::Wait([&](WriteDone d) {
-                store->RunOnWriter(
-                    [](Connection& db) -> absl::Status {
-                      auto pages = db.QueryInt("PRAGMA page_count");
-                      if (!pages.ok()) return pages.status();
-                      return db.Exec("PRAGMA max_page_count = " + std::to_string(*pages + 2));
-                    },
-                    std::move(d));
-              }).ok());
+  ASSERT_TRUE(LeaveRoomForAFewPages(*store).ok());
   std::vector<MetricReport> big;
   for (int i = 0; i < 20000; ++i) big.push_back(Report(i, i, 1.0 / (i + 1)));
   std::promise<absl::Status> big_done, small_done;
@@ -399,15 +397,7 @@ TEST(StoreTest, ClosingWhileTheDiskStaysFullGivesUp) {
     auto store = std::move(*opened);
     ASSERT_TRUE(AddSweep(*store, TestSweep(1)).ok());
     ASSERT_TRUE(AddTrial(*store, TestTrial(1, 1, 0)).ok());
-    ASSERT_TRUE(Store::Wait([&](WriteDone d) {
-                  store->RunOnWriter(
-                      [](Connection& db) -> absl::Status {
-                        auto pages = db.QueryInt("PRAGMA page_count");
-                        if (!pages.ok()) return pages.status();
-                        return db.Exec("PRAGMA max_page_count = " + std::to_string(*pages + 2));
-                      },
-                      std::move(d));
-                }).ok());
+    ASSERT_TRUE(LeaveRoomForAFewPages(*store).ok());
     std::vector<MetricReport> big;
     for (int i = 0; i < 20000; ++i) big.push_back(Report(i, i, 1.0));
     store->AppendMetrics(1, big, [&](absl::Status s) { done.set_value(s); });
