@@ -26,8 +26,10 @@ test-asan:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  $(MAKE) test BUILD=build-asan CMAKE_ARGS="-DSWEEPD_SANITIZE=address,undefined"
 
-run: build
-	$(SWEEPCTL) run $(EXAMPLE) --db build/example-sweep.db --workdir build/example-work
+# Only what `sweepctl run` needs (it embeds the scheduler and an agent), not the tests.
+run: configure
+	cmake --build $(BUILD) -j $(JOBS) --target sweepctl
+	$(SWEEPCTL) run $(EXAMPLE) --db $(BUILD)/example-sweep.db --workdir $(BUILD)/example-work
 
 bench: build
 	$(BUILD)/bench/store_bench --dir bench-data

@@ -8,9 +8,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -18,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/command.h"
+#include "cli/json_output.h"
 #include "cli/table.h"
 #include "common/logging.h"
 #include "common/security.h"
@@ -69,6 +74,13 @@ class Client {
     return context;
   }
 
+  // For a stream that lasts as long as the sweep: the token, no deadline.
+  std::unique_ptr<grpc::ClientContext> StreamContext() const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
+    return context;
+  }
+
   // One line for a failed call, naming what to fix.
   std::string Explain(const grpc::Status& status) const {
     if (!setup_error_.empty()) return setup_error_;
@@ -104,13 +116,7 @@ int Fail(std::ostream& err, const std::string& message) {
   return kExitFailure;
 }
 
-Json ToJson(const google::protobuf::Message& message) {
-  std::string text;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &text, options);
-  return Json::parse(text, nullptr, false);
-}
+Json ToJson(const google::protobuf::Message& message) { return ProtoToJson(message); }
 
 std::string FormatValue(double v) {
   if (std::isnan(v)) return "nan";
@@ -138,6 +144,7 @@ std::string ProgressBar(int64_t done, int64_t total, int width = 30) {
 
 void PrintStatus(const v1::Sweep& s, std::ostream& out) {
   const auto& c = s.counts();
+  if (!s.stalled().empty()) out << "STALLED   " << s.stalled() << "\n";
   out << "sweep     " << s.id() << (s.spec().name().empty() ? "" : "  (" + s.spec().name() + ")")
       << "\nstate     " << SweepStateName(s.state())
       << (s.reason().empty() ? "" : "  (" + s.reason() + ")") << "\nmethod    "
@@ -216,6 +223,7 @@ int RunList(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   v1::ListSweepsResponse response;
   grpc::Status status = client.stub().ListSweeps(client.Context().get(), request, &response);
   if (!status.ok()) return Fail(err, client.Explain(status));
+  if (!response.warning().empty()) err << "sweepctl: warning: " << response.warning() << "\n";
   if (args.Get("output") == "json") {
     Json arr = Json::array();
     for (const auto& s : response.sweeps()) arr.push_back(ToJson(s));
@@ -235,19 +243,24 @@ int RunList(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
-absl::StatusOr<v1::Sweep> GetSweep(Client& client, const std::string& id) {
+// The sweep; sweepd's warning (its store cannot write) goes to `warnings` when given.
+absl::StatusOr<v1::Sweep> GetSweep(Client& client, const std::string& id,
+                                   std::ostream* warnings = nullptr) {
   v1::GetSweepRequest request;
   request.set_sweep_id(id);
   v1::GetSweepResponse response;
   grpc::Status status = client.stub().GetSweep(client.Context().get(), request, &response);
   if (!status.ok())
     return absl::Status(static_cast<absl::StatusCode>(status.error_code()), client.Explain(status));
+  if (warnings != nullptr && !response.warning().empty()) {
+    *warnings << "sweepctl: warning: " << response.warning() << "\n";
+  }
   return response.sweep();
 }
 
 int RunStatus(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   Client client(args);
-  auto sweep = GetSweep(client, args.positional[0]);
+  auto sweep = GetSweep(client, args.positional[0], &err);
   if (!sweep.ok()) return Fail(err, std::string(sweep.status().message()));
   if (args.Get("output") == "json") {
     Json doc = ToJson(*sweep);
@@ -453,47 +466,110 @@ int RunEnqueue(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
+struct WatchOptions {
+  // Nothing printed while watching (sweepctl run --output json).
+  bool quiet = false;
+  // End as soon as the sweep is stalled (sweepctl run: nobody else will fix it), with
+  // kExitStalled and the reason in `stalled`.
+  bool stop_on_stall = false;
+};
+constexpr int kExitStalled = 3;  // internal to Watch's callers; never an exit code
+
 // Follows a sweep until it ends: a redrawn status on a terminal, one line per change otherwise.
+// If sweepd goes away (a restart), says so and reconnects with backoff; ends only when the
+// sweep ends, on an error that reconnecting cannot fix (an unknown sweep), or on Ctrl-C.
 int Watch(Client& client, const std::string& sweep_id, std::ostream& out, std::ostream& err,
-          bool quiet = false) {
+          WatchOptions options = {}, std::string* stalled = nullptr) {
   const bool tty = isatty(STDOUT_FILENO) != 0 && &out == &std::cout;
-  grpc::ClientContext context;  // no deadline: a watch lasts as long as the sweep
   v1::WatchSweepRequest request;
   request.set_sweep_id(sweep_id);
-  auto reader = client.stub().WatchSweep(&context, request);
-  v1::Event event;
   std::string last_line;
-  auto refresh = [&]() -> std::optional<v1::Sweep> {
-    auto sweep = GetSweep(client, sweep_id);
-    if (!sweep.ok()) return std::nullopt;
-    if (quiet) return *sweep;
+  std::string last_stall;
+  auto show = [&](const v1::Sweep& sweep) {
+    if (options.quiet) return;
     if (tty) {
       out << "\033[H\033[J";
-      PrintStatus(*sweep, out);
+      PrintStatus(sweep, out);
       out.flush();
-    } else {
-      const auto& c = sweep->counts();
-      std::string line = absl::StrCat(
-          sweep_id, " ", SweepStateName(sweep->state()), " ",
-          ProgressBar(Done(c), sweep->total_trials() > 0 ? sweep->total_trials() : Total(c)),
-          " running ", c.running() + c.assigned(),
-          sweep->best_trial_id().empty()
-              ? ""
-              : absl::StrCat(" best ", sweep->spec().metric().name(), "=",
-                             FormatValue(sweep->best_value()), " (", sweep->best_trial_id(), ")"));
-      if (line != last_line) out << line << "\n" << std::flush;
-      last_line = line;
+      return;
     }
-    return *sweep;
+    const auto& c = sweep.counts();
+    std::string line = absl::StrCat(
+        sweep_id, " ", SweepStateName(sweep.state()), " ",
+        ProgressBar(Done(c), sweep.total_trials() > 0 ? sweep.total_trials() : Total(c)),
+        " running ", c.running() + c.assigned(),
+        sweep.best_trial_id().empty()
+            ? ""
+            : absl::StrCat(" best ", sweep.spec().metric().name(), "=",
+                           FormatValue(sweep.best_value()), " (", sweep.best_trial_id(), ")"));
+    if (line != last_line) out << line << "\n" << std::flush;
+    last_line = line;
+    if (sweep.stalled() != last_stall && !sweep.stalled().empty()) {
+      out << sweep_id << " STALLED: " << sweep.stalled() << "\n" << std::flush;
+    }
+    last_stall = sweep.stalled();
   };
-  refresh();
-  while (reader->Read(&event)) {
-    if (event.kind() == "trial.state" || event.kind() == "sweep.state") refresh();
+  double backoff = 0.5;
+  bool away = false;  // sweepd unreachable; said once, until it is back
+  while (true) {
+    auto context = client.StreamContext();
+    auto reader = client.stub().WatchSweep(context.get(), request);
+    std::optional<v1::Sweep> sweep;
+    grpc::Status status;
+    auto refresh = [&]() -> bool {
+      v1::GetSweepRequest get;
+      get.set_sweep_id(sweep_id);
+      v1::GetSweepResponse got;
+      status = client.stub().GetSweep(client.Context().get(), get, &got);
+      if (!status.ok()) return false;
+      sweep = got.sweep();
+      show(*sweep);
+      return true;
+    };
+    bool stopped_on_stall = false;
+    if (refresh()) {
+      if (away) {
+        err << "sweepctl: sweepd at " << client.address() << " is back; watching again\n";
+        away = false;
+      }
+      backoff = 0.5;
+      v1::Event event;
+      while (!(options.stop_on_stall && !sweep->stalled().empty()) && reader->Read(&event)) {
+        request.set_after_event_id(event.id());  // a reconnect resumes after it
+        if (absl::StartsWith(event.kind(), "trial.state") ||
+            absl::StartsWith(event.kind(), "sweep.")) {
+          if (!refresh()) break;
+        }
+      }
+      if (options.stop_on_stall && sweep.has_value() && !sweep->stalled().empty()) {
+        stopped_on_stall = true;
+        context->TryCancel();
+      }
+      const grpc::Status finished = reader->Finish();
+      if (status.ok()) status = finished;
+    } else {
+      context->TryCancel();
+      (void)reader->Finish();
+    }
+    if (stopped_on_stall) {
+      if (stalled != nullptr) *stalled = sweep->stalled();
+      return kExitStalled;
+    }
+    if (status.ok()) break;  // the stream ended with the sweep
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return Fail(err, client.Explain(status));
+    }
+    if (!away) {
+      err << "sweepctl: lost sweepd at " << client.address() << " (" << status.error_message()
+          << "); reconnecting, Ctrl-C to stop watching (the sweep goes on)\n";
+      away = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(backoff * 1000)));
+    backoff = std::min(backoff * 2, 10.0);
   }
-  grpc::Status status = reader->Finish();
-  if (!status.ok()) return Fail(err, client.Explain(status));
-  auto final_state = refresh();
-  if (!final_state) return kExitFailure;
+  auto final_state = GetSweep(client, sweep_id);
+  if (!final_state.ok()) return Fail(err, std::string(final_state.status().message()));
+  show(*final_state);
   return final_state->state() == v1::SWEEP_STATE_FINISHED ? kExitOk : kExitFailure;
 }
 
@@ -711,6 +787,54 @@ int RunExport(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
+// Waits until `nodes` agents are connected to the embedded scheduler, or `failed` names why
+// one of them stopped (its workdir is in use, ...). Bounded: a minute is far more than an agent
+// needs to start, even on a busy machine.
+absl::Status WaitForEmbeddedAgents(Client& client, int nodes,
+                                   const std::function<std::optional<std::string>()>& failed) {
+  for (int waited_ms = 0; waited_ms < 60'000; waited_ms += 20) {
+    if (auto why = failed(); why.has_value()) return absl::FailedPreconditionError(*why);
+    v1::ListAgentsRequest request;
+    v1::ListAgentsResponse response;
+    if (client.stub().ListAgents(client.Context().get(), request, &response).ok()) {
+      int connected = 0;
+      for (const auto& agent : response.agents()) {
+        connected += agent.state() == v1::AGENT_STATE_CONNECTED ? 1 : 0;
+      }
+      if (connected >= nodes) return absl::OkStatus();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return absl::DeadlineExceededError("the embedded agent did not connect within 60 s");
+}
+
+// The last failed trial of the sweep: its reason and the end of its stderr, which is what the
+// user needs to fix a command that fails (a missing script, a bad argument).
+void PrintLastFailure(Client& client, const std::string& sweep_id, std::ostream& err) {
+  v1::ListTrialsRequest request;
+  request.set_sweep_id(sweep_id);
+  request.add_states(v1::TRIAL_STATE_FAILED);
+  request.set_limit(10000);
+  v1::ListTrialsResponse response;
+  if (!client.stub().ListTrials(client.Context().get(), request, &response).ok()) return;
+  const v1::Trial* last = nullptr;
+  for (const auto& t : response.trials()) {
+    if (last == nullptr || t.number() > last->number()) last = &t;
+  }
+  if (last == nullptr) return;
+  err << "last failed trial " << last->id() << ": " << last->reason() << "\n";
+  std::ifstream in(last->stderr_path(), std::ios::binary);
+  if (!in) return;
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(std::move(line));
+    if (lines.size() > 20) lines.erase(lines.begin());
+  }
+  if (lines.empty()) return;
+  err << "its stderr (" << last->stderr_path() << "), last " << lines.size() << " lines:\n";
+  for (const auto& line : lines) err << "  " << line << "\n";
+}
+
 int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   const std::string& path = args.positional[0];
   auto text = ReadFile(path);
@@ -740,6 +864,9 @@ int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   const char* python = std::getenv("SWEEPD_PYTHON");
   std::vector<std::unique_ptr<worker::Agent>> agents;
   std::vector<std::thread> agent_threads;
+  // What each embedded agent's Run() returned, once it has (e.g. its workdir is in use).
+  std::mutex agent_mu;
+  std::vector<std::optional<absl::Status>> agent_results(static_cast<size_t>(nodes));
   for (int n = 0; n < nodes; ++n) {
     worker::AgentOptions agent_options{
         .scheduler = (*server)->address(),
@@ -753,48 +880,91 @@ int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
     agent_options.interpreter = python != nullptr && *python != '\0' ? python : "python3";
     agent_options.python_path = worker::DefaultPythonPath();
     agents.push_back(std::make_unique<worker::Agent>(agent_options));
-    agent_threads.emplace_back([agent = agents.back().get()] { (void)agent->Run(); });
+    agent_threads.emplace_back([agent = agents.back().get(), &agent_mu, &agent_results, n] {
+      absl::Status st = agent->Run();
+      std::lock_guard<std::mutex> lock(agent_mu);
+      agent_results[static_cast<size_t>(n)] = std::move(st);
+    });
   }
+  auto stop_all = [&] {
+    // The sweep is over: the agent leaving is expected, not worth a warning.
+    if (!args.Has("verbose")) spdlog::set_level(spdlog::level::err);
+    for (auto& agent : agents) agent->Stop();
+    for (auto& t : agent_threads) t.join();
+    (*server)->Shutdown();
+  };
 
   ParsedArgs client_args = args;
   client_args.flags["scheduler"] = (*server)->address();
   Client client(client_args);
+  // Every embedded agent registers before the sweep exists, so a stall seen while watching is
+  // real: nothing else is coming to run its trials.
+  if (auto ready = WaitForEmbeddedAgents(client, nodes,
+                                         [&]() -> std::optional<std::string> {
+                                           std::lock_guard<std::mutex> lock(agent_mu);
+                                           for (const auto& result : agent_results) {
+                                             if (result.has_value()) {
+                                               return result->ok() ? "the embedded agent stopped"
+                                                                   : std::string(result->message());
+                                             }
+                                           }
+                                           return std::nullopt;
+                                         });
+      !ready.ok()) {
+    stop_all();
+    return Fail(err, std::string(ready.message()));
+  }
   v1::CreateSweepRequest request;
   request.set_spec_yaml(*text);
   request.set_spec_dir(spec_dir);
   v1::CreateSweepResponse created;
   grpc::Status status = client.stub().CreateSweep(client.Context().get(), request, &created);
-  int rc = kExitFailure;
   if (!status.ok()) {
-    Fail(err, client.Explain(status));
+    stop_all();
+    return Fail(err, client.Explain(status));
+  }
+  for (const auto& w : created.warnings()) err << path << ": warning: " << w << "\n";
+  const std::string id = created.sweep().id();
+  if (!json) {
+    out << "sweep " << id << ": " << parallel << " at a time"
+        << (nodes > 1 ? absl::StrCat(", ", nodes, " loopback nodes per trial") : "") << ", store "
+        << args.Get("db") << "\n";
+  }
+  std::string stalled;
+  int rc =
+      Watch(client, id, json ? err : out, err, {.quiet = json, .stop_on_stall = true}, &stalled);
+  if (rc == kExitStalled) {
+    // Nobody else will run its trials: say why and end it, rather than wait for ever.
+    err << "sweepctl run: sweep " << id << " cannot go on: " << stalled << "\n";
+    v1::CancelSweepRequest cancel;
+    cancel.set_sweep_id(id);
+    cancel.set_reason(absl::StrCat("stalled: ", stalled));
+    v1::CancelSweepResponse canceled;
+    (void)client.stub().CancelSweep(client.Context().get(), cancel, &canceled);
+    rc = kExitFailure;
+  }
+  if (rc != kExitOk) PrintLastFailure(client, id, err);
+  auto sweep = GetSweep(client, id);
+  v1::ListTrialsRequest best_request;
+  best_request.set_sweep_id(id);
+  best_request.set_limit(1);
+  v1::ListTrialsResponse best;
+  client.stub().ListTrials(client.Context().get(), best_request, &best);
+  if (json) {
+    Json doc = {{"sweep", sweep.ok() ? ToJson(*sweep) : Json(nullptr)}};
+    if (sweep.ok()) doc["sweep"].erase("spec_yaml");
+    doc["best_trial"] = best.trials_size() > 0 ? ToJson(best.trials(0)) : Json(nullptr);
+    out << doc.dump(2) << "\n";
   } else {
-    for (const auto& w : created.warnings()) err << path << ": warning: " << w << "\n";
-    const std::string id = created.sweep().id();
-    if (!json)
-      out << "sweep " << id << ": " << parallel << " at a time"
-          << (nodes > 1 ? absl::StrCat(", ", nodes, " loopback nodes per trial") : "") << ", store "
-          << args.Get("db") << "\n";
-    rc = Watch(client, id, json ? err : out, err, /*quiet=*/json);
-    auto sweep = GetSweep(client, id);
-    v1::ListTrialsRequest best_request;
-    best_request.set_sweep_id(id);
-    best_request.set_limit(1);
-    v1::ListTrialsResponse best;
-    client.stub().ListTrials(client.Context().get(), best_request, &best);
-    if (json) {
-      Json doc = {{"sweep", sweep.ok() ? ToJson(*sweep) : Json(nullptr)}};
-      doc["sweep"].erase("spec_yaml");
-      doc["best_trial"] = best.trials_size() > 0 ? ToJson(best.trials(0)) : Json(nullptr);
-      out << doc.dump(2) << "\n";
-    } else if (best.trials_size() > 0 && best.trials(0).has_best_value()) {
+    if (sweep.ok()) {
+      out << "\n";
+      PrintStatus(*sweep, out);
+    }
+    if (best.trials_size() > 0 && best.trials(0).has_best_value()) {
       out << "\nbest trial\n" << TrialsTable({best.trials(0)}, "").ToText();
     }
   }
-  // The sweep is over: the agent leaving is expected, not worth a warning.
-  if (!args.Has("verbose")) spdlog::set_level(spdlog::level::err);
-  for (auto& agent : agents) agent->Stop();
-  for (auto& t : agent_threads) t.join();
-  (*server)->Shutdown();
+  stop_all();
   return rc;
 }
 

@@ -3,7 +3,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 
 #include "absl/strings/match.h"
@@ -44,6 +46,33 @@ bool ForEachMacro(absl::string_view token, Fn on_macro) {
   return true;
 }
 
+// An item that W&B's agent takes for a macro: `${` at the start and `}` at the end.
+bool IsWholeMacro(absl::string_view token) {
+  return token.size() >= 3 && absl::StartsWith(token, "${") && absl::EndsWith(token, "}");
+}
+
+// W&B's `\$\{envvar\:([A-Z0-9_]*)\}`, replaced anywhere in an item; an unset variable leaves
+// its name.
+std::string SubstituteEnvvars(
+    absl::string_view token,
+    const std::function<std::optional<std::string>(const std::string&)>& getenv) {
+  static const std::regex kEnvvar(R"(\$\{envvar:([A-Z0-9_]*)\})");
+  std::string out;
+  const std::string text(token);
+  auto begin = std::sregex_iterator(text.begin(), text.end(), kEnvvar);
+  size_t last = 0;
+  for (auto it = begin; it != std::sregex_iterator(); ++it) {
+    const std::smatch& m = *it;
+    out.append(text, last, static_cast<size_t>(m.position(0)) - last);
+    const std::string name = m[1].str();
+    std::optional<std::string> value = getenv ? getenv(name) : std::nullopt;
+    out += value.value_or(name);
+    last = static_cast<size_t>(m.position(0) + m.length(0));
+  }
+  out.append(text, last, std::string::npos);
+  return out;
+}
+
 // Python's repr of a float: the shortest digits that round-trip, in fixed notation when the
 // decimal exponent is in [-4, 16), else `d.ddde+XX`; integral values keep a `.0`.
 std::string PythonFloat(double x) {
@@ -77,6 +106,68 @@ std::string PythonFloat(double x) {
     out += exp;
   }
   return negative ? "-" + out : out;
+}
+
+// A string as Python's json.dumps writes it (ensure_ascii): non-ASCII as \uXXXX escapes,
+// surrogate pairs above the BMP.
+std::string PythonJsonString(const std::string& s) {
+  std::string out = "\"";
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    uint32_t cp = c;
+    size_t len = 1;
+    if (c >= 0x80) {
+      len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+      if (len == 1 || i + len > s.size()) {
+        cp = 0xFFFD;  // not UTF-8: the replacement character, as the JSON dump does
+        len = 1;
+      } else {
+        cp = c & (0xFF >> (len + 1));
+        for (size_t k = 1; k < len; ++k)
+          cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      }
+    }
+    i += len;
+    char buf[16];
+    switch (cp) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (cp < 0x20 || (cp >= 0x7f && cp < 0x10000)) {
+          std::snprintf(buf, sizeof(buf), "\\u%04x", cp);
+          out += buf;
+        } else if (cp >= 0x10000) {
+          const uint32_t v = cp - 0x10000;
+          std::snprintf(buf, sizeof(buf), "\\u%04x\\u%04x", 0xD800 + (v >> 10),
+                        0xDC00 + (v & 0x3FF));
+          out += buf;
+        } else {
+          out += static_cast<char>(cp);
+        }
+    }
+  }
+  out += "\"";
+  return out;
 }
 
 // Python's repr of a str: single quotes unless the text has a single quote and no double one.
@@ -162,35 +253,32 @@ const std::vector<absl::string_view>& CommandMacroNames() {
   return *kNames;
 }
 
-absl::Status ValidateCommandToken(absl::string_view token) {
-  static const std::regex kEnvName(R"([A-Za-z_][A-Za-z0-9_]*)");
-  absl::Status status;
-  const bool terminated =
-      ForEachMacro(token, [&](absl::string_view name, size_t begin, size_t end) {
-        if (!status.ok()) return;
-        if (absl::StartsWith(name, "envvar:")) {
-          std::string var(name.substr(7));
-          if (!std::regex_match(var, kEnvName)) {
-            status = absl::InvalidArgumentError(
-                absl::StrCat("${", name, "}: '", var, "' is not an environment variable name"));
-          }
-          return;
-        }
-        const auto& names = CommandMacroNames();
-        if (std::find(names.begin(), names.end(), name) == names.end() || name == "envvar:NAME") {
-          status = absl::InvalidArgumentError(absl::StrCat("unknown macro ${", name, "}; known: ${",
-                                                           absl::StrJoin(names, "}, ${"), "}"));
-          return;
-        }
-        if (IsListMacro(name) && (begin != 0 || end != token.size())) {
-          status = absl::InvalidArgumentError(absl::StrCat(
-              "${", name, "} expands to several arguments and must be a list item of its own"));
-        }
-      });
-  if (!terminated) {
-    return absl::InvalidArgumentError(absl::StrCat("'", token, "' has a ${ without a closing }"));
+std::string CommandTokenWarning(absl::string_view token) {
+  const std::string expanded = SubstituteEnvvars(token, [](const std::string&) {
+    return std::optional<std::string>("x");  // only the shape matters here
+  });
+  const auto& names = CommandMacroNames();
+  if (IsWholeMacro(token)) {
+    const absl::string_view name = token.substr(2, token.size() - 3);
+    if (absl::StartsWith(name, "envvar:") ||
+        (std::find(names.begin(), names.end(), name) != names.end() && name != "envvar:NAME")) {
+      return "";
+    }
+    return absl::StrCat("'", token,
+                        "' is no macro sweepd or W&B's agent knows; it expands to nothing, as "
+                        "under `wandb agent` (known: ${",
+                        absl::StrJoin(names, "}, ${"), "})");
   }
-  return status;
+  std::string warning;
+  ForEachMacro(expanded, [&](absl::string_view name, size_t, size_t) {
+    if (!warning.empty()) return;
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      warning = absl::StrCat("'", token, "' holds ${", name,
+                             "} inside a longer item: it is passed as written, as W&B's agent "
+                             "does; make the macro a command item of its own");
+    }
+  });
+  return warning;
 }
 
 std::string PythonStr(absl::string_view value_json) {
@@ -199,13 +287,28 @@ std::string PythonStr(absl::string_view value_json) {
   return PythonRepr(v, true);
 }
 
-std::string NestedParamsJson(const std::vector<v1::TrialParam>& params) {
-  nlohmann::ordered_json root = nlohmann::ordered_json::object();
+std::vector<std::pair<std::string, nlohmann::ordered_json>> WandbRunArgs(
+    const std::vector<v1::TrialParam>& params) {
+  std::vector<std::pair<std::string, nlohmann::ordered_json>> args;
+  std::map<std::string, size_t> index;  // top-level key -> position in args
   for (const auto& p : params) {
     auto value = nlohmann::ordered_json::parse(p.value_json(), nullptr, false);
     if (value.is_discarded()) value = p.value_json();
-    nlohmann::ordered_json* node = &root;
-    std::vector<std::string> parts = absl::StrSplit(p.name(), '.');
+    if (p.group().empty()) {
+      index[p.name()] = args.size();
+      args.emplace_back(p.name(), std::move(value));
+      continue;
+    }
+    // A nested parameter: a path inside its top-level key's dict.
+    auto [it, added] = index.emplace(p.group(), args.size());
+    if (added) args.emplace_back(p.group(), nlohmann::ordered_json::object());
+    nlohmann::ordered_json* node = &args[it->second].second;
+    if (!node->is_object()) *node = nlohmann::ordered_json::object();
+    const std::string inner =
+        p.name().size() > p.group().size() + 1 && absl::StartsWith(p.name(), p.group() + ".")
+            ? p.name().substr(p.group().size() + 1)
+            : p.name();
+    std::vector<std::string> parts = absl::StrSplit(inner, '.');
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
       nlohmann::ordered_json& next = (*node)[parts[i]];
       if (!next.is_object()) next = nlohmann::ordered_json::object();
@@ -213,75 +316,101 @@ std::string NestedParamsJson(const std::vector<v1::TrialParam>& params) {
     }
     (*node)[parts.back()] = std::move(value);
   }
+  return args;
+}
+
+std::string NestedParamsJson(const std::vector<v1::TrialParam>& params) {
+  nlohmann::ordered_json root = nlohmann::ordered_json::object();
+  for (auto& [key, value] : WandbRunArgs(params)) root[key] = std::move(value);
   // Invalid UTF-8 (a raw value that is not JSON) becomes U+FFFD rather than an exception
   // (found by fuzz_command_template).
   return root.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
+std::string PythonJsonDumps(const nlohmann::ordered_json& value) {
+  switch (value.type()) {
+    case nlohmann::ordered_json::value_t::object: {
+      std::vector<std::string> items;
+      for (const auto& [key, item] : value.items()) {
+        items.push_back(absl::StrCat(PythonJsonString(key), ": ", PythonJsonDumps(item)));
+      }
+      return absl::StrCat("{", absl::StrJoin(items, ", "), "}");
+    }
+    case nlohmann::ordered_json::value_t::array: {
+      std::vector<std::string> items;
+      for (const auto& item : value) items.push_back(PythonJsonDumps(item));
+      return absl::StrCat("[", absl::StrJoin(items, ", "), "]");
+    }
+    case nlohmann::ordered_json::value_t::string:
+      return PythonJsonString(value.get_ref<const std::string&>());
+    case nlohmann::ordered_json::value_t::number_float: {
+      const double x = value.get<double>();
+      if (std::isnan(x)) return "NaN";
+      if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
+      return PythonFloat(x);
+    }
+    default:
+      return value.dump();  // null, true, false, integers
+  }
+}
+
 absl::StatusOr<std::vector<std::string>> ExpandCommand(
     const std::vector<std::string>& command_template, const std::vector<v1::TrialParam>& params,
     const CommandContext& context) {
+  // As W&B's agent (wandb_agent.py, sweeps/utils.py create_sweep_command and
+  // create_sweep_command_args): first `${envvar:NAME}` anywhere in an item (an unset NAME
+  // leaves the name itself); then an item that is `${...}` as a whole is replaced by the
+  // macro's items (an unknown macro by none); every other item is passed as written.
+  const auto run_args = WandbRunArgs(params);
   std::vector<std::string> argv;
-  for (const std::string& token : command_template) {
-    if (absl::Status st = ValidateCommandToken(token); !st.ok()) return st;
-    // A list macro stands alone (checked above): expand it into several arguments.
-    if (absl::StartsWith(token, "${") && token.back() == '}' &&
-        IsListMacro(absl::string_view(token).substr(2, token.size() - 3))) {
-      const absl::string_view name = absl::string_view(token).substr(2, token.size() - 3);
-      for (const auto& p : params) {
-        const std::string value = PythonStr(p.value_json());
-        if (name == "args") {
-          argv.push_back(absl::StrCat("--", p.name(), "=", value));
-        } else if (name == "args_no_equals") {
-          argv.push_back(absl::StrCat("--", p.name()));
-          argv.push_back(value);
-        } else if (name == "args_no_hyphens") {
-          argv.push_back(absl::StrCat(p.name(), "=", value));
-        } else if (name == "args_no_boolean_flags") {
-          // W&B: true booleans become bare flags, false ones are left out.
-          if (p.value_json() == "true") {
-            argv.push_back(absl::StrCat("--", p.name()));
-          } else if (p.value_json() != "false") {
-            argv.push_back(absl::StrCat("--", p.name(), "=", value));
-          }
-        } else if (name == "args_append_hydra") {
-          argv.push_back(absl::StrCat("+", p.name(), "=", value));
-        } else if (name == "args_override_hydra") {
-          argv.push_back(absl::StrCat("++", p.name(), "=", value));
-        }
-      }
+  for (const std::string& raw : command_template) {
+    const std::string token = SubstituteEnvvars(raw, context.getenv);
+    if (!IsWholeMacro(token)) {
+      argv.push_back(token);
       continue;
     }
-    std::string out;
-    size_t last = 0;
-    absl::Status status;
-    ForEachMacro(token, [&](absl::string_view name, size_t begin, size_t end) {
-      out.append(token, last, begin - last);
-      last = end;
-      if (name == "env") {
-        out += context.env;
-      } else if (name == "interpreter") {
-        out += context.interpreter;
-      } else if (name == "program") {
-        out += context.program;
-      } else if (name == "args_json") {
-        out += NestedParamsJson(params);
-      } else if (name == "args_json_file") {
-        out += context.args_json_file;
-      } else if (absl::StartsWith(name, "envvar:")) {
-        std::string var(name.substr(7));
-        std::optional<std::string> value = context.getenv ? context.getenv(var) : std::nullopt;
-        if (!value && status.ok()) {
-          status = absl::FailedPreconditionError(
-              absl::StrCat("command uses ${envvar:", var, "} but ", var,
-                           " is not set in the agent's environment"));
-        }
-        out += value.value_or("");
+    const absl::string_view name = absl::string_view(token).substr(2, token.size() - 3);
+    if (name == "env") {
+      argv.push_back(context.env);
+    } else if (name == "interpreter") {
+      argv.push_back(context.interpreter);
+    } else if (name == "program") {
+      if (context.program.empty()) {
+        return absl::FailedPreconditionError(
+            "command uses ${program} but the spec names no program");
       }
-    });
-    if (!status.ok()) return status;
-    out.append(token, last, std::string::npos);
-    argv.push_back(std::move(out));
+      argv.push_back(context.program);
+    } else if (name == "args_json") {
+      nlohmann::ordered_json dict = nlohmann::ordered_json::object();
+      for (const auto& [key, value] : run_args) dict[key] = value;
+      argv.push_back(PythonJsonDumps(dict));
+    } else if (name == "args_json_file") {
+      argv.push_back(context.args_json_file);
+    } else if (IsListMacro(name)) {
+      for (const auto& [key, value] : run_args) {
+        const std::string text = PythonRepr(value, true);
+        if (name == "args") {
+          argv.push_back(absl::StrCat("--", key, "=", text));
+        } else if (name == "args_no_equals") {
+          argv.push_back(absl::StrCat("--", key));
+          argv.push_back(text);
+        } else if (name == "args_no_hyphens") {
+          argv.push_back(absl::StrCat(key, "=", text));
+        } else if (name == "args_no_boolean_flags") {
+          // W&B: true booleans become bare flags, false ones are left out.
+          if (value.is_boolean()) {
+            if (value.get<bool>()) argv.push_back(absl::StrCat("--", key));
+          } else {
+            argv.push_back(absl::StrCat("--", key, "=", text));
+          }
+        } else if (name == "args_append_hydra") {
+          argv.push_back(absl::StrCat("+", key, "=", text));
+        } else if (name == "args_override_hydra") {
+          argv.push_back(absl::StrCat("++", key, "=", text));
+        }
+      }
+    }
+    // Any other whole-item macro (`${project}`, `${entity}`, a typo): nothing, as W&B.
   }
   return argv;
 }

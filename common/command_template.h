@@ -1,12 +1,16 @@
 #pragma once
 
 // W&B's command template: the macros `${env} ${interpreter} ${program} ${args} ...` that turn a
-// spec's `command` and a trial's parameters into an argv. Stateless; safe from any thread.
+// spec's `command` and a trial's parameters into an argv, with the semantics of W&B's own
+// agent (wandb/wandb: wandb_agent.py and sdk/launch/sweeps/utils.py). Stateless; safe from any
+// thread.
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -17,9 +21,10 @@
 
 namespace sweepd {
 
-// Checks one token of a command template: every `${...}` is a known macro, list macros
-// (`${args}` and friends) stand alone, `${envvar:NAME}` names a valid variable.
-absl::Status ValidateCommandToken(absl::string_view token);
+// W&B's agent accepts any item, so sweepd does too; this says (for a warning at submit) what an
+// item does that its author may not expect: an unknown `${name}` item expands to nothing, and a
+// macro inside a longer item (`--cfg=${args_json}`) is passed as written. Empty when neither.
+std::string CommandTokenWarning(absl::string_view token);
 
 // The spec's command with its `launcher` applied: for torchrun, the `${interpreter}` item is
 // followed by `-m torch.distributed.run` and the rendezvous flags from the agent's SWEEP_NNODES,
@@ -52,8 +57,17 @@ absl::StatusOr<std::vector<std::string>> ExpandCommand(
 // True/False/None, lists `[1, 'a']`, dicts `{'k': 1}`, floats in shortest round-trip form.
 std::string PythonStr(absl::string_view value_json);
 
-// The parameters as one JSON object, nested by the dots of their names
-// (`{"optimizer": {"lr": 0.1}}`): what `${args_json}` and `${args_json_file}` carry.
+// The run's config as W&B's agent sees it (`command["args"]`): one entry per top-level key, in
+// order; a nested parameter's value sits inside its top-level key's dict (TrialParam.group), a
+// top-level one stands under its name as written (dots and all).
+std::vector<std::pair<std::string, nlohmann::ordered_json>> WandbRunArgs(
+    const std::vector<v1::TrialParam>& params);
+
+// That config as one JSON object (compact): params.json, `${args_json_file}`'s content.
 std::string NestedParamsJson(const std::vector<v1::TrialParam>& params);
+
+// JSON as Python's json.dumps writes it (", " and ": " separators, non-ASCII escaped, floats as
+// Python's repr, NaN and Infinity): `${args_json}` as W&B's agent passes it.
+std::string PythonJsonDumps(const nlohmann::ordered_json& value);
 
 }  // namespace sweepd

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace sweepd {
 namespace {
@@ -31,22 +32,64 @@ std::vector<const v1::Parameter*> LeafParameters(const v1::SweepSpec& spec) {
 // A count computed in doubles as an int64: 0 when negative or NaN (an empty or invalid range,
 // reported by the parser), 9e18 at most (saturates, never overflows; found by fuzz_spec_parser).
 namespace {
+
 int64_t SaturatedCount(double count) {
   if (!(count > 0)) return 0;
   return static_cast<int64_t>(std::fmin(count, 9e18));
 }
 }  // namespace
 
+namespace {
+
+nlohmann::json Canonical(const nlohmann::json& v) {
+  if (v.is_number_float()) {
+    const double x = v.get<double>();
+    if (std::isfinite(x) && x == std::floor(x) && std::fabs(x) < 9e15) {
+      return static_cast<int64_t>(x);
+    }
+    return v;
+  }
+  if (v.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : v) out.push_back(Canonical(item));
+    return out;
+  }
+  if (v.is_object()) {
+    nlohmann::json out = nlohmann::json::object();  // std::map: keys sorted
+    for (const auto& [key, item] : v.items()) out[key] = Canonical(item);
+    return out;
+  }
+  return v;
+}
+
+// The categorical values grid search enumerates: the first of each set of equal ones.
+std::vector<int> DistinctValueIndices(const v1::Parameter& leaf) {
+  std::vector<int> indices;
+  std::set<std::string> seen;
+  for (int i = 0; i < leaf.values_json_size(); ++i) {
+    if (seen.insert(CanonicalValueJson(leaf.values_json(i))).second) indices.push_back(i);
+  }
+  return indices;
+}
+
+}  // namespace
+
+std::string CanonicalValueJson(const std::string& value_json) {
+  const auto v = nlohmann::json::parse(value_json, nullptr, /*allow_exceptions=*/false);
+  if (v.is_discarded()) return value_json;
+  return Canonical(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 int64_t GridValueCount(const v1::Parameter& leaf) {
   switch (leaf.distribution()) {
     case v1::CONSTANT:
     case v1::CATEGORICAL:
-      return leaf.values_json_size();
+      return static_cast<int64_t>(DistinctValueIndices(leaf).size());
     case v1::INT_UNIFORM:
       return SaturatedCount(leaf.max() - leaf.min() + 1);
     case v1::Q_UNIFORM:
-      return SaturatedCount(std::round(leaf.max() / leaf.q()) - std::round(leaf.min() / leaf.q()) +
-                            1);
+      // numpy.arange(min, max, q): ceil((max - min) / q) values.
+      return SaturatedCount(std::ceil((leaf.max() - leaf.min()) / leaf.q()));
     default:
       return 0;
   }
@@ -56,12 +99,12 @@ std::string GridValue(const v1::Parameter& leaf, int64_t index) {
   switch (leaf.distribution()) {
     case v1::CONSTANT:
     case v1::CATEGORICAL:
-      return leaf.values_json(static_cast<int>(index));
+      return leaf.values_json(DistinctValueIndices(leaf).at(static_cast<size_t>(index)));
     case v1::INT_UNIFORM:
       return std::to_string(static_cast<int64_t>(leaf.min()) + index);
     case v1::Q_UNIFORM: {
-      const double k = static_cast<double>(std::llround(leaf.min() / leaf.q()) + index);
-      const double v = QuantizeToStep(k * leaf.q(), leaf.q());
+      // As numpy computes arange's values: start + k * step, in doubles.
+      const double v = leaf.min() + static_cast<double>(index) * leaf.q();
       if (leaf.integer()) return std::to_string(std::llround(v));
       return nlohmann::json(v).dump();
     }

@@ -17,9 +17,15 @@ inline constexpr int64_t kMaxGridPoints = 10'000'000;
 // Leaf parameters (no groups) in spec order, depth first: the ones a trial gets values for.
 std::vector<const v1::Parameter*> LeafParameters(const v1::SweepSpec& spec);
 
-// How many values grid search enumerates for a leaf: values for constant and categorical,
-// every integer for int_uniform, every multiple of q for q_uniform; 0 when continuous.
+// How many values grid search enumerates for a leaf, as W&B's grid_search.py does: the distinct
+// values for constant and categorical (equal as W&B's yaml_hash sees them: dict keys in any
+// order, 3.0 == 3), every integer of [min, max] for int_uniform, and numpy's
+// arange(min, max, q) for q_uniform (min + k*q below max); 0 when continuous.
 int64_t GridValueCount(const v1::Parameter& leaf);
+
+// A value's JSON text in the form W&B's yaml_hash compares: object keys sorted (at every depth)
+// and whole-number floats written as integers. Equal values, equal text.
+std::string CanonicalValueJson(const std::string& value_json);
 
 // The index-th grid value of a leaf (0 <= index < GridValueCount), as JSON text.
 std::string GridValue(const v1::Parameter& leaf, int64_t index);

@@ -145,6 +145,7 @@ Json SpecToJson(const v1::SweepSpec& spec) {
   out["parameters"] = ParametersToJson(spec.parameters());
   out["command"] = Json(std::vector<std::string>(spec.command().begin(), spec.command().end()));
   if (spec.launcher() == v1::LAUNCHER_TORCHRUN) out["launcher"] = "torchrun";
+  if (spec.run_in_trial_dir()) out["working_dir"] = "trial";
   if (spec.has_early_terminate()) {
     const auto& et = spec.early_terminate();
     Json j = {{"type", et.type()}};

@@ -255,11 +255,20 @@ class SpecReader {
         "program",        "method", "metric",      "parameters",   "early_terminate", "command",
         "run_cap",        "name",   "description", "project",      "entity",          "parallelism",
         "resources",      "pruner", "seed",        "max_failures", "max_retries",     "budget",
-        "metric_pattern", "search", "launcher"};
+        "metric_pattern", "search", "launcher",    "working_dir"};
     std::map<std::string, YAML::Node, std::less<>> keys;
     if (!CollectMap(root, "", &keys)) return out;
     for (const auto& [key, value] : keys) {
-      if (kWandbIgnored.contains(key)) {
+      if (key == "controller") {
+        // W&B's schema: {type: local | cloud}; anything else is refused there too.
+        const YAML::Node type = value.IsMap() ? value["type"] : YAML::Node();
+        if (!value.IsMap() || !type.IsDefined() || !type.IsScalar() ||
+            (type.Scalar() != "local" && type.Scalar() != "cloud")) {
+          Error("controller.type", "must be local or cloud (W&B's controller; sweepd ignores it)");
+        } else {
+          warnings_.push_back("controller: W&B key accepted and ignored by sweepd");
+        }
+      } else if (kWandbIgnored.contains(key)) {
         warnings_.push_back(absl::StrCat(key, ": W&B key accepted and ignored by sweepd"));
       } else if (kUnsupported.contains(key)) {
         Error(key, key == "metrics" ? "multi-objective sweeps are not supported; give one `metric`"
@@ -288,6 +297,8 @@ class SpecReader {
     if (auto node = get("metric"); node.IsDefined()) ReadMetric(node, spec.mutable_metric());
     if (auto node = get("parameters"); node.IsDefined()) {
       ReadParameters(node, "parameters", "", 1, spec.mutable_parameters());
+      for (Parameter& top : *spec.mutable_parameters())
+        MarkGroup(top.name(), top.mutable_parameters());
     } else {
       Error("parameters", "required: a map of parameter name to definition");
     }
@@ -310,6 +321,18 @@ class SpecReader {
           spec.set_launcher(v1::LAUNCHER_TORCHRUN);
         } else if (*s != "none") {
           Error("launcher", absl::StrCat("must be none or torchrun; got \"", *s, "\""));
+        }
+      }
+    }
+    if (auto node = get("working_dir"); node.IsDefined()) {
+      if (auto s = String(node, "working_dir")) {
+        if (*s == "trial") {
+          spec.set_run_in_trial_dir(true);
+        } else if (*s != "code") {
+          Error("working_dir",
+                absl::StrCat("must be code (the agent's code dir, as under `wandb agent`) or "
+                             "trial (the trial's own folder); got \"",
+                             *s, "\""));
         }
       }
     }
@@ -591,6 +614,15 @@ class SpecReader {
     }
   }
 
+  // Every parameter nested (at any depth) in the top-level parameter `group`.
+  static void MarkGroup(const std::string& group,
+                        google::protobuf::RepeatedPtrField<Parameter>* params) {
+    for (Parameter& p : *params) {
+      p.set_group(group);
+      MarkGroup(group, p.mutable_parameters());
+    }
+  }
+
   void ReadParameters(const YAML::Node& node, const std::string& path, const std::string& prefix,
                       int depth, google::protobuf::RepeatedPtrField<Parameter>* out) {
     if (!node.IsMap()) {
@@ -621,10 +653,10 @@ class SpecReader {
         Error(child, "duplicate parameter");
         continue;
       }
-      if (name.size() > 128 || !std::regex_match(name, kName)) {
+      if (name.size() > 1024 || !std::regex_match(name, kName)) {
         Error(child,
               "invalid parameter name; names match ^[A-Za-z_][A-Za-z0-9_.-]*$ (at most "
-              "128 characters)");
+              "1024 characters)");
         continue;
       }
       Parameter* p = out->Add();
@@ -715,6 +747,15 @@ class SpecReader {
       if (!has("min") || !has("max")) return;
       std::optional<double> lo, hi;
       if (d == v1::INT_UNIFORM) {
+        // W&B's schema types int_uniform's bounds as integers: 0.0 is refused there too.
+        for (const char* key : {"min", "max"}) {
+          if (Classify(keys.at(key)).kind != Scalar::kInt) {
+            Error(Child(path, key),
+                  absl::StrCat("must be an integer for int_uniform; got ", keys.at(key).Scalar(),
+                               " (write it without a decimal point, or use "
+                               "uniform or q_uniform)"));
+          }
+        }
         auto ilo = Integer(keys.at("min"), Child(path, "min"));
         auto ihi = Integer(keys.at("max"), Child(path, "max"));
         if (ilo) lo = static_cast<double>(*ilo);
@@ -755,7 +796,8 @@ class SpecReader {
       if (has("sigma")) {
         if (auto v = Number(keys.at("sigma"), Child(path, "sigma"))) {
           p->set_sigma(*v);
-          if (*v <= 0) Error(Child(path, "sigma"), absl::StrCat("must be > 0; got ", *v));
+          // 0 is valid W&B (its schema's minimum); a constant then, see CollapseDegenerate.
+          if (*v < 0) Error(Child(path, "sigma"), absl::StrCat("must be >= 0; got ", *v));
         }
       }
     }
@@ -767,7 +809,7 @@ class SpecReader {
         if (!has(key)) continue;
         if (auto v = Number(keys.at(key), Child(path, key))) {
           (p->*setter)(*v);
-          if (*v <= 0) Error(Child(path, key), absl::StrCat("must be > 0; got ", *v));
+          if (*v < 0) Error(Child(path, key), absl::StrCat("must be >= 0; got ", *v));
         }
       }
     }
@@ -783,6 +825,51 @@ class SpecReader {
         }
       }
     }
+    if (d == v1::LOG_UNIFORM || d == v1::Q_LOG_UNIFORM || d == v1::INV_LOG_UNIFORM) {
+      // W&B's validator flags these (its server shows a warning); they still work there.
+      warnings_.push_back(absl::StrCat(
+          path, ": distribution ", info->name,
+          " is deprecated in W&B: min and max are natural-log exponents (e^min to e^max); ",
+          info->name, "_values takes the values themselves"));
+    }
+    CollapseDegenerate(path, p);
+  }
+
+  // sigma: 0 and beta's a: 0 or b: 0 are valid W&B, but describe no spread: every sample is
+  // one value (its limit). W&B's samplers give NaN there; sweepd makes the parameter that
+  // constant, and says so.
+  void CollapseDegenerate(const std::string& path, Parameter* p) {
+    const Distribution d = p->distribution();
+    std::optional<double> value;
+    std::string why;
+    if ((d == v1::NORMAL || d == v1::Q_NORMAL || d == v1::LOG_NORMAL || d == v1::Q_LOG_NORMAL) &&
+        p->sigma() == 0) {
+      value = d == v1::LOG_NORMAL || d == v1::Q_LOG_NORMAL ? std::exp(p->mu()) : p->mu();
+      why = "sigma 0";
+    } else if ((d == v1::BETA || d == v1::Q_BETA) && (p->a() == 0 || p->b() == 0)) {
+      if (p->a() == 0 && p->b() == 0) {
+        Error(path, "beta with a: 0 and b: 0 has no single limit; give a > 0 or b > 0");
+        return;
+      }
+      value = p->a() == 0 ? 0.0 : 1.0;
+      why = p->a() == 0 ? "a 0" : "b 0";
+    }
+    if (!value) return;
+    if (d == v1::Q_NORMAL || d == v1::Q_LOG_NORMAL || d == v1::Q_BETA) {
+      value = QuantizeToStep(*value, p->q());
+    }
+    const std::string text =
+        p->integer() ? std::to_string(std::llround(*value)) : nlohmann::json(*value).dump();
+    warnings_.push_back(absl::StrCat(path, ": ", DistributionName(d), " with ", why,
+                                     " gives one value; taken as the constant ", text,
+                                     " (W&B would sample NaN)"));
+    const std::string name = p->name(), full = p->path(), group = p->group();
+    p->Clear();
+    p->set_name(name);
+    p->set_path(full);
+    p->set_group(group);
+    p->set_distribution(v1::CONSTANT);
+    p->add_values_json(text);
   }
 
   void ReadCategorical(const std::map<std::string, YAML::Node, std::less<>>& keys,
@@ -861,8 +948,8 @@ class SpecReader {
         continue;
       }
       spec->add_command(item.Scalar());
-      if (absl::Status st = ValidateCommandToken(item.Scalar()); !st.ok()) {
-        Error(path, st.message());
+      if (std::string warning = CommandTokenWarning(item.Scalar()); !warning.empty()) {
+        warnings_.push_back(absl::StrCat(path, ": ", warning));
       }
     }
   }
@@ -902,8 +989,15 @@ class SpecReader {
       // W&B's schema accepts both; its engine then uses max_iter and s. So does sweepd.
       warnings_.push_back(
           "early_terminate: min_iter is ignored when max_iter and s are given (as in W&B)");
-    } else if (has_min && (has_max || has_s)) {
-      Error(path, "give min_iter, or max_iter with s (a lone max_iter or s is incomplete)");
+    } else if (has_min && has_s) {
+      // Valid W&B: its engine reads max_iter and s only when max_iter is given.
+      warnings_.push_back(
+          "early_terminate: s is ignored without max_iter; the bands start at min_iter (as in "
+          "W&B)");
+      et->clear_s();
+    } else if (has_min && has_max) {
+      // W&B's schema lets this through, then its engine fails on the missing s.
+      Error(path, "give min_iter, or max_iter with s (max_iter needs s)");
     } else if (!has_min && !(has_max && has_s)) {
       Error(path, "needs min_iter, or max_iter together with s");
     }
@@ -1165,23 +1259,16 @@ class SpecReader {
   }
 
   void CrossChecks(SweepSpec* spec) {
-    // Flattened names must be unique (`a.b` at the top and `a: {parameters: {b}}` collide).
-    // So must prefixes: `a` and `a.b` cannot both be values of the nested form `${args_json}`
-    // and `params()` give back.
+    // Flattened names must be unique (`a.b` at the top and `a: {parameters: {b}}` collide: the
+    // store and the search keep parameters by flattened name). A name that is a prefix of
+    // another (`model` beside `model.depth`, Hydra style) is fine, as it is in W&B: both are
+    // passed as written.
     std::set<std::string> flat;
     for (const Parameter* leaf : LeafParameters(*spec)) {
       if (!flat.insert(leaf->path()).second) {
         Error(absl::StrCat("parameters.", leaf->path()),
-              "flattened name collides with another parameter's");
-      }
-    }
-    for (const std::string& name : flat) {
-      auto next = flat.upper_bound(name);
-      if (next != flat.end() && next->size() > name.size() &&
-          next->compare(0, name.size(), name) == 0 && (*next)[name.size()] == '.') {
-        Error(absl::StrCat("parameters.", name),
-              absl::StrCat("flattened name collides with another parameter's: '", *next,
-                           "' would nest inside it"));
+              "flattened name collides with another parameter's (a dotted top-level name and a "
+              "nested one spell the same path)");
       }
     }
     const bool model_based =
@@ -1219,6 +1306,10 @@ class SpecReader {
               std::string child = absl::StrCat(path, ".", p.name());
               if (p.parameters_size() > 0) {
                 check(p.parameters(), absl::StrCat(child, ".parameters"));
+              } else if (p.probabilities_size() > 0) {
+                Error(absl::StrCat(child, ".probabilities"),
+                      "grid search runs every value once, so probabilities mean nothing there "
+                      "(W&B refuses them too); drop them, or use method random or bayes");
               } else if (p.distribution() != v1::DISTRIBUTION_UNSPECIFIED &&
                          GridValueCount(p) == 0) {
                 Error(child, absl::StrCat("grid search needs a finite set of values; ",

@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<sweepd::v1::TrialParam> params;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (i < 4) {
-      if (!sweepd::ValidateCommandToken(lines[i]).ok()) return 0;
+      (void)sweepd::CommandTokenWarning(lines[i]);
       command.push_back(lines[i]);
       continue;
     }
@@ -28,6 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     sweepd::v1::TrialParam p;
     p.set_name(lines[i].substr(0, eq));
     p.set_value_json(lines[i].substr(eq + 1));
+    if (i % 2 == 0) p.set_group(p.name().substr(0, p.name().find('.')));
     params.push_back(std::move(p));
   }
   sweepd::CommandContext context{

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/command_template.h"
 #include "common/logging.h"
 #include "common/param_space.h"
@@ -760,11 +761,94 @@ void Engine::Schedule() {
     return;
   }
   for (auto& [id, sweep] : sweeps_) {
-    if (sweep.state != v1::SWEEP_STATE_RUNNING) continue;
-    while (ScheduleSweep(sweep)) {
+    if (sweep.state == v1::SWEEP_STATE_RUNNING) {
+      while (ScheduleSweep(sweep)) {
+      }
+      MaybeFinish(sweep);
     }
-    MaybeFinish(sweep);
+    UpdateStall(sweep);
   }
+}
+
+void Engine::UpdateStall(Sweep& sweep) {
+  std::string reason;
+  // Stuck: it has work left, nothing of it runs, and scheduling just found no place for it.
+  // (With a trial running, or nothing left to run, it is only waiting.)
+  const bool work_left = !sweep.queue.empty() || !(sweep.exhausted || sweep.target_reached);
+  if (sweep.state == v1::SWEEP_STATE_RUNNING && !sweep.external && sweep.active == 0 && work_left &&
+      Placement(sweep).empty()) {
+    reason = WhyNoPlacement(sweep);
+  }
+  if (reason == sweep.stall_reason) return;
+  sweep.stall_reason = reason;
+  {
+    std::lock_guard<std::mutex> lock(stalls_mu_);
+    if (reason.empty()) {
+      stalls_.erase(sweep.public_id);
+    } else {
+      stalls_[sweep.public_id] = reason;
+    }
+  }
+  if (!reason.empty()) {
+    spdlog::warn("[sweep={}] stalled: {}", sweep.public_id, reason);
+    Event(sweep.id, 0, "", "sweep.stalled", "running", "stalled", reason);
+  } else if (sweep.state == v1::SWEEP_STATE_RUNNING) {
+    Event(sweep.id, 0, "", "sweep.unstalled", "stalled", "running", "trials can start again");
+  }
+}
+
+std::string Engine::WhyNoPlacement(const Sweep& sweep) const {
+  const int slots = std::max(1, sweep.spec.resources().gpus_per_node());
+  const int nodes = std::max(1, sweep.spec.resources().nodes());
+  const std::string needs =
+      nodes > 1 ? absl::StrCat(nodes, " agents with ", slots, " free GPUs or slots each")
+                : absl::StrCat("an agent with ", slots, " free GPU", slots > 1 ? "s" : "",
+                               " or slot", slots > 1 ? "s" : "");
+  std::vector<std::string> quarantined;
+  std::vector<std::string> draining;
+  int connected = 0;
+  int big_enough = 0;
+  size_t largest = 0;
+  for (const auto& [id, agent] : agents_) {
+    if (!agent.connected) continue;
+    ++connected;
+    if (agent.quarantined) {
+      quarantined.push_back(absl::StrCat(id, " (", agent.quarantine_reason, ")"));
+    } else if (agent.draining) {
+      draining.push_back(id);
+    } else {
+      largest = std::max(largest, agent.slot_trial.size());
+      if (agent.slot_trial.size() >= static_cast<size_t>(slots)) ++big_enough;
+    }
+  }
+  if (connected == 0) return absl::StrCat("no agent is connected; its trials need ", needs);
+  std::vector<std::string> parts;
+  if (!quarantined.empty()) {
+    parts.push_back(absl::StrCat(
+        quarantined.size() == static_cast<size_t>(connected) ? "every agent is quarantined: "
+                                                             : "quarantined: ",
+        absl::StrJoin(quarantined, "; "),
+        " (`sweepctl agents --release ID` lifts it once the cause is fixed)"));
+  }
+  if (!draining.empty()) {
+    parts.push_back(absl::StrCat("draining: ", absl::StrJoin(draining, ", ")));
+  }
+  // Agents that fit but whose slots hold other sweeps' trials: only waiting, not stuck.
+  if (big_enough >= nodes) return "";
+  if (quarantined.size() + draining.size() == static_cast<size_t>(connected)) {
+    return absl::StrJoin(parts, "; ");
+  }
+  parts.push_back(absl::StrCat("its trials need ", needs, "; ",
+                               big_enough == 0 && largest > 0
+                                   ? absl::StrCat("the largest usable agent has ", largest)
+                                   : absl::StrCat(big_enough, " usable agent(s) fit")));
+  return absl::StrJoin(parts, "; ");
+}
+
+std::string Engine::StallReason(const std::string& sweep_id) const {
+  std::lock_guard<std::mutex> lock(stalls_mu_);
+  auto it = stalls_.find(sweep_id);
+  return it == stalls_.end() ? "" : it->second;
 }
 
 // Starts at most one trial of the sweep; true when it did (call again).
@@ -875,13 +959,22 @@ void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {
   v1::Assign* assign = message.mutable_assign();
   assign->set_trial_id(trial.public_id);
   assign->set_sweep_id(sweep.public_id);
-  for (const auto& p : trial.params) *assign->add_params() = p;
+  std::map<std::string, std::string> groups;  // nested parameters' top-level keys
+  for (const v1::Parameter* leaf : LeafParameters(sweep.spec)) {
+    if (!leaf->group().empty()) groups[leaf->path()] = leaf->group();
+  }
+  for (const auto& p : trial.params) {
+    v1::TrialParam* sent = assign->add_params();
+    *sent = p;
+    if (auto it = groups.find(p.name()); it != groups.end()) sent->set_group(it->second);
+  }
   for (const auto& token : LaunchCommand(sweep.spec)) assign->add_command(token);
   assign->set_program(sweep.spec.program());
   for (int32_t g : node.gpu_indices) assign->add_gpu_indices(g);
   assign->set_attempt(trial.attempt);
   assign->set_metric_pattern(sweep.spec.metric_pattern());
   assign->set_code_dir(sweep.spec_dir);
+  assign->set_run_in_trial_dir(sweep.spec.run_in_trial_dir());
   assign->set_first_seq(trial.last_seq_seen + 1);
   v1::Gang* gang = assign->mutable_gang();
   gang->set_nnodes(static_cast<int32_t>(trial.nodes.size()));
@@ -1024,16 +1117,36 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
         "register.gpus: an agent advertises 1 to 1024 GPUs or CPU slots");
   }
   return Call<absl::StatusOr<v1::Registered>>([&]() -> absl::StatusOr<v1::Registered> {
-    Agent& agent = agents_[request.agent_id()];
-    if (agent.connected && agent.channel) {
-      // A second connection with the same id replaces the first (the agent restarted).
-      agent.channel->Close();
+    if (auto it = agents_.find(request.agent_id());
+        it != agents_.end() && it->second.connected && it->second.channel) {
+      Agent& live = it->second;
+      if (request.workdir_key().empty() || request.workdir_key() != live.workdir_key) {
+        // Another agent with the same id (two agents given one --agent-id, or a copied
+        // workdir): taking the id over would lose the live one's trials and start them again
+        // beside themselves. The live one is left exactly as it is.
+        spdlog::warn("[agent={}] refused a second agent with its id from {} pid {}", live.id,
+                     request.hostname(), request.pid());
+        return absl::AlreadyExistsError(absl::StrCat(
+            "agent id ", live.id, " is connected from ", live.info.hostname(), " pid ", live.pid,
+            " since ",
+            absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMicros(live.connected_since_us),
+                             absl::UTCTimeZone()),
+            "; give this agent its own --agent-id (or its own --workdir, from which the default "
+            "id is derived)"));
+      }
+      // The same agent, restarted before sweepd saw its old stream end: the new stream
+      // replaces the old one.
+      live.channel->Close();
     }
+    Agent& agent = agents_[request.agent_id()];
     const bool returning = !agent.id.empty();
     agent.id = request.agent_id();
     agent.channel = std::move(channel);
     agent.connected = true;
     agent.incarnation = next_incarnation_++;
+    agent.workdir_key = request.workdir_key();
+    agent.pid = request.pid();
+    agent.connected_since_us = NowMicros();
     agent.info.set_id(request.agent_id());
     agent.info.set_hostname(request.hostname());
     agent.info.set_address(request.address());

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "scheduler/pruning/pruner.h"
 #include "scheduler/search/search_method.h"
@@ -106,6 +107,10 @@ class Engine {
   int64_t WaitForEvents(int64_t seen, int timeout_ms);
   // Whether the sweep has ended (finished, canceled or failed) with nothing left running.
   bool SweepDone(const std::string& sweep_id);
+  // Why no trial of the running sweep can start although it has work left and nothing runs
+  // (every agent quarantined, none with room for its resources, none connected); empty while
+  // it is not stuck. Any thread; never waits on the engine thread.
+  std::string StallReason(const std::string& sweep_id) const;
 
   store::Store& store() { return *store_; }
 
@@ -172,6 +177,8 @@ class Engine {
     // scheduling never scans the sweep's history.
     int64_t active = 0;
     int64_t live = 0;
+    // Why it cannot go on (see StallReason); empty while it can.
+    std::string stall_reason;
   };
 
   struct Agent {
@@ -187,6 +194,11 @@ class Engine {
     bool quarantined = false;
     std::string quarantine_reason;
     bool draining = false;  // finishing its trials before leaving: no new ones
+    // From its registration: the key only its own restarts know, its pid, and since when
+    // (wall clock) its stream is up. They name it when another registration clashes.
+    std::string workdir_key;
+    int32_t pid = 0;
+    int64_t connected_since_us = 0;
   };
 
   // Runs `task` on the engine thread.
@@ -227,6 +239,9 @@ class Engine {
                 double gpu_seconds, store::TrialUpdate update = {});
   void ReleaseSlots(Trial& trial);
   // The agents a trial of `sweep` could be placed on now, packed: fewest free slots first.
+  // After scheduling: whether the sweep is stuck, and why (see StallReason).
+  void UpdateStall(Sweep& sweep);
+  std::string WhyNoPlacement(const Sweep& sweep) const;
   std::vector<Agent*> Placement(const Sweep& sweep);
   // Sends a node its Assign.
   void AssignNode(Sweep& sweep, Trial& trial, size_t rank);
@@ -262,6 +277,10 @@ class Engine {
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
   std::thread thread_;
+
+  // Stalled sweeps by public id, published by the engine thread for readers on any thread.
+  mutable std::mutex stalls_mu_;
+  std::map<std::string, std::string> stalls_ ABSL_GUARDED_BY(stalls_mu_);
 
   std::mutex events_mu_;
   std::condition_variable events_cv_;

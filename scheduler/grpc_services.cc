@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/security.h"
 #include "scheduler/agent_messages.h"
@@ -49,8 +50,18 @@ class StreamChannel final : public AgentChannel {
 
   // Closes the stream and waits for the writer thread: after this the stream is not touched, so
   // the handler may return even while the engine still holds this channel.
-  void Finish() {
-    Close();
+  // `cancel` false: the stream is left to end with the handler's own status (a refusal the
+  // agent must read), instead of CANCELLED.
+  void Finish(bool cancel = true) {
+    if (cancel) {
+      Close();
+    } else {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        closed_ = true;
+      }
+      cv_.notify_one();
+    }
     std::lock_guard<std::mutex> lock(join_mu_);
     if (writer_.joinable()) writer_.join();
   }
@@ -123,6 +134,7 @@ absl::StatusOr<v1::Sweep> SweepServiceImpl::LoadSweep(const std::string& id) {
     }
     sweep->set_total_trials(cap);
   }
+  sweep->set_stalled(engine_->StallReason(sweep->id()));
   return sweep;
 }
 
@@ -154,6 +166,7 @@ grpc::Status SweepServiceImpl::GetSweep(grpc::ServerContext* context,
   auto sweep = LoadSweep(request->sweep_id());
   if (!sweep.ok()) return ToGrpc(sweep.status());
   *response->mutable_sweep() = std::move(*sweep);
+  response->set_warning(StoreWarning());
   return grpc::Status::OK;
 }
 
@@ -185,6 +198,7 @@ grpc::Status SweepServiceImpl::ListSweeps(grpc::ServerContext* context,
   if (static_cast<int64_t>(sweeps->size()) > limit) {
     response->set_next_page_token(std::to_string(*offset + limit));
   }
+  response->set_warning(StoreWarning());
   return grpc::Status::OK;
 }
 
@@ -195,6 +209,17 @@ absl::Status SweepServiceImpl::StoreWritable() const {
       "sweepd cannot write its store (", health.error,
       "); changes are refused until it can (free space on the store's disk). Nothing was "
       "changed."));
+}
+
+std::string SweepServiceImpl::StoreWarning() const {
+  const store::StoreHealth health = store_->Health();
+  if (!health.degraded) return "";
+  return absl::StrCat("sweepd cannot write its store since ",
+                      absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                                       absl::FromUnixMicros(health.since_us), absl::UTCTimeZone()),
+                      " (", health.error,
+                      "): nothing new is stored or acknowledged until it can; free space on its "
+                      "disk");
 }
 
 grpc::Status SweepServiceImpl::PauseSweep(grpc::ServerContext* context,
@@ -471,7 +496,7 @@ grpc::Status AgentServiceImpl::Connect(
   auto channel = std::make_shared<StreamChannel>(context, stream);
   auto registered = engine_->AgentConnected(first.register_(), channel);
   if (!registered.ok()) {
-    channel->Finish();
+    channel->Finish(/*cancel=*/false);
     return ToGrpc(registered.status());
   }
   const std::string agent_id = registered->agent_id();

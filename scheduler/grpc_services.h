@@ -68,6 +68,8 @@ class SweepServiceImpl final : public v1::SweepService::Service {
   // UNAVAILABLE, naming the fault, while the store cannot commit: calls that change state are
   // refused rather than left hanging.
   absl::Status StoreWritable() const;
+  // For read answers: empty, or why what they show may be behind (the store cannot write).
+  std::string StoreWarning() const;
 
   Engine* const engine_;
   store::Store* const store_;

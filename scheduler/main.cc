@@ -38,6 +38,7 @@ ABSL_FLAG(std::string, address_file, "", "write the address served on to this fi
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the sweepd scheduler daemon.\nUsage: sweepd [--listen HOST:PORT] [--db PATH]");
+  sweepd::ShowOwnFlagsInHelp();
   sweepd::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
   sweepd::SetUpDaemonLogging(absl::GetFlag(FLAGS_log_level));

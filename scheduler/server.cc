@@ -1,11 +1,23 @@
 #include "scheduler/server.h"
 
+#include <errno.h>
+#include <unistd.h>
+
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 
 namespace sweepd::scheduler {
+namespace {
+
+std::string NowText() {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone());
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
     const ServerOptions& options) {
@@ -22,6 +34,18 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   const SecurityPolicy security{.tls = options.tls.enabled(),
                                 .token = options.token,
                                 .require_agent_cert = !options.tls.ca.empty()};
+  // Two schedulers on one store would both schedule from it: the second is refused, naming the
+  // first. The lock lives beside the store so it also guards a store on a shared filesystem
+  // opened from one host at a time.
+  const std::string holder =
+      absl::StrCat(program_invocation_short_name, " pid ", getpid(), " (started ", NowText(), ")");
+  auto lock = FileLock::Acquire(options.db_path + ".lock", holder);
+  if (!lock.ok()) {
+    return absl::Status(lock.status().code(),
+                        absl::StrCat("store ", options.db_path, " is ", lock.status().message(),
+                                     ": stop that one first, or give this one another --db"));
+  }
+  server->store_lock_ = std::move(*lock);
   auto store = store::Store::Open({.path = options.db_path, .synchronous = options.synchronous});
   if (!store.ok()) {
     return absl::Status(store.status().code(),
@@ -54,6 +78,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   server->address_ = absl::StrCat(host, ":", port);
+  (void)server->store_lock_->SetHolder(absl::StrCat(holder, ", serving on ", server->address_));
   return server;
 }
 
@@ -67,7 +92,10 @@ void SchedulerServer::Shutdown(int grace_ms) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));
     server_->Wait();
   }
-  if (!store_) return;
+  if (!store_) {
+    store_lock_.reset();
+    return;
+  }
   // Bounded: with the store's disk full this would wait for ever. What is still queued then
   // was never acknowledged; the store gives it a last few seconds as it closes.
   if (auto st = store_->Flush(store_->Degraded() ? 1 : 15); !st.ok()) {
@@ -76,6 +104,7 @@ void SchedulerServer::Shutdown(int grace_ms) {
   // Closed here, while the engine still exists: writes still queued (a full disk) complete into
   // the engine's callbacks as the store closes.
   store_.reset();
+  store_lock_.reset();
 }
 
 SchedulerServer::~SchedulerServer() { Shutdown(); }

@@ -6,9 +6,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/file_lock.h"
 #include "common/security.h"
 #include "scheduler/engine.h"
 #include "scheduler/grpc_services.h"
@@ -44,6 +46,8 @@ class SchedulerServer {
  private:
   SchedulerServer() = default;
 
+  // One scheduler per store file: held from before the store opens until after it closes.
+  std::optional<FileLock> store_lock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<SweepServiceImpl> sweep_service_;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "common/command_template.h"
 #include "common/logging.h"
+#include "worker/agent_identity.h"
 #include "worker/report_protocol.h"
 #include "worker/trial_process.h"
 
@@ -336,6 +337,8 @@ void Agent::ConnectionLoop() {
     v1::AgentMessage hello;
     v1::Register* reg = hello.mutable_register_();
     reg->set_agent_id(agent_id_);
+    reg->set_workdir_key(agent_key_);
+    reg->set_pid(static_cast<int32_t>(getpid()));
     reg->set_hostname(Hostname());
     reg->set_address(options_.advertise_address.empty() ? Hostname() : options_.advertise_address);
     reg->set_version("0.1.0");
@@ -390,6 +393,16 @@ void Agent::ConnectionLoop() {
       context_.reset();
     }
     if (stopping_) break;
+    if (!registered && status.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+      // Another live agent holds this id (two agents given one --agent-id, or copies of one
+      // workdir): retrying would only fight it. sweepd left the other one untouched.
+      {
+        std::lock_guard<std::mutex> lock(fatal_mu_);
+        fatal_ = absl::AlreadyExistsError(status.error_message());
+      }
+      Stop();
+      break;
+    }
     spdlog::warn("stream to the scheduler ended ({}); reconnecting", status.error_message());
     for (double waited = 0; waited < backoff && !stopping_; waited += 0.05) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -512,9 +525,22 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
   if (keep_fd < 0 || trial->exit_file.empty()) {
     return absl::FailedPreconditionError("it was started without sweep-trial-shim");
   }
-  const bool alive = ProcessStartTicks(pid) == start_ticks && start_ticks != 0;
+  bool alive = ProcessStartTicks(pid) == start_ticks && start_ticks != 0;
   if (!alive && !std::filesystem::exists(trial->exit_file)) {
     return absl::NotFoundError("it is gone and left no exit record");
+  }
+  std::unique_ptr<TrialProcess> running;
+  if (alive) {
+    auto process = TrialProcess::Adopt(pid, start_ticks, keep_fd, trial->exit_file);
+    if (process.ok()) {
+      running = std::move(*process);
+    } else if (ProcessStartTicks(pid) != start_ticks && std::filesystem::exists(trial->exit_file)) {
+      // It ended between the two looks (the shim records the end before it exits): reported
+      // from its record like any trial that ended while no agent watched, not dropped and lost.
+      alive = false;
+    } else {
+      return process.status();
+    }
   }
   trial->workdir = state.value("workdir", "");
   trial->stderr_path = trial->workdir + "/stderr.log";
@@ -530,9 +556,7 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
   trial->state_file = absl::StrCat(state_dir_, "/", trial->id);
   trial->seq_known = false;
   if (alive) {
-    auto process = TrialProcess::Adopt(pid, start_ticks, keep_fd, trial->exit_file);
-    if (!process.ok()) return process.status();
-    trial->process = std::move(*process);
+    trial->process = std::move(running);
     // The reporting socket again, at the path the trial knows (SWEEP_SOCKET); its client
     // reconnects.
     std::error_code ec;
@@ -546,12 +570,7 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
     }
   } else {
     // It ended while no agent watched; the shim recorded how. Reported like any exit.
-    auto process = TrialProcess::Adopt(pid, start_ticks, keep_fd, trial->exit_file);
-    if (process.ok()) {
-      trial->process = std::move(*process);
-    } else {
-      trial->process = TrialProcess::Ended(pid, trial->exit_file);
-    }
+    trial->process = TrialProcess::Ended(pid, trial->exit_file);
   }
   trial->stdout_log.open(trial->workdir + "/stdout.log", std::ios::binary | std::ios::app);
   std::error_code size_ec;
@@ -579,11 +598,13 @@ void Agent::GpuMonitorLoop() {
 }
 
 absl::Status Agent::Run() {
-  agent_id_ = options_.agent_id.empty() ? Hostname() : options_.agent_id;
-  if (!SafeId(agent_id_)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--agent-id: \"", agent_id_, "\" may hold only letters, digits, '.', '_' and '-'"));
-  }
+  // First of all, before anything in the workdir is touched: is it ours alone, and who are we.
+  auto claim = ClaimWorkdir(options_.workdir, options_.agent_id, Hostname());
+  if (!claim.ok()) return claim.status();
+  workdir_lock_.emplace(std::move(claim->lock));
+  agent_id_ = claim->identity.agent_id;
+  agent_key_ = claim->identity.key;
+  spdlog::info("agent id {} (workdir {})", agent_id_, options_.workdir);
   if (auto st = DiscoverResources(); !st.ok()) return st;
   auto credentials = MakeChannelCredentials(options_.tls);
   if (!credentials.ok()) return credentials.status();
@@ -604,11 +625,6 @@ absl::Status Agent::Run() {
   }
   runtime_dir_ = pattern;
   std::error_code ec;
-  std::filesystem::create_directories(options_.workdir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--workdir ", options_.workdir, ": ", ec.message()));
-  }
   state_dir_ = (std::filesystem::path(options_.workdir) / ".sweep-agent" / agent_id_).string();
   std::filesystem::create_directories(state_dir_, ec);
   if (ec) {
@@ -648,7 +664,8 @@ absl::Status Agent::Run() {
   trials_.clear();  // TrialProcess destructors reap
   ReapOrphans({});
   if (connection_thread_.joinable()) connection_thread_.join();
-  return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(fatal_mu_);
+  return fatal_;
 }
 
 void Agent::HandleMessage(const v1::SchedulerMessage& message) {
@@ -881,6 +898,8 @@ void Agent::StartTrial(const v1::Assign& assign) {
       flat.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   env["SWEEP_SOCKET"] = trial->socket_path;
   env["SWEEP_ATTEMPT"] = std::to_string(std::max(1, assign.attempt()));
+  // Its own folder (logs, params.json, checkpoints of its own) wherever the command runs.
+  env["SWEEP_TRIAL_DIR"] = trial->workdir;
   for (const auto& [k, v] : assign.env()) env[k] = v;
   if (!options_.python_path.empty()) {
     auto it = env.find("PYTHONPATH");
@@ -893,9 +912,16 @@ void Agent::StartTrial(const v1::Assign& assign) {
 
   trial->exit_file = trial->workdir + "/.exit";
   std::filesystem::remove(trial->exit_file, ec);
+  // Where W&B's agent runs commands: the code dir, so `python -m pkg.train`, `src/train.py`
+  // and relative data paths work as under `wandb agent`; or the trial's folder on request.
+  std::error_code cwd_ec;
+  const std::string run_dir =
+      assign.run_in_trial_dir()
+          ? trial->workdir
+          : std::filesystem::weakly_canonical(std::filesystem::absolute(code_dir), cwd_ec).string();
   auto process = TrialProcess::Start({.argv = *argv,
                                       .env = env,
-                                      .workdir = trial->workdir,
+                                      .workdir = run_dir,
                                       .stderr_path = trial->stderr_path,
                                       .shim = options_.trial_shim,
                                       .exit_file = trial->exit_file});

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/file_lock.h"
 #include "common/security.h"
 #include "sweepd/v1/agent_service.grpc.pb.h"
 #include "worker/gpu_monitor.h"
@@ -31,7 +32,8 @@ namespace sweepd::worker {
 
 struct AgentOptions {
   std::string scheduler = "127.0.0.1:7777";
-  // Stable name across restarts; defaults to the hostname.
+  // Stable name across restarts; default: derived from the host and the workdir and kept in the
+  // workdir (worker/agent_identity.h).
   std::string agent_id;
   // CPU slots, when the node has no GPUs (or discovery is off).
   int slots = 1;
@@ -128,6 +130,11 @@ class Agent {
 
   const AgentOptions options_;
   std::string agent_id_;
+  std::string agent_key_;                 // proves a re-registration is this agent's own
+  std::optional<FileLock> workdir_lock_;  // one agent per workdir, for the life of Run()
+  // Why Run() ends with an error found on the connection thread (the id is taken).
+  std::mutex fatal_mu_;
+  absl::Status fatal_;
   std::string state_dir_;           // per-trial state files (pid, start time, GPUs)
   std::vector<v1::Gpu> resources_;  // what Register advertises, by slot
   bool has_gpus_ = false;

@@ -24,9 +24,13 @@ ABSL_FLAG(std::string, gpu_discovery, "auto",
           "how GPUs are found: auto (NVML, then nvidia-smi), nvml, nvidia-smi, or none");
 ABSL_FLAG(std::string, advertise_address, "",
           "address other nodes reach this one at, for multi-node trials (default: the hostname)");
-ABSL_FLAG(std::string, workdir, "sweepd-work", "trials run in WORKDIR/<sweep>/<trial>/");
+ABSL_FLAG(std::string, workdir, "sweepd-work",
+          "this agent's own folder: trials' logs and state in WORKDIR/<sweep>/<trial>/, and its "
+          "identity; one agent per workdir (a second one is refused)");
 ABSL_FLAG(std::string, code_dir, ".", "folder `program` resolves against");
-ABSL_FLAG(std::string, agent_id, "", "stable name of this agent (default: the hostname)");
+ABSL_FLAG(std::string, agent_id, "",
+          "name of this agent, unique among sweepd's agents (default: <host>-<hash of the "
+          "workdir>, kept in the workdir so restarts keep it)");
 ABSL_FLAG(std::string, interpreter, "",
           "what ${interpreter} expands to (default $SWEEPD_PYTHON, else python3)");
 ABSL_FLAG(std::string, python_path, "",
@@ -57,6 +61,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the sweepd worker daemon.\nUsage: sweep-agent --scheduler HOST:PORT [--gpus 0,1 | --slots "
       "N]");
+  sweepd::ShowOwnFlagsInHelp();
   sweepd::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
   sweepd::SetUpDaemonLogging(absl::GetFlag(FLAGS_log_level));

@@ -60,7 +60,7 @@ def main():
         model = DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
-    log = open("local_metrics.jsonl", "a")
+    log = open(os.path.join(os.environ.get("SWEEP_TRIAL_DIR", "."), "local_metrics.jsonl"), "a")
     for epoch in range(epochs):
         model.train()
         for start in range(0, len(x_train), 32):

@@ -89,7 +89,18 @@ def flat_params():
 
 
 def params():
-    """The trial's parameters, nested where the spec nests them. The same on every rank."""
+    """The trial's parameters, nested where the spec nests them. The same on every rank.
+
+    This is the run's config as W&B's agent builds it: a nested parameter is a dict under its
+    top-level key; a top-level name with dots (`optimizer.lr`, Hydra style) stays one key.
+    """
+    trial_dir = os.environ.get("SWEEP_TRIAL_DIR")
+    if trial_dir:
+        try:
+            with open(os.path.join(trial_dir, "params.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            pass
     return _nest(flat_params())
 
 

@@ -45,35 +45,42 @@ std::optional<double> WandbHyperbandPruner::MaxResource() const {
 }
 
 Decision WandbHyperbandPruner::OnReport(const Observation& o, bool decide) {
+  // W&B keeps only finite numbers in a run's history; a NaN report neither counts nor decides.
+  if (!std::isfinite(o.value)) return {};
   TrialState& t = trials_[o.trial];
-  const double score = Score(o.value, maximize_);
+  const double score = maximize_ ? -o.value : o.value;
   t.best = std::min(t.best, score);
-  // History index o.index is W&B's h[band] once index == band.
-  size_t reached = t.at_band.size();
-  if (reached < bands_.size() && o.index == bands_[reached]) {
+  ++t.length;
+  // This value is h[length-1]: what band `length` reads.
+  const size_t reached = t.at_band.size();
+  if (reached < bands_.size() && t.length == bands_[reached]) {
     recorded_[reached].Insert(score, o.trial);
     t.at_band.push_back(score);
-    reached = t.at_band.size();
   }
-  if (!decide || reached == 0) return {};
-  // The last band the trial passed: W&B's closest band with band < len(history).
-  const size_t b = reached - 1;
+  if (!decide) return {};
+  return Judge(o.trial);
+}
+
+Decision WandbHyperbandPruner::Judge(int64_t trial) const {
+  auto it = trials_.find(trial);
+  if (it == trials_.end() || it->second.at_band.empty()) return {};  // no band applies yet
+  const TrialState& t = it->second;
+  const size_t b = t.at_band.size() - 1;  // the closest band: the largest <= len(history)
   const OrderStatistics& band = recorded_[b];
+  // sorted(band_values)[int(r * len(band_values))] with r = 1 / eta, as W&B computes it.
+  const double r = 1.0 / eta_;
   const auto index =
-      std::min(band.size() - 1, static_cast<size_t>(static_cast<double>(band.size()) / eta_));
+      std::min(band.size() - 1, static_cast<size_t>(r * static_cast<double>(band.size())));
   const double threshold = band.Kth(index);
   const double mine = strict_ ? t.at_band[b] : t.best;
-  if (mine > threshold) {
-    const double shown = maximize_ ? -mine : mine;
-    const double shown_threshold = maximize_ ? -threshold : threshold;
-    return Decision{
-        .stop = true,
-        .reason = absl::StrCat("stopped by hyperband at band ", bands_[b], " (iteration ",
-                               o.index + 1, "): ", strict_ ? "value " : "best ",
-                               FormatNumber(shown), " worse than threshold ",
-                               FormatNumber(shown_threshold), " of ", band.size())};
-  }
-  return {};
+  if (!(mine > threshold)) return {};
+  const double shown = maximize_ ? -mine : mine;
+  const double shown_threshold = maximize_ ? -threshold : threshold;
+  return Decision{.stop = true,
+                  .reason = absl::StrCat("stopped by hyperband at band ", bands_[b], " (", t.length,
+                                         " values): ", strict_ ? "value " : "best ",
+                                         FormatNumber(shown), " worse than threshold ",
+                                         FormatNumber(shown_threshold), " of ", band.size())};
 }
 
 }  // namespace sweepd::pruning

@@ -8,13 +8,20 @@
 
 namespace sweepd::pruning {
 
-// W&B's `early_terminate: {type: hyperband}`, with W&B's semantics: bands count reports
-// (iterations), not step values; from min_iter they are min_iter * eta^k, from max_iter and s
-// they are int(max_iter / eta^k) for k = 1..s. At a band the threshold is the value at index
-// int(n / eta) of the sorted values the trials had at that band (negated when maximising); a
-// trial is stopped when, at the last band it passed, its best value so far (strict: its value
-// at that band) is worse. W&B checks every few minutes; sweepd decides at every report.
-// NaN counts as the worst value (W&B drops NaN from histories). Not thread-safe.
+// W&B's `early_terminate: {type: hyperband}`, exactly as wandb/sweeps' hyperband_stopping.py
+// computes it:
+// - A trial's history is its finite values of the metric, in order (NaN and infinities are left
+//   out, as `metric_history(filter_invalid=True)` does); negated when maximising.
+// - Bands count values, not steps: from min_iter they are int(min_iter * eta^k); from max_iter
+//   and s, int(max_iter / eta^k) for k = 1..s (stopping below 1).
+// - The threshold of band b is sorted(h[b-1] of every trial with at least b values)
+//   [int(n / eta)], over all trials, ended ones included.
+// - A running trial is judged at its closest band: the largest band <= its history length. It
+//   is stopped when its value there (strict, W&B's default) or the best of its whole history
+//   (not strict) is above that band's threshold.
+// W&B judges every running run on a timer; sweepd judges a trial at each of its reports, with
+// the thresholds as they stand then (docs/sweep-spec.md says how that differs). Judge() gives
+// the decision for a trial's current history without a new report. Not thread-safe.
 class WandbHyperbandPruner final : public Pruner {
  public:
   WandbHyperbandPruner(std::vector<int64_t> bands, double eta, bool strict, bool maximize);
@@ -22,6 +29,8 @@ class WandbHyperbandPruner final : public Pruner {
                                                         bool maximize);
 
   Decision OnReport(const Observation& observation, bool decide) override;
+  // The decision W&B's stop_runs would make for the trial now, from what is recorded.
+  Decision Judge(int64_t trial) const;
   std::optional<double> MaxResource() const override;
   bool CountsReports() const override { return true; }
 
@@ -29,8 +38,9 @@ class WandbHyperbandPruner final : public Pruner {
 
  private:
   struct TrialState {
+    int64_t length = 0;  // finite values so far: W&B's len(history)
     double best = std::numeric_limits<double>::infinity();
-    std::vector<double> at_band;  // score at each band reached
+    std::vector<double> at_band;  // h[band-1] of each band reached, in band order
   };
   std::vector<int64_t> bands_;
   std::vector<OrderStatistics> recorded_;  // per band

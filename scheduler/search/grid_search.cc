@@ -1,21 +1,44 @@
 #include "scheduler/search/grid_search.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/param_space.h"
 
 namespace sweepd {
 
 GridSearch::GridSearch(const v1::SweepSpec& spec) : spec_(spec), leaves_(LeafParameters(spec_)) {
   size_ = GridSize(spec_);
-  for (const auto* leaf : leaves_) counts_.push_back(GridValueCount(*leaf));
+  for (const auto* leaf : leaves_) {
+    counts_.push_back(GridValueCount(*leaf));
+    // Listed values are deduplicated once here; numeric ranges are computed per point (an
+    // int_uniform may have millions).
+    std::vector<std::string> values;
+    if (leaf->distribution() == v1::CONSTANT || leaf->distribution() == v1::CATEGORICAL) {
+      for (int64_t i = 0; i < counts_.back(); ++i) values.push_back(GridValue(*leaf, i));
+    }
+    values_.push_back(std::move(values));
+  }
+  // W&B's order (grid_search.py over HyperParameterSet): parameters sorted by name at each
+  // level, the first varying slowest. Trials still list them in spec order.
+  for (size_t i = 0; i < leaves_.size(); ++i) order_.push_back(i);
+  std::stable_sort(order_.begin(), order_.end(), [&](size_t a, size_t b) {
+    const std::vector<std::string> pa = absl::StrSplit(leaves_[a]->path(), '.');
+    const std::vector<std::string> pb = absl::StrSplit(leaves_[b]->path(), '.');
+    return pa < pb;
+  });
 }
 
 ParamSet GridSearch::PointAt(int64_t index) const {
   ParamSet params(leaves_.size());
-  // Mixed-radix digits of index, the last leaf as the least significant digit.
-  for (size_t i = leaves_.size(); i-- > 0;) {
+  // Mixed-radix digits of index, the last leaf in W&B's order as the least significant digit.
+  for (size_t k = order_.size(); k-- > 0;) {
+    const size_t i = order_[k];
     params[i].set_name(leaves_[i]->path());
-    params[i].set_value_json(GridValue(*leaves_[i], index % counts_[i]));
+    const int64_t digit = index % counts_[i];
+    params[i].set_value_json(values_[i].empty() ? GridValue(*leaves_[i], digit)
+                                                : values_[i][static_cast<size_t>(digit)]);
     index /= counts_[i];
   }
   return params;

@@ -8,9 +8,9 @@
 
 namespace sweepd {
 
-// The exact cartesian product of every leaf's grid values (last parameter varying fastest),
-// each point once. Points already in the history (e.g. enqueued by a user) are skipped.
-// Not thread-safe.
+// The exact cartesian product of every leaf's grid values, in W&B's order (parameters sorted by
+// name, the last varying fastest), each distinct point once. Points already in the history (e.g.
+// enqueued by a user) are skipped. Not thread-safe.
 class GridSearch final : public SearchMethod {
  public:
   explicit GridSearch(const v1::SweepSpec& spec);
@@ -24,6 +24,8 @@ class GridSearch final : public SearchMethod {
   const v1::SweepSpec spec_;  // owned: leaves_ point into it
   std::vector<const v1::Parameter*> leaves_;
   std::vector<int64_t> counts_;
+  std::vector<std::vector<std::string>> values_;  // per listed leaf, its distinct values
+  std::vector<size_t> order_;                     // leaf indices in W&B's enumeration order
   int64_t size_ = 0;
   int64_t cursor_ = 0;
   // Keys of every parameter set seen in the history so far, and how much of it was read.

@@ -1,6 +1,7 @@
 #include "scheduler/search/search_method.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/param_space.h"
 #include "scheduler/search/grid_search.h"
 #include "scheduler/search/random_search.h"
 #include "scheduler/search/sobol_search.h"
@@ -27,7 +28,10 @@ absl::StatusOr<std::unique_ptr<SearchMethod>> CreateSearchMethod(const v1::Sweep
 
 std::string ParamSetKey(const ParamSet& params) {
   std::string key;
-  for (const auto& p : params) absl::StrAppend(&key, p.name(), "=", p.value_json(), "\n");
+  // Values compared as W&B's grid compares them (yaml_hash): {a: 1, b: 2} == {b: 2, a: 1.0}.
+  for (const auto& p : params) {
+    absl::StrAppend(&key, p.name(), "=", CanonicalValueJson(p.value_json()), "\n");
+  }
   return key;
 }
 

@@ -106,9 +106,8 @@ parameters:
     }
     history << elapsed() << " " << op.what << " done\n";
   }
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 180000))
-      << "history: " << history_path << "\n"
-      << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 180000)) << "history: " << history_path << "\n"
+                                                            << cluster.Logs();
   history << elapsed() << " finished\n";
 
   // Every trial ended, none is left running anywhere.

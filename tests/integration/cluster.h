@@ -65,6 +65,10 @@ struct ClusterOptions {
   // Extra flags for sweepd, and environment assignments (NAME=value) it starts with.
   std::vector<std::string> sweepd_flags;
   std::vector<std::string> sweepd_env;
+  // sweepd's --stop_grace: seconds from "stop" (said through report()) to SIGTERM, and from
+  // SIGTERM to SIGKILL. Tests that check a script heard "stop" need more than the default, or
+  // a script slow to reach its next report() under load is killed first.
+  int sweepd_stop_grace = 1;
   // Extra flags for every sweepctl call (e.g. --tls-ca).
   std::vector<std::string> sweepctl_flags;
   // Agent i presents DIR/agent-i.pem and .key (mutual TLS) when set.
@@ -152,9 +156,9 @@ class Cluster {
       argv.push_back("/usr/bin/env");
       for (const auto& e : options_.sweepd_env) argv.push_back(e);
     }
-    for (const std::string& a :
-         {BinaryPath("scheduler/sweepd"), "--listen=" + listen, "--db=" + db(),
-          "--address_file=" + address_file, std::string("--stop_grace=1")}) {
+    for (const std::string& a : {BinaryPath("scheduler/sweepd"), "--listen=" + listen,
+                                 "--db=" + db(), "--address_file=" + address_file,
+                                 "--stop_grace=" + std::to_string(options_.sweepd_stop_grace)}) {
       argv.push_back(a);
     }
     for (const auto& f : options_.sweepd_flags) argv.push_back(f);
@@ -226,7 +230,11 @@ class Cluster {
     if (options_.agent_ack_logs) {
       argv.push_back("--ack_log=" + dir_ + "/ack-" + std::to_string(i) + ".log");
     }
-    return SpawnProcess(argv, dir_ + "/agent-" + std::to_string(i) + ".log");
+    const int pid = SpawnProcess(argv, dir_ + "/agent-" + std::to_string(i) + ".log");
+    // A failed start must not pass for an agent that is merely slow (RestartAgent's callers
+    // then wait out their whole timeout for nothing).
+    EXPECT_GT(pid, 0) << "cannot start " << argv[0];
+    return pid;
   }
 
   // Kills agent `i` with `sig` and reaps it.

@@ -85,7 +85,7 @@ parameters:
   hidden: {value: 32}
   epochs: {value: 3}
 )"));
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 120000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 120000)) << cluster.Logs();
   auto store = store::Store::Open({.path = cluster.db()});
   ASSERT_TRUE(store.ok());
   auto trials = (*store)->ListTrials({.sweep_public_id = id});
@@ -117,7 +117,7 @@ parameters:
   epochs: {value: 60}
   tag: {value: ddp-prune-91b2}
 )"));
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 120000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 120000)) << cluster.Logs();
   EXPECT_EQ(::sweepd::testing::Int(cluster.Status(id)["counts"], "pruned"), 1) << cluster.Logs();
   // Every rank left at the same epoch, long before the 60th, and no process is left behind.
   const auto local = LocalValues(cluster, id);

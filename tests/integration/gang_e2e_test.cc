@@ -70,7 +70,7 @@ parameters:
   mode: {value: ok}
   seconds: {value: 0.4}
 )");
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished")) << cluster.Logs();
   EXPECT_EQ(Int(cluster.Status(id)["counts"], "completed"), 2);
   const auto records = NodeRecords(cluster, id, 2);
   ASSERT_EQ(records.size(), 4u) << "two trials, two nodes each";
@@ -121,10 +121,10 @@ parameters:
   seconds: {value: 120}
   tag: {value: gang-fail-7f3a}
 )");
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
   const auto trials = Trials(cluster, id);
   ASSERT_EQ(trials.size(), 1u);
-  EXPECT_EQ(trials[0]["state"], "TRIAL_STATE_FAILED");
+  EXPECT_EQ(trials[0]["state"], "failed");
   auto detail = cluster.Sweepctl({"trial", trials[0]["id"], "--output", "json"});
   EXPECT_THAT(detail.out, HasSubstr("node 1 (agent-1) exited with code 3"));
   // Node 0 was stopped rather than left to run its 120 s.
@@ -145,8 +145,8 @@ parameters:
 )";
   const std::string a = cluster.Submit(spec);
   const std::string b = cluster.Submit(spec);
-  ASSERT_TRUE(cluster.WaitForState(a, "SWEEP_STATE_FINISHED", 90000)) << cluster.Logs();
-  ASSERT_TRUE(cluster.WaitForState(b, "SWEEP_STATE_FINISHED", 90000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(a, "finished", 90000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(b, "finished", 90000)) << cluster.Logs();
   EXPECT_EQ(Int(cluster.Status(a)["counts"], "completed"), 3);
   EXPECT_EQ(Int(cluster.Status(b)["counts"], "completed"), 3);
   // Never two gangs on the same node at once: each node's trials ran one after another.
@@ -192,7 +192,7 @@ parameters:
       },
       30000))
       << cluster.Logs();
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished")) << cluster.Logs();
 }
 
 TEST(GangE2eTest, AnAgentWhoseTrialsKeepFailingIsQuarantinedUntilReleased) {
@@ -210,8 +210,7 @@ parameters:
     Json agents = cluster.Agents();
     return agents.size() == 1 ? agents[0].value("state", "") : std::string();
   };
-  ASSERT_TRUE(WaitFor([&] { return agent_state() == "AGENT_STATE_QUARANTINED"; }, 30000))
-      << cluster.Logs();
+  ASSERT_TRUE(WaitFor([&] { return agent_state() == "quarantined"; }, 30000)) << cluster.Logs();
   EXPECT_EQ(Int(cluster.Status(id)["counts"], "failed"), 3) << "no trial after quarantine";
   EXPECT_THAT(cluster.Agents()[0].value("quarantine_reason", ""),
               HasSubstr("3 trials failed within 60 s"));
@@ -223,7 +222,7 @@ parameters:
   auto released = cluster.Sweepctl({"agents", "--release", "agent-0"});
   ASSERT_EQ(released.exit_code, 0) << released.err;
   // Released, it takes trials again (and, failing again, the rest of the sweep runs out).
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
   EXPECT_EQ(Int(cluster.Status(id)["counts"], "failed"), 6);
   auto again = cluster.Sweepctl({"agents", "--release", "agent-0"});
   EXPECT_EQ(again.exit_code, 0) << "quarantined again after three more failures";
@@ -276,7 +275,7 @@ parameters:
   auto table = cluster.Sweepctl({"agents"});
   EXPECT_THAT(table.out, HasSubstr("2 GPU"));
   EXPECT_THAT(table.out, HasSubstr("37%"));
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished")) << cluster.Logs();
   // Each trial saw exactly one GPU, and no GPU ever had two trials at once.
   std::map<std::string, std::vector<std::pair<double, double>>> by_gpu;
   const auto records = NodeRecords(cluster, id, 1);
@@ -323,7 +322,7 @@ parameters:
   // The trial lives on in its own session: the crash did not take it along.
   EXPECT_EQ(CountProcessesWith("takeover-5c1e"), 1);
   cluster.RestartAgent(0);
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
   const Json status = cluster.Status(id);
   EXPECT_EQ(Int(status["counts"], "completed"), 1) << cluster.Logs();
   EXPECT_EQ(Int(status["counts"], "lost"), 0);
@@ -356,7 +355,8 @@ parameters:
 // A trial that ends while its agent is down is reported when the agent comes back, with the
 // exit status the shim recorded: completed, not lost.
 TEST(AgentRestartE2eTest, ATrialThatEndedWhileItsAgentWasDownIsReportedWithItsExit) {
-  Cluster cluster(1, 1);
+  // However slow the restart under load, sweepd must not give the trial up meanwhile.
+  Cluster cluster(ClusterOptions{.agents = 1, .slots = 1, .sweepd_flags = {"--agent_timeout=300"}});
   const std::string id = cluster.Submit(R"(
 program: gang_node.py
 method: random
@@ -364,16 +364,43 @@ metric: {name: loss}
 run_cap: 1
 max_retries: 0
 parameters:
-  mode: {value: sleep}
-  seconds: {value: 1}
+  mode: {value: release}
+  seconds: {value: 240}
   tag: {value: ended-2f0a}
 )");
-  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("ended-2f0a") == 1; }, 30000))
+  // Running at sweepd: the agent wrote the trial's state file before it said the trial started
+  // (agent.cc StartTrial), so a restarted agent finds it. A process carrying the tag says only
+  // that the command was spawned, possibly before the state file exists.
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 1; }, 60000))
+      << cluster.Logs();
+  const auto trials = Trials(cluster, id);
+  ASSERT_EQ(trials.size(), 1u);
+  const std::string trial_id = trials[0]["id"];
+  const std::string workdir = cluster.dir() + "/work-0/" + id + "/" + trial_id;
+  const Json state = Json::parse(
+      ReadFileText(cluster.dir() + "/work-0/.sweep-agent/agent-0/" + trial_id), nullptr, false);
+  ASSERT_TRUE(state.is_object()) << "no state file for " << trial_id;
+  const pid_t shim = state.value("pid", 0);
+  const uint64_t shim_ticks = state.value("start_ticks", uint64_t{0});
+  // Python runs (node.json), waiting to be released.
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(workdir + "/node.json"); }, 60000))
       << cluster.Logs();
   cluster.KillAgent(0, SIGKILL);
-  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("ended-2f0a") == 0; }, 20000));
+  // Only now may it end: while its agent is down.
+  std::ofstream(workdir + "/release") << "now\n";
+  // Its end recorded by the shim and the shim gone (a zombie at most), so the restarted agent
+  // finds an ended trial rather than a running one.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return std::filesystem::exists(workdir + "/.exit") &&
+               worker::ProcessStartTicks(shim) != shim_ticks;
+      },
+      60000))
+      << ReadFileText(workdir + "/stderr.log");
+  EXPECT_EQ(ReadFileText(workdir + "/.exit"), "exit 0\n");
+  EXPECT_EQ(CountProcessesWith("ended-2f0a"), 0);
   cluster.RestartAgent(0);
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 30000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
   EXPECT_EQ(Int(cluster.Status(id)["counts"], "completed"), 1) << cluster.Logs();
   EXPECT_THAT(cluster.Logs(), HasSubstr("ended meanwhile"));
 }
@@ -385,21 +412,33 @@ TEST(AgentRestartE2eTest, ALeftoverItCannotTakeOverIsKilled) {
   cluster.KillAgent(0, SIGKILL);
   const int pid = ::sweepd::testing::SpawnProcess(
       {"/usr/bin/env", "python3", "-c", "import os, time; os.setsid(); time.sleep(300)",
-       "orphan-9d3b"},
+       "orphan-9d3b-" + std::to_string(getpid())},
       cluster.dir() + "/orphan.log");
-  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("orphan-9d3b") == 1; }, 10000));
-  // Its own session (os.setsid) once python runs: pgid == pid.
-  ASSERT_TRUE(WaitFor([&] { return getpgid(pid) == pid; }, 10000));
+  ASSERT_GT(pid, 0);
+  // Our child, so a kill and a reap are bounded: it never outlives the test, however the test
+  // ends (a 300 s sleeper reaped with a blocking waitpid is exactly ctest's TIMEOUT).
+  struct Reaper {
+    int pid;
+    ~Reaper() {
+      if (pid > 0 && kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
+    }
+  } reaper{pid};
+  // Its own session (os.setsid) once Python runs, after `env` and pyenv's shims: pgid == pid.
+  ASSERT_TRUE(WaitFor([&] { return getpgid(pid) == pid; }, 60000))
+      << ReadFileText(cluster.dir() + "/orphan.log");
   const uint64_t ticks = worker::ProcessStartTicks(pid);
   ASSERT_NE(ticks, 0u);
   const std::string state_dir = cluster.dir() + "/work-0/.sweep-agent/agent-0";
   std::filesystem::create_directories(state_dir);
   std::ofstream(state_dir + "/s-old-0001") << pid << " " << ticks << " 0\n";
   cluster.RestartAgent(0);
-  EXPECT_TRUE(WaitFor([] { return CountProcessesWith("orphan-9d3b") == 0; }, 20000))
-      << cluster.Logs();
+  // Dead, by the agent's SIGKILL to its group: wait on our own child, not on /proc.
+  int status = 0;
+  const bool reaped = WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 60000);
+  if (reaped) reaper.pid = -1;  // its pid may be reused from here on: never signal it again
+  ASSERT_TRUE(reaped) << cluster.Logs();
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
   EXPECT_THAT(cluster.Logs(), HasSubstr("left running by an earlier run of this agent"));
-  waitpid(pid, nullptr, 0);
 }
 
 TEST(GangE2eTest, AProgramOutsideTheCodeDirIsRefused) {
@@ -413,7 +452,7 @@ max_failures: 1
 parameters:
   x: {min: 0.0, max: 1.0}
 )");
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FAILED", 30000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "failed", 30000)) << cluster.Logs();
   EXPECT_THAT(cluster.Status(id).value("reason", ""), HasSubstr("is outside the code dir"));
 }
 

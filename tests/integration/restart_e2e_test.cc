@@ -68,7 +68,7 @@ parameters:
   cluster.RestartSweepd();
   // The trials went on running through the crash...
   EXPECT_EQ(CountProcessesWith("restart-3d9e"), 2);
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
   const Json status = cluster.Status(id);
   EXPECT_EQ(Int(status["counts"], "completed"), 2) << cluster.Logs();
   EXPECT_EQ(Int(status["counts"], "lost"), 0);
@@ -110,7 +110,7 @@ parameters:
       << cluster.Logs();
   cluster.SignalAgent(0, SIGSTOP);
   // Silent past the timeout: its trial is lost (no retries asked for), the sweep ends...
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 30000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 30000)) << cluster.Logs();
   EXPECT_EQ(Int(cluster.Status(id)["counts"], "lost"), 1);
   EXPECT_EQ(CountProcessesWith("silent-8a41"), 1) << "the node still runs it";
   // ...and when the agent wakes up and re-registers, sweepd tells it to kill the trial.
@@ -156,7 +156,10 @@ parameters:
   auto pause = cluster.Sweepctl({"pause", id});
   EXPECT_NE(pause.exit_code, 0);
   EXPECT_THAT(pause.err, HasSubstr("cannot write its store"));
-  EXPECT_EQ(cluster.Sweepctl({"status", id}).exit_code, 0);
+  auto status = cluster.Sweepctl({"status", id});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.err, HasSubstr("warning: sweepd cannot write its store"));
+  EXPECT_THAT(cluster.Sweepctl({"list"}).err, HasSubstr("database or disk is full"));
   // Nothing is acknowledged while full: the trials finish, their reports wait on the agent.
   ASSERT_TRUE(WaitFor([] { return CountProcessesWith("diskfull-51c7") == 0; }, 30000));
   const auto acked_while_full = std::filesystem::file_size(ack_log);
@@ -169,7 +172,7 @@ parameters:
   EXPECT_THAT(cluster.Logs(), HasSubstr("keeping newer ones in"));
   // Space returns: everything is stored, once.
   std::filesystem::remove(flag);
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
   std::string stored;  // points per trial, for the failure message
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -212,6 +215,7 @@ parameters:
     for (int i = 0; i < points.size(); ++i) EXPECT_EQ(points[i].step(), i) << t.id();
   }
   EXPECT_THAT(cluster.Logs(), HasSubstr("store writes resumed"));
+  EXPECT_EQ(cluster.Sweepctl({"status", id}).err.find("warning"), std::string::npos);
   auto db = store::Connection::Open(cluster.db(), store::Connection::Mode::kReadOnly);
   ASSERT_TRUE(db.ok());
   auto check = (*db)->Prepare("PRAGMA integrity_check");
@@ -249,7 +253,7 @@ parameters:
   std::filesystem::remove(flag);
   // Nothing it acknowledged is missing or damaged: a new sweepd opens the store.
   cluster.StartSweepd(cluster.address());
-  EXPECT_EQ(cluster.Status(id).value("state", ""), "SWEEP_STATE_RUNNING");
+  EXPECT_EQ(cluster.Status(id).value("state", ""), "running");
 }
 
 // sweep-agent --drain: a stop signal lets the running trials finish, gives the agent no new
@@ -273,7 +277,7 @@ parameters:
   ASSERT_TRUE(WaitFor(
       [&] {
         const Json agents = cluster.Agents();
-        return agents.size() == 1 && agents[0].value("state", "") == "AGENT_STATE_DRAINING";
+        return agents.size() == 1 && agents[0].value("state", "") == "draining";
       },
       10000))
       << cluster.Logs();
@@ -285,10 +289,10 @@ parameters:
   EXPECT_EQ(Int(counts, "lost"), 0);
   EXPECT_EQ(Int(counts, "running") + Int(counts, "assigned"), 0);
   EXPECT_THAT(cluster.Logs(), HasSubstr("drained; deregistered"));
-  EXPECT_EQ(cluster.Agents()[0].value("state", ""), "AGENT_STATE_DISCONNECTED");
+  EXPECT_EQ(cluster.Agents()[0].value("state", ""), "disconnected");
   // An agent comes back: the sweep finishes.
   cluster.RestartAgent(0);
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED", 60000)) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
   EXPECT_EQ(Int(cluster.Status(id)["counts"], "completed"), 3);
 }
 

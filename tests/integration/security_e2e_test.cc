@@ -68,7 +68,7 @@ run_cap: 3
 parameters:
   mode: {value: ok}
 )");
-  ASSERT_TRUE(cluster.WaitForState(id, "SWEEP_STATE_FINISHED")) << cluster.Logs();
+  ASSERT_TRUE(cluster.WaitForState(id, "finished")) << cluster.Logs();
   EXPECT_EQ(Int(cluster.Status(id)["counts"], "completed"), 3);
 
   const std::string sweepctl = BinaryPath("cli/sweepctl");

@@ -82,8 +82,12 @@ TEST(HyperbandPrunerTest, BracketsFollowHyperbandBudgets) {
   }
 }
 
-// W&B's own docstring example (max_iter 5, eta 2, s 2 -> bands 1 and 2).
-TEST(WandbHyperbandTest, MatchesWandbExample) {
+// W&B's own docstring example (wandb/sweeps src/sweeps/hyperband_stopping.py,
+// hyperband_stop_runs; max_iter 5, eta 2, s 2 -> bands 1 and 2). W&B's code on these histories:
+// band 1 reads h[0] of all five runs (all 10: threshold 10), band 2 reads h[1] of all five
+// ([9, 10, 8, 7, 6]: sorted[int(5 / 2)] = 8). Of the running runs b, c and d, only b (10 at
+// band 2) is above its threshold: c's 8 is not above 8, whatever the docstring's comment says.
+TEST(WandbHyperbandTest, MatchesWandbDocstringExample) {
   for (bool strict : {true, false}) {
     v1::EarlyTerminate et;
     et.set_type("hyperband");
@@ -95,29 +99,22 @@ TEST(WandbHyperbandTest, MatchesWandbExample) {
     EXPECT_THAT(hb->bands(), ElementsAre(1, 2));
     const std::map<int64_t, std::vector<double>> histories = {
         {1, {10, 9}}, {2, {10, 10}}, {3, {10, 8, 8}}, {4, {10, 7, 7}}, {5, {10, 6, 6}}};
-    // Record everything first, then judge each running trial at its last report.
-    std::map<int64_t, Decision> last;
+    // Complete histories first, then each running run judged, as W&B's stop_runs does.
     for (const auto& [trial, h] : histories) {
-      for (size_t i = 0; i + 1 < h.size(); ++i) {
+      for (size_t i = 0; i < h.size(); ++i) {
         hb->OnReport({.trial = trial, .index = static_cast<int64_t>(i), .value = h[i]}, false);
       }
     }
-    // The finished runs' last reports first, then the running ones (W&B judges them all at
-    // once; online, each is judged when it reports).
-    for (int64_t trial : {1, 5, 4, 2, 3}) {
-      const auto& h = histories.at(trial);
-      last[trial] = hb->OnReport(
-          {.trial = trial, .index = static_cast<int64_t>(h.size() - 1), .value = h.back()},
-          trial == 2 || trial == 3 || trial == 4);
-    }
-    EXPECT_TRUE(last[2].stop) << "b: 10 at band 1, threshold 8";
-    EXPECT_THAT(last[2].reason, HasSubstr("threshold 8"));
-    EXPECT_TRUE(last[3].stop) << "c: passes band 1, not band 2 (threshold 7)";
-    EXPECT_FALSE(last[4].stop) << "d: 7 at band 2";
+    EXPECT_TRUE(hb->Judge(2).stop) << "b: 10 at band 2, threshold 8";
+    EXPECT_THAT(hb->Judge(2).reason, HasSubstr("threshold 8"));
+    EXPECT_FALSE(hb->Judge(3).stop) << "c: 8 at band 2 is not above the threshold 8";
+    EXPECT_FALSE(hb->Judge(4).stop) << "d: 7 at band 2";
   }
 }
 
-TEST(WandbHyperbandTest, MinIterBandsAndMaximize) {
+// Band b reads the b-th value, h[b-1] (W&B: `h[band - 1]`), and is judged as soon as a trial
+// has b values. Maximising: W&B negates the history. Worked by hand from W&B's code.
+TEST(WandbHyperbandTest, BandReadsTheBthValueAndMaximizeNegates) {
   v1::EarlyTerminate et;
   et.set_min_iter(3);
   et.set_eta(3);
@@ -125,16 +122,40 @@ TEST(WandbHyperbandTest, MinIterBandsAndMaximize) {
   auto hb = WandbHyperbandPruner::FromSpec(et, /*maximize=*/true);
   EXPECT_THAT(std::vector<int64_t>(hb->bands().begin(), hb->bands().begin() + 3),
               ElementsAre(3, 9, 27));
-  // Reports 0..3 of three trials; band 3 is their 4th report. Higher is better.
-  for (int64_t t = 1; t <= 3; ++t) {
-    for (int64_t i = 0; i < 3; ++i) hb->OnReport({.trial = t, .index = i, .value = 0.5}, true);
+  // Two values each: no band applies yet.
+  for (int64_t t = 1; t <= 4; ++t) {
+    for (int64_t i = 0; i < 2; ++i) {
+      EXPECT_FALSE(hb->OnReport({.trial = t, .index = i, .value = 0.5}, true).stop);
+    }
   }
-  EXPECT_FALSE(hb->OnReport({.trial = 1, .index = 3, .value = 0.9}, true).stop);
-  // W&B's threshold is the value at index int(n / eta): with 2 or 3 values, only the best
-  // passes.
-  EXPECT_TRUE(hb->OnReport({.trial = 2, .index = 3, .value = 0.8}, true).stop);
-  EXPECT_TRUE(hb->OnReport({.trial = 3, .index = 3, .value = 0.1}, true).stop);
-  EXPECT_FALSE(hb->OnReport({.trial = 4, .index = 3, .value = 0.95}, true).stop);
+  // The third value is h[2], what band 3 reads. Thresholds: sorted(-values)[int(n / 3)].
+  EXPECT_FALSE(hb->OnReport({.trial = 1, .index = 2, .value = 0.9}, true).stop);   // alone
+  EXPECT_TRUE(hb->OnReport({.trial = 2, .index = 2, .value = 0.8}, true).stop);    // [0]: 0.9
+  EXPECT_TRUE(hb->OnReport({.trial = 3, .index = 2, .value = 0.1}, true).stop);    // [1]: 0.8
+  EXPECT_FALSE(hb->OnReport({.trial = 4, .index = 2, .value = 0.95}, true).stop);  // [1]: 0.9
+}
+
+// W&B drops values that are not finite numbers before indexing (metric_history with
+// filter_invalid=True): a NaN neither counts towards a band nor is judged.
+TEST(WandbHyperbandTest, NanIsLeftOutOfTheHistory) {
+  v1::EarlyTerminate et;
+  et.set_min_iter(2);
+  et.set_eta(2);
+  et.set_strict(true);
+  auto hb = WandbHyperbandPruner::FromSpec(et, false);
+  hb->OnReport({.trial = 1, .index = 0, .value = 1.0}, true);
+  hb->OnReport({.trial = 1, .index = 1, .value = 1.0}, true);  // band 2: 1.0
+  hb->OnReport({.trial = 2, .index = 0, .value = 5.0}, true);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_FALSE(hb->OnReport({.trial = 2, .index = 1, .value = nan}, true).stop);
+  EXPECT_FALSE(hb->Judge(2).stop) << "one finite value: band 2 does not apply yet";
+  // Its second finite value (the third report) is what band 2 reads: 0.5 beats 1.0.
+  EXPECT_FALSE(hb->OnReport({.trial = 2, .index = 2, .value = 0.5}, true).stop);
+  // Threshold sorted([1.0, 0.5])[int(2 / 2)] = 1.0: trial 1's 1.0 is not above it.
+  EXPECT_FALSE(hb->Judge(1).stop);
+  // A third trial with 2.0 at band 2: sorted([1.0, 0.5, 2.0])[1] = 1.0, and 2.0 is above it.
+  hb->OnReport({.trial = 3, .index = 0, .value = 0.1}, true);
+  EXPECT_TRUE(hb->OnReport({.trial = 3, .index = 1, .value = 2.0}, true).stop);
 }
 
 TEST(PercentilePrunerTest, MedianOfCompletedTrialsAtTheStep) {

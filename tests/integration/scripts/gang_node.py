@@ -4,7 +4,9 @@ Writes node.json in its trial folder: the environment the agent gave it, and whe
 reports `loss` through the client; other nodes do not (sweepd relays node 0 only).
 --mode=ok: run --seconds (default 0.3) and exit 0. --mode=fail_rank1: node 1 exits 3 at once,
 node 0 runs --seconds. --mode=hold: like ok; meant to be stopped. --mode=sleep: sleeps --seconds
-without talking to the agent (survives the agent's death).
+without talking to the agent (survives the agent's death). --mode=release: like sleep, but ends
+(exit 0) when the test creates `release` in the trial folder, so a test decides when it ends
+instead of racing a timer; exit 4 if that does not come within --seconds.
 """
 
 import json
@@ -25,13 +27,21 @@ def main():
             "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SWEEP_TRIAL_ID"]
     record = {k: os.environ.get(k) for k in keys}
     record["start"] = time.time()
-    with open("node.json", "w") as f:
+    with open(os.path.join(os.environ["SWEEP_TRIAL_DIR"], "node.json"), "w") as f:
         json.dump(record, f)
     if mode == "fail_rank1" and rank == 1:
         print("node 1 failing on purpose", file=sys.stderr)
         sys.exit(3)
     if mode == "sleep":
         time.sleep(seconds)
+        return
+    if mode == "release":
+        deadline = time.time() + seconds
+        while not os.path.exists(os.path.join(os.environ["SWEEP_TRIAL_DIR"], "release")):
+            if time.time() > deadline:
+                print("never released", file=sys.stderr)
+                sys.exit(4)
+            time.sleep(0.05)
         return
     deadline = time.time() + seconds
     step = 0
@@ -41,7 +51,7 @@ def main():
         step += 1
         time.sleep(0.05)
     record["end"] = time.time()
-    with open("node.json", "w") as f:
+    with open(os.path.join(os.environ["SWEEP_TRIAL_DIR"], "node.json"), "w") as f:
         json.dump(record, f)
     sweepd.finish()
 
