@@ -103,8 +103,13 @@ std::string GridValue(const v1::Parameter& leaf, int64_t index) {
     case v1::INT_UNIFORM:
       return std::to_string(static_cast<int64_t>(leaf.min()) + index);
     case v1::Q_UNIFORM: {
-      // As numpy computes arange's values: start + k * step, in doubles.
-      const double v = leaf.min() + static_cast<double>(index) * leaf.q();
+      // As numpy's arange fills them (DOUBLE_fill): start, start + step, then
+      // start + k * delta with delta = (start + step) - start, in doubles.
+      const double start = leaf.min();
+      const double delta = (start + leaf.q()) - start;
+      const double v = index == 0   ? start
+                       : index == 1 ? start + leaf.q()
+                                    : start + static_cast<double>(index) * delta;
       if (leaf.integer()) return std::to_string(std::llround(v));
       return nlohmann::json(v).dump();
     }

@@ -653,10 +653,10 @@ class SpecReader {
         Error(child, "duplicate parameter");
         continue;
       }
-      if (name.size() > 1024 || !std::regex_match(name, kName)) {
+      if (name.size() > 1000 || !std::regex_match(name, kName)) {
         Error(child,
               "invalid parameter name; names match ^[A-Za-z_][A-Za-z0-9_.-]*$ (at most "
-              "1024 characters)");
+              "1000 characters)");
         continue;
       }
       Parameter* p = out->Add();
@@ -943,12 +943,10 @@ class SpecReader {
     int index = 0;
     for (const auto& item : node) {
       std::string path = absl::StrCat("command[", index++, "]");
-      if (!item.IsScalar()) {
-        Error(path, absl::StrCat("must be a string; got ", Describe(item)));
-        continue;
-      }
-      spec->add_command(item.Scalar());
-      if (std::string warning = CommandTokenWarning(item.Scalar()); !warning.empty()) {
+      auto text = String(item, path);  // a string without control characters
+      if (!text) continue;
+      spec->add_command(*text);
+      if (std::string warning = CommandTokenWarning(*text); !warning.empty()) {
         warnings_.push_back(absl::StrCat(path, ": ", warning));
       }
     }
@@ -1311,6 +1309,7 @@ class SpecReader {
                       "grid search runs every value once, so probabilities mean nothing there "
                       "(W&B refuses them too); drop them, or use method random or bayes");
               } else if (p.distribution() != v1::DISTRIBUTION_UNSPECIFIED &&
+                         p.distribution() != v1::CATEGORICAL && p.distribution() != v1::CONSTANT &&
                          GridValueCount(p) == 0) {
                 Error(child, absl::StrCat("grid search needs a finite set of values; ",
                                           DistributionName(p.distribution()),

@@ -1,6 +1,8 @@
 #include "scheduler/search/grid_search.h"
 
 #include <algorithm>
+#include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -17,6 +19,11 @@ GridSearch::GridSearch(const v1::SweepSpec& spec) : spec_(spec), leaves_(LeafPar
     std::vector<std::string> values;
     if (leaf->distribution() == v1::CONSTANT || leaf->distribution() == v1::CATEGORICAL) {
       for (int64_t i = 0; i < counts_.back(); ++i) values.push_back(GridValue(*leaf, i));
+      for (const std::string& text : values) {
+        auto value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+        if (!value.is_object()) continue;
+        for (const auto& [key, item] : value.items()) known_keys_[leaf->path()].insert(key);
+      }
     }
     values_.push_back(std::move(values));
   }
@@ -28,6 +35,21 @@ GridSearch::GridSearch(const v1::SweepSpec& spec) : spec_(spec), leaves_(LeafPar
     const std::vector<std::string> pb = absl::StrSplit(leaves_[b]->path(), '.');
     return pa < pb;
   });
+}
+
+std::string GridSearch::HistoryKey(const ParamSet& params) const {
+  ParamSet stripped = params;
+  for (auto& p : stripped) {
+    auto known = known_keys_.find(p.name());
+    if (known == known_keys_.end()) continue;
+    auto value = nlohmann::json::parse(p.value_json(), nullptr, /*allow_exceptions=*/false);
+    if (!value.is_object()) continue;
+    for (auto it = value.begin(); it != value.end();) {
+      it = known->second.contains(it.key()) ? std::next(it) : value.erase(it);
+    }
+    p.set_value_json(value.dump());
+  }
+  return ParamSetKey(stripped);
 }
 
 ParamSet GridSearch::PointAt(int64_t index) const {
@@ -51,7 +73,7 @@ absl::StatusOr<ParamSet> GridSearch::Propose(absl::Span<const TrialRecord> histo
     cursor_ = 0;
   }
   for (; history_read_ < history.size(); ++history_read_) {
-    seen_.insert(ParamSetKey(history[history_read_].params));
+    seen_.insert(HistoryKey(history[history_read_].params));
   }
   while (cursor_ < size_) {
     ParamSet point = PointAt(cursor_++);

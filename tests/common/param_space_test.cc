@@ -63,42 +63,48 @@ TEST(GridValueTest, IntUniformEnumeratesEveryInteger) {
   EXPECT_EQ(GridValueCount(Leaf("{min: 0, max: 1}")), 2);
 }
 
-TEST(GridValueTest, QUniformWithFloatQPrintsCleanMultiples) {
+// W&B's grid turns q_uniform into `np.arange(min, max, q).tolist()` (wandb/sweeps
+// grid_search.py): max excluded, values as numpy computes them. Expected lists from numpy 1.24.
+TEST(GridValueTest, QUniformIsNumpysArangeAsWandbEnumeratesIt) {
   const v1::Parameter leaf = Leaf("{distribution: q_uniform, min: 0, max: 1, q: 0.1}");
   EXPECT_FALSE(leaf.integer());
-  EXPECT_EQ(GridValueCount(leaf), 11);
-  EXPECT_THAT(AllGridValues(leaf), ElementsAre("0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6",
-                                               "0.7", "0.8", "0.9", "1.0"));
-  // W&B's nested example: momentum in [0.5, 0.95] by 0.05.
+  EXPECT_EQ(GridValueCount(leaf), 10);
+  EXPECT_THAT(AllGridValues(leaf),
+              ElementsAre("0.0", "0.1", "0.2", "0.30000000000000004", "0.4", "0.5",
+                          "0.6000000000000001", "0.7000000000000001", "0.8", "0.9"));
+  // np.arange(0.5, 0.95, 0.05)
   const v1::Parameter momentum = Leaf("{distribution: q_uniform, min: 0.5, max: 0.95, q: 0.05}");
-  EXPECT_EQ(GridValueCount(momentum), 10);
-  EXPECT_EQ(GridValue(momentum, 0), "0.5");
-  EXPECT_EQ(GridValue(momentum, 1), "0.55");
-  EXPECT_EQ(GridValue(momentum, 9), "0.95");
-  // Float values are JSON floats, even when integral.
+  EXPECT_THAT(AllGridValues(momentum),
+              ElementsAre("0.5", "0.55", "0.6000000000000001", "0.6500000000000001",
+                          "0.7000000000000002", "0.7500000000000002", "0.8000000000000003",
+                          "0.8500000000000003", "0.9000000000000004"));
+  // np.arange(1, 3, 1.0): floats, 3 excluded.
   const v1::Parameter halves = Leaf("{distribution: q_uniform, min: 1, max: 3, q: 1.0}");
   EXPECT_FALSE(halves.integer());
-  EXPECT_THAT(AllGridValues(halves), ElementsAre("1.0", "2.0", "3.0"));
+  EXPECT_THAT(AllGridValues(halves), ElementsAre("1.0", "2.0"));
+  // np.arange(0.26, 0.74, 0.25): from min, not from a multiple of q; never outside the bounds.
+  EXPECT_THAT(AllGridValues(Leaf("{distribution: q_uniform, min: 0.26, max: 0.74, q: 0.25}")),
+              ElementsAre("0.26", "0.51"));
 }
 
-TEST(GridValueTest, QUniformWithIntegerQPrintsIntegers) {
+TEST(GridValueTest, QUniformWithIntegerBoundsAndQPrintsIntegers) {
+  // np.arange(0, 100, 25).tolist() == [0, 25, 50, 75]
   const v1::Parameter leaf = Leaf("{distribution: q_uniform, min: 0, max: 100, q: 25}");
   EXPECT_TRUE(leaf.integer());
-  EXPECT_THAT(AllGridValues(leaf), ElementsAre("0", "25", "50", "75", "100"));
+  EXPECT_THAT(AllGridValues(leaf), ElementsAre("0", "25", "50", "75"));
   for (const std::string& v : AllGridValues(leaf)) {
     EXPECT_TRUE(nlohmann::json::parse(v).is_number_integer()) << v;
   }
 }
 
-TEST(GridValueTest, QUniformGridIsTheSetTheSamplerCanProduce) {
-  // q_uniform samples round(U(min, max) / q) * q, so the grid runs from the quantised min to the
-  // quantised max; bounds that are not multiples of q round to the nearest multiple.
-  const v1::Parameter leaf = Leaf("{distribution: q_uniform, min: 0.26, max: 0.74, q: 0.25}");
-  EXPECT_THAT(AllGridValues(leaf), ElementsAre("0.25", "0.5", "0.75"));
-  for (int64_t i = 0; i < GridValueCount(leaf); ++i) {
-    const double v = nlohmann::json::parse(GridValue(leaf, i)).get<double>();
-    EXPECT_EQ(v, QuantizeToStep(v, leaf.q()));
-  }
+// W&B's grid compares values by yaml_hash: dict keys in any order and 3 == 3.0 are one value.
+TEST(GridValueTest, EqualValuesAreOneGridValue) {
+  const v1::Parameter leaf =
+      Leaf(R"({values: [{a: 1, b: 2}, {b: 2, a: 1}, 3, 3.0, [1, 2], [2, 1]]})");
+  EXPECT_EQ(GridValueCount(leaf), 4);
+  EXPECT_THAT(AllGridValues(leaf), ElementsAre(R"({"a":1,"b":2})", "3", "[1,2]", "[2,1]"));
+  EXPECT_EQ(CanonicalValueJson(R"({"b": {"y": 1.0, "x": 2}, "a": 0.5})"),
+            R"({"a":0.5,"b":{"x":2,"y":1}})");
 }
 
 TEST(GridValueTest, CategoricalAndConstantReturnTheirJsonVerbatim) {
@@ -133,7 +139,8 @@ TEST(GridSizeTest, IsTheProductOfTheLeaves) {
   d: {distribution: q_uniform, min: 0, max: 1, q: 0.5}
 )",
                                   "grid");
-  EXPECT_EQ(GridSize(spec), 3 * 4 * 1 * 3);
+  // d: np.arange(0, 1, 0.5) == [0.0, 0.5]
+  EXPECT_EQ(GridSize(spec), 3 * 4 * 1 * 2);
   EXPECT_EQ(GridSize(v1::SweepSpec()), 1);  // no leaves: one empty point
 }
 
@@ -188,7 +195,8 @@ TEST(QuantizeToStepTest, KeepsLargeIntegersExact) {
   EXPECT_EQ(QuantizeToStep(1234567890123.0, 1), 1234567890123.0);
   const v1::Parameter leaf =
       Leaf("{distribution: q_uniform, min: 1000000000000, max: 1000000000002, q: 1}");
-  EXPECT_THAT(AllGridValues(leaf), ElementsAre("1000000000000", "1000000000001", "1000000000002"));
+  // np.arange(10**12, 10**12 + 2, 1): max excluded, as W&B's grid.
+  EXPECT_THAT(AllGridValues(leaf), ElementsAre("1000000000000", "1000000000001"));
 }
 
 }  // namespace
