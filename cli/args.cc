@@ -41,6 +41,8 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
     absl::string_view body = arg;
     body.remove_prefix(absl::StartsWith(body, "--") ? 2 : 1);
     std::string name(body.substr(0, body.find('=')));
+    // kubectl's short form: `-o json` is `--output json`.
+    if (name == "o" && !absl::StartsWith(arg, "--")) name = "output";
     const FlagSpec* spec = find(name);
     if (spec == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag ", arg, "; see --help"));
@@ -84,8 +86,8 @@ std::string FlagsHelp(const std::vector<FlagSpec>& specs) {
   std::vector<std::string> left;
   size_t width = 0;
   for (const auto& spec : specs) {
-    left.push_back(spec.value_name.empty() ? absl::StrCat("--", spec.name)
-                                           : absl::StrCat("--", spec.name, " ", spec.value_name));
+    left.push_back(absl::StrCat(spec.name == "output" ? "-o, " : "", "--", spec.name,
+                                spec.value_name.empty() ? "" : " ", spec.value_name));
     width = std::max(width, left.back().size());
   }
   left.push_back("-h, --help");

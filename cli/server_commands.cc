@@ -823,7 +823,10 @@ void PrintLastFailure(Client& client, const std::string& sweep_id, std::ostream&
   }
   if (last == nullptr) return;
   err << "last failed trial " << last->id() << ": " << last->reason() << "\n";
-  std::ifstream in(last->stderr_path(), std::ios::binary);
+  const std::string stderr_path = !last->stderr_path().empty() ? last->stderr_path()
+                                  : !last->workdir().empty()   ? last->workdir() + "/stderr.log"
+                                                               : "";
+  std::ifstream in(stderr_path, std::ios::binary);
   if (!in) return;
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) {
@@ -831,7 +834,7 @@ void PrintLastFailure(Client& client, const std::string& sweep_id, std::ostream&
     if (lines.size() > 20) lines.erase(lines.begin());
   }
   if (lines.empty()) return;
-  err << "its stderr (" << last->stderr_path() << "), last " << lines.size() << " lines:\n";
+  err << "its stderr (" << stderr_path << "), last " << lines.size() << " lines:\n";
   for (const auto& line : lines) err << "  " << line << "\n";
 }
 

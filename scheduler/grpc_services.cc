@@ -134,7 +134,9 @@ absl::StatusOr<v1::Sweep> SweepServiceImpl::LoadSweep(const std::string& id) {
     }
     sweep->set_total_trials(cap);
   }
-  sweep->set_stalled(engine_->StallReason(sweep->id()));
+  if (sweep->state() == v1::SWEEP_STATE_RUNNING) {
+    sweep->set_stalled(engine_->StallReason(sweep->id()));
+  }
   return sweep;
 }
 

@@ -97,7 +97,7 @@ class Cluster {
                                             Json::parse(r.out, nullptr, false).size() ==
                                                 static_cast<size_t>(agents);
                                    },
-                                   20000));
+                                   60000));
   }
 
   ~Cluster() {
@@ -169,7 +169,7 @@ class Cluster {
           return std::filesystem::exists(address_file) &&
                  std::filesystem::file_size(address_file) > 0;
         },
-        20000))
+        60000))
         << ReadFileText(dir_ + "/sweepd.log");
     std::ifstream(address_file) >> address_;
   }

@@ -199,5 +199,17 @@ TEST(IdentityE2eTest, ASecondSweepdOnTheSameStoreIsRefusedNamingTheFirst) {
   EXPECT_EQ(cluster.Sweepctl({"list"}).exit_code, 0);
 }
 
+// `--help` lists the daemons' own flags (Abseil's default printed "No flags matched").
+TEST(DaemonHelpTest, BothDaemonsListTheirFlags) {
+  auto sweepd = RunProcess({BinaryPath("scheduler/sweepd"), "--help"});
+  EXPECT_THAT(sweepd.out + sweepd.err, HasSubstr("--db"));
+  EXPECT_THAT(sweepd.out + sweepd.err, HasSubstr("--listen"));
+  EXPECT_EQ((sweepd.out + sweepd.err).find("No flags matched"), std::string::npos);
+  auto agent = RunProcess({BinaryPath("worker/sweep-agent"), "--help"});
+  EXPECT_THAT(agent.out + agent.err, HasSubstr("--workdir"));
+  EXPECT_THAT(agent.out + agent.err, HasSubstr("--agent_id"));
+  EXPECT_EQ((agent.out + agent.err).find("No flags matched"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sweepd

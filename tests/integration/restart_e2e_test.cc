@@ -22,11 +22,14 @@
 namespace sweepd {
 namespace {
 
+using ::sweepd::testing::BinaryPath;
 using ::sweepd::testing::Cluster;
 using ::sweepd::testing::ClusterOptions;
 using ::sweepd::testing::CountProcessesWith;
 using ::sweepd::testing::Int;
 using ::sweepd::testing::Json;
+using ::sweepd::testing::ReadFileText;
+using ::sweepd::testing::SpawnProcess;
 using ::sweepd::testing::WaitFor;
 using ::testing::HasSubstr;
 
@@ -91,6 +94,50 @@ parameters:
   }
   auto events = cluster.Sweepctl({"trial", trials->trials[0].id(), "--output", "json"});
   EXPECT_THAT(events.out, HasSubstr("trial.reattached")) << cluster.Logs();
+}
+
+// `sweepctl watch` across a sweepd restart: it says sweepd is gone, reconnects with backoff,
+// says it is back, and ends only when the sweep ends, with exit 0.
+TEST(RestartE2eTest, WatchReconnectsAcrossASweepdRestartAndEndsWithTheSweep) {
+  Cluster cluster(1, 1);
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+run_cap: 1
+max_retries: 0
+parameters:
+  mode: {value: release}
+  seconds: {value: 240}
+  tag: {value: watch-4c1e}
+)");
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 1; }, 60000))
+      << cluster.Logs();
+  const std::string watch_log = cluster.dir() + "/watch.log";
+  const int watch = SpawnProcess(
+      {BinaryPath("cli/sweepctl"), "watch", id, "--scheduler=" + cluster.address()}, watch_log);
+  ASSERT_GT(watch, 0);
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadFileText(watch_log).find(id) != std::string::npos; }, 60000));
+  cluster.RestartSweepd();
+  ASSERT_TRUE(WaitFor(
+      [&] { return ReadFileText(watch_log).find("is back; watching again") != std::string::npos; },
+      120000))
+      << ReadFileText(watch_log);
+  EXPECT_THAT(ReadFileText(watch_log), HasSubstr("lost sweepd at " + cluster.address()));
+  int status = -1;
+  EXPECT_EQ(waitpid(watch, &status, WNOHANG), 0) << "watch ended with the sweep still running";
+  // The trial (reattached) ends; the sweep finishes; watch ends with it.
+  const auto trials = Json::parse(cluster.Sweepctl({"trials", id, "--output", "json"}).out);
+  const std::string trial_dir = trials["trials"][0]["workdir"];
+  std::ofstream(trial_dir + "/release") << "now\n";
+  const bool ended = WaitFor([&] { return waitpid(watch, &status, WNOHANG) == watch; }, 120000);
+  if (!ended) {
+    kill(watch, SIGKILL);
+    waitpid(watch, nullptr, 0);
+  }
+  ASSERT_TRUE(ended) << ReadFileText(watch_log) << cluster.Logs();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFileText(watch_log);
+  EXPECT_THAT(ReadFileText(watch_log), HasSubstr(id + " finished"));
 }
 
 TEST(RestartE2eTest, ASilentAgentsTrialsAreLostAndItIsToldToKillThemWhenItReturns) {

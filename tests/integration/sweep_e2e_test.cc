@@ -372,7 +372,7 @@ parameters:
   auto detail = cluster.Sweepctl({"trial", trial["id"], "--output", "json"});
   const Json metrics = Json::parse(detail.out)["trial"]["metrics"][0];
   EXPECT_EQ(metrics["name"], "loss");
-  EXPECT_EQ(metrics["count"], "5");
+  EXPECT_EQ(metrics["count"], 5);
   EXPECT_DOUBLE_EQ(metrics["best"].get<double>(), 0.2);
 }
 
@@ -491,6 +491,58 @@ TEST(SweepctlRunTest, RunsAWholeSweepWithNoDaemons) {
   EXPECT_EQ(Int(doc["sweep"]["counts"], "completed"), 12);
   EXPECT_EQ(doc["best_trial"]["id"], doc["sweep"]["best_trial_id"]);
   EXPECT_GT(doc["best_trial"]["best_value"].get<double>(), 0.5);
+  // Numbers are JSON numbers and states the table's words, in every command's JSON.
+  EXPECT_TRUE(doc["sweep"]["counts"]["completed"].is_number_integer()) << doc.dump();
+  EXPECT_TRUE(doc["sweep"]["counts"]["pruned"].is_number_integer()) << "zero counts are present";
+  EXPECT_EQ(doc["best_trial"]["state"], "completed");
+  EXPECT_EQ(doc["sweep"]["spec"]["method"], "grid");
+  std::filesystem::remove_all(dir);
+}
+
+// A command that fails at once gets the only agent quarantined (3 quick failures): nothing can
+// run any more, so `run` says why and exits 1 instead of waiting for ever.
+TEST(SweepctlRunTest, ACommandThatKeepsFailingEndsTheRunWithItsStderr) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("sweepctl-stall-" + std::to_string(getpid())))
+          .string();
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(SourcePath("tests/integration/scripts/fail.py"), dir + "/fail.py");
+  std::ofstream(dir + "/spec.yaml") << "program: fail.py\nmethod: random\n"
+                                       "metric: {name: loss}\nmax_failures: 100\n"
+                                       "parameters:\n  x: {min: 0.0, max: 1.0}\n";
+  auto r = RunProcess({BinaryPath("cli/sweepctl"), "run", dir + "/spec.yaml", "--db",
+                       dir + "/run.db", "--workdir", dir + "/work", "--parallel", "1"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("cannot go on: every agent is quarantined"));
+  EXPECT_THAT(r.out, HasSubstr("STALLED: every agent is quarantined"));  // watch says it too
+  EXPECT_THAT(r.err, HasSubstr("last failed trial"));
+  EXPECT_THAT(r.err, HasSubstr("exited with code 3"));
+  EXPECT_THAT(r.err, HasSubstr("  something is wrong with the data"));  // its stderr
+  EXPECT_THAT(r.out, HasSubstr("failed 3"));                            // the summary
+  std::filesystem::remove_all(dir);
+}
+
+// The summary at the end of `run` shows pruning as `status` does.
+TEST(SweepctlRunTest, TheSummaryShowsPrunedTrialsAndGpuHoursSaved) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("sweepctl-prune-" + std::to_string(getpid())))
+          .string();
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(SourcePath("tests/integration/scripts/report_socket.py"),
+                             dir + "/report_socket.py");
+  std::ofstream(dir + "/spec.yaml")
+      << "program: report_socket.py\nmethod: grid\nmetric: {name: loss, goal: minimize}\n"
+         "command: [\"${env}\", \"${interpreter}\", \"${program}\", \"${args}\", "
+         "\"--steps=30\"]\n"
+         "pruner: {type: asha, min_resource: 1, max_resource: 29, reduction_factor: 3}\n"
+         "parameters:\n  x: {values: [0.3, 0.9, 1.5, 2.0, 3.0, 4.0]}\n";
+  auto r = RunProcess({BinaryPath("cli/sweepctl"), "run", dir + "/spec.yaml", "--db",
+                       dir + "/run.db", "--workdir", dir + "/work", "--parallel", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("pruned "));
+  EXPECT_THAT(r.out, HasSubstr("saved by pruning"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("pruned [1-9]"));
+  EXPECT_THAT(r.out, HasSubstr("best trial"));
   std::filesystem::remove_all(dir);
 }
 
