@@ -473,7 +473,10 @@ struct WatchOptions {
   // kExitStalled and the reason in `stalled`.
   bool stop_on_stall = false;
 };
-constexpr int kExitStalled = 3;  // internal to Watch's callers; never an exit code
+// Internal to Watch's callers, never exit codes: the sweep stalled (with stop_on_stall), or
+// ended otherwise than finished (canceled, failed).
+constexpr int kExitStalled = 3;
+constexpr int kExitSweepNotFinished = 4;
 
 // Follows a sweep until it ends: a redrawn status on a terminal, one line per change otherwise.
 // If sweepd goes away (a restart), says so and reconnects with backoff; ends only when the
@@ -510,7 +513,8 @@ int Watch(Client& client, const std::string& sweep_id, std::ostream& out, std::o
     last_stall = sweep.stalled();
   };
   double backoff = 0.5;
-  bool away = false;  // sweepd unreachable; said once, until it is back
+  bool away = false;            // sweepd unreachable; said once, until it is back
+  bool connected_once = false;  // before that, an error is a setup problem to report, not wait out
   while (true) {
     auto context = client.StreamContext();
     auto reader = client.stub().WatchSweep(context.get(), request);
@@ -528,23 +532,27 @@ int Watch(Client& client, const std::string& sweep_id, std::ostream& out, std::o
     };
     bool stopped_on_stall = false;
     if (refresh()) {
+      connected_once = true;
       if (away) {
         err << "sweepctl: sweepd at " << client.address() << " is back; watching again\n";
         away = false;
       }
       backoff = 0.5;
       v1::Event event;
-      while (!(options.stop_on_stall && !sweep->stalled().empty()) && reader->Read(&event)) {
+      bool stream_ended = false;
+      while (!(options.stop_on_stall && !sweep->stalled().empty())) {
+        if (!reader->Read(&event)) {
+          stream_ended = true;
+          break;
+        }
         request.set_after_event_id(event.id());  // a reconnect resumes after it
         if (absl::StartsWith(event.kind(), "trial.state") ||
             absl::StartsWith(event.kind(), "sweep.")) {
           if (!refresh()) break;
         }
       }
-      if (options.stop_on_stall && sweep.has_value() && !sweep->stalled().empty()) {
-        stopped_on_stall = true;
-        context->TryCancel();
-      }
+      stopped_on_stall = options.stop_on_stall && !sweep->stalled().empty();
+      if (!stream_ended) context->TryCancel();  // or Finish would wait for the sweep's end
       const grpc::Status finished = reader->Finish();
       if (status.ok()) status = finished;
     } else {
@@ -556,9 +564,9 @@ int Watch(Client& client, const std::string& sweep_id, std::ostream& out, std::o
       return kExitStalled;
     }
     if (status.ok()) break;  // the stream ended with the sweep
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
-      return Fail(err, client.Explain(status));
-    }
+    const bool transient = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!connected_once || !transient) return Fail(err, client.Explain(status));
     if (!away) {
       err << "sweepctl: lost sweepd at " << client.address() << " (" << status.error_message()
           << "); reconnecting, Ctrl-C to stop watching (the sweep goes on)\n";
@@ -570,7 +578,7 @@ int Watch(Client& client, const std::string& sweep_id, std::ostream& out, std::o
   auto final_state = GetSweep(client, sweep_id);
   if (!final_state.ok()) return Fail(err, std::string(final_state.status().message()));
   show(*final_state);
-  return final_state->state() == v1::SWEEP_STATE_FINISHED ? kExitOk : kExitFailure;
+  return final_state->state() == v1::SWEEP_STATE_FINISHED ? kExitOk : kExitSweepNotFinished;
 }
 
 int RunAsk(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
@@ -661,7 +669,7 @@ int RunTell(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
 int RunWatch(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   Client client(args);
   const int rc = Watch(client, args.positional[0], out, err);
-  return rc == kExitFailure ? kExitOk : rc;  // a canceled sweep is still a successful watch
+  return rc == kExitSweepNotFinished ? kExitOk : rc;  // a canceled sweep: still a good watch
 }
 
 int RunLogs(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
@@ -936,6 +944,7 @@ int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   std::string stalled;
   int rc =
       Watch(client, id, json ? err : out, err, {.quiet = json, .stop_on_stall = true}, &stalled);
+  if (rc == kExitSweepNotFinished) rc = kExitFailure;
   if (rc == kExitStalled) {
     // Nobody else will run its trials: say why and end it, rather than wait for ever.
     err << "sweepctl run: sweep " << id << " cannot go on: " << stalled << "\n";

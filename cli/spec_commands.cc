@@ -126,7 +126,9 @@ int RunPreview(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
       Json params = Json::object();
       for (const auto& p : history[i].params) params[p.name()] = Json::parse(p.value_json());
       Json trial = {{"number", i}, {"params", std::move(params)}};
-      if (auto argv = ExpandCommand(command, history[i].params, context); argv.ok()) {
+      std::vector<v1::TrialParam> with_keys(history[i].params.begin(), history[i].params.end());
+      SetConfigKeys(parsed->spec, &with_keys);  // nested as the agent nests them
+      if (auto argv = ExpandCommand(command, with_keys, context); argv.ok()) {
         trial["command"] = *argv;
       }
       trials.push_back(std::move(trial));

@@ -6,8 +6,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <regex>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -52,24 +52,36 @@ bool IsWholeMacro(absl::string_view token) {
 }
 
 // W&B's `\$\{envvar\:([A-Z0-9_]*)\}`, replaced anywhere in an item; an unset variable leaves
-// its name.
+// its name. A scanner, not std::regex: libstdc++'s regex recurses per character and a long item
+// would overflow the stack.
 std::string SubstituteEnvvars(
     absl::string_view token,
     const std::function<std::optional<std::string>(const std::string&)>& getenv) {
-  static const std::regex kEnvvar(R"(\$\{envvar:([A-Z0-9_]*)\})");
+  static constexpr absl::string_view kOpen = "${envvar:";
   std::string out;
-  const std::string text(token);
-  auto begin = std::sregex_iterator(text.begin(), text.end(), kEnvvar);
-  size_t last = 0;
-  for (auto it = begin; it != std::sregex_iterator(); ++it) {
-    const std::smatch& m = *it;
-    out.append(text, last, static_cast<size_t>(m.position(0)) - last);
-    const std::string name = m[1].str();
+  size_t pos = 0;
+  while (true) {
+    const size_t start = token.find(kOpen, pos);
+    if (start == absl::string_view::npos) break;
+    size_t end = start + kOpen.size();
+    while (end < token.size() &&
+           (absl::ascii_isupper(static_cast<unsigned char>(token[end])) ||
+            absl::ascii_isdigit(static_cast<unsigned char>(token[end])) || token[end] == '_')) {
+      ++end;
+    }
+    if (end >= token.size() || token[end] != '}') {
+      // Not the macro's shape: keep the text and look again after its `${`.
+      absl::StrAppend(&out, token.substr(pos, start + 2 - pos));
+      pos = start + 2;
+      continue;
+    }
+    absl::StrAppend(&out, token.substr(pos, start - pos));
+    const std::string name(token.substr(start + kOpen.size(), end - start - kOpen.size()));
     std::optional<std::string> value = getenv ? getenv(name) : std::nullopt;
     out += value.value_or(name);
-    last = static_cast<size_t>(m.position(0) + m.length(0));
+    pos = end + 1;
   }
-  out.append(text, last, std::string::npos);
+  absl::StrAppend(&out, token.substr(pos));
   return out;
 }
 
@@ -258,10 +270,14 @@ std::string CommandTokenWarning(absl::string_view token) {
     return std::optional<std::string>("x");  // only the shape matters here
   });
   const auto& names = CommandMacroNames();
-  if (IsWholeMacro(token)) {
+  if (IsWholeMacro(token) && expanded == token) {
     const absl::string_view name = token.substr(2, token.size() - 3);
-    if (absl::StartsWith(name, "envvar:") ||
-        (std::find(names.begin(), names.end(), name) != names.end() && name != "envvar:NAME")) {
+    if (absl::StartsWith(name, "envvar:")) {
+      return absl::StrCat("'", token,
+                          "' is not W&B's envvar macro (the name must be A-Z, 0-9 and _); it "
+                          "expands to nothing, as under `wandb agent`");
+    }
+    if ((std::find(names.begin(), names.end(), name) != names.end() && name != "envvar:NAME")) {
       return "";
     }
     return absl::StrCat("'", token,
@@ -294,27 +310,27 @@ std::vector<std::pair<std::string, nlohmann::ordered_json>> WandbRunArgs(
   for (const auto& p : params) {
     auto value = nlohmann::ordered_json::parse(p.value_json(), nullptr, false);
     if (value.is_discarded()) value = p.value_json();
-    if (p.group().empty()) {
-      index[p.name()] = args.size();
-      args.emplace_back(p.name(), std::move(value));
+    const std::vector<std::string> keys =
+        p.keys_size() > 0 ? std::vector<std::string>(p.keys().begin(), p.keys().end())
+                          : std::vector<std::string>{p.name()};
+    if (keys.size() == 1) {
+      if (auto it = index.find(keys[0]); it != index.end()) {
+        args[it->second].second = std::move(value);
+      } else {
+        index[keys[0]] = args.size();
+        args.emplace_back(keys[0], std::move(value));
+      }
       continue;
     }
     // A nested parameter: a path inside its top-level key's dict.
-    auto [it, added] = index.emplace(p.group(), args.size());
-    if (added) args.emplace_back(p.group(), nlohmann::ordered_json::object());
+    auto [it, added] = index.emplace(keys[0], args.size());
+    if (added) args.emplace_back(keys[0], nlohmann::ordered_json::object());
     nlohmann::ordered_json* node = &args[it->second].second;
-    if (!node->is_object()) *node = nlohmann::ordered_json::object();
-    const std::string inner =
-        p.name().size() > p.group().size() + 1 && absl::StartsWith(p.name(), p.group() + ".")
-            ? p.name().substr(p.group().size() + 1)
-            : p.name();
-    std::vector<std::string> parts = absl::StrSplit(inner, '.');
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      nlohmann::ordered_json& next = (*node)[parts[i]];
-      if (!next.is_object()) next = nlohmann::ordered_json::object();
-      node = &next;
+    for (size_t i = 1; i < keys.size(); ++i) {
+      if (!node->is_object()) *node = nlohmann::ordered_json::object();
+      node = &(*node)[keys[i]];
     }
-    (*node)[parts.back()] = std::move(value);
+    *node = std::move(value);
   }
   return args;
 }

@@ -58,7 +58,7 @@ absl::StatusOr<std::vector<std::string>> ExpandCommand(
 std::string PythonStr(absl::string_view value_json);
 
 // The run's config as W&B's agent sees it (`command["args"]`): one entry per top-level key, in
-// order; a nested parameter's value sits inside its top-level key's dict (TrialParam.group), a
+// order; a nested parameter's value sits inside its top-level key's dict (TrialParam.keys), a
 // top-level one stands under its name as written (dots and all).
 std::vector<std::pair<std::string, nlohmann::ordered_json>> WandbRunArgs(
     const std::vector<v1::TrialParam>& params);

@@ -16,7 +16,8 @@
 namespace sweepd {
 
 absl::StatusOr<FileLock> FileLock::Acquire(const std::string& path, const std::string& holder) {
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_NOFOLLOW: a link planted at the lock's path must not make us truncate what it points to.
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
     return absl::PermissionDeniedError(
         absl::StrCat("cannot open lock file ", path, ": ", std::strerror(errno)));
@@ -27,12 +28,21 @@ absl::StatusOr<FileLock> FileLock::Acquire(const std::string& path, const std::s
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
     const int err = errno;
-    close(fd);
     if (err == EWOULDBLOCK) {
+      close(fd);
       std::string who = ReadHolder(path);
       if (who.empty()) who = "another process";
       return absl::FailedPreconditionError(absl::StrCat("in use by ", who, " (lock ", path, ")"));
     }
+    if (err == ENOLCK || err == ENOSYS || err == EOPNOTSUPP || err == EINVAL) {
+      // This filesystem has no locks: work without one rather than not at all.
+      FileLock unlocked(path, fd);
+      unlocked.held_ = false;
+      unlocked.why_not_held_ = std::strerror(err);
+      if (auto st = unlocked.SetHolder(holder); !st.ok()) return st;
+      return unlocked;
+    }
+    close(fd);
     return absl::InternalError(absl::StrCat("cannot lock ", path, ": ", std::strerror(err)));
   }
   FileLock lock(path, fd);
@@ -41,13 +51,18 @@ absl::StatusOr<FileLock> FileLock::Acquire(const std::string& path, const std::s
 }
 
 FileLock::FileLock(FileLock&& other) noexcept
-    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {}
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      held_(other.held_),
+      why_not_held_(std::move(other.why_not_held_)) {}
 
 FileLock& FileLock::operator=(FileLock&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) close(fd_);
     path_ = std::move(other.path_);
     fd_ = std::exchange(other.fd_, -1);
+    held_ = other.held_;
+    why_not_held_ = std::move(other.why_not_held_);
   }
   return *this;
 }

@@ -29,6 +29,12 @@ class FileLock {
   // Releases the lock (the file stays, naming the last holder).
   ~FileLock();
 
+  // False when the filesystem cannot lock at all (some NFS, Lustre or FUSE mounts): the file is
+  // written, but nothing stops a second holder. The caller says so.
+  bool held() const { return held_; }
+  // Why it is not held.
+  const std::string& why_not_held() const { return why_not_held_; }
+
   // Rewrites who holds it (e.g. once the address served on is known).
   absl::Status SetHolder(const std::string& holder);
   // The text a holder wrote into `path` (empty when none can be read).
@@ -41,6 +47,8 @@ class FileLock {
 
   std::string path_;
   int fd_ = -1;
+  bool held_ = true;
+  std::string why_not_held_;
 };
 
 }  // namespace sweepd

@@ -74,6 +74,12 @@ std::vector<int> DistinctValueIndices(const v1::Parameter& leaf) {
 
 }  // namespace
 
+std::vector<std::string> DistinctValues(const v1::Parameter& leaf) {
+  std::vector<std::string> values;
+  for (int i : DistinctValueIndices(leaf)) values.push_back(leaf.values_json(i));
+  return values;
+}
+
 std::string CanonicalValueJson(const std::string& value_json) {
   const auto v = nlohmann::json::parse(value_json, nullptr, /*allow_exceptions=*/false);
   if (v.is_discarded()) return value_json;
@@ -115,6 +121,41 @@ std::string GridValue(const v1::Parameter& leaf, int64_t index) {
     }
     default:
       return "null";
+  }
+}
+
+namespace {
+
+void CollectConfigKeys(const google::protobuf::RepeatedPtrField<v1::Parameter>& params,
+                       std::vector<std::string>* prefix,
+                       std::map<std::string, std::vector<std::string>>* out) {
+  for (const v1::Parameter& p : params) {
+    prefix->push_back(p.name());
+    if (p.parameters_size() > 0) {
+      CollectConfigKeys(p.parameters(), prefix, out);
+    } else {
+      (*out)[p.path()] = *prefix;
+    }
+    prefix->pop_back();
+  }
+}
+
+}  // namespace
+
+std::map<std::string, std::vector<std::string>> LeafConfigKeys(const v1::SweepSpec& spec) {
+  std::map<std::string, std::vector<std::string>> out;
+  std::vector<std::string> prefix;
+  CollectConfigKeys(spec.parameters(), &prefix, &out);
+  return out;
+}
+
+void SetConfigKeys(const v1::SweepSpec& spec, std::vector<v1::TrialParam>* params) {
+  const auto keys = LeafConfigKeys(spec);
+  for (v1::TrialParam& p : *params) {
+    p.clear_keys();
+    auto it = keys.find(p.name());
+    if (it == keys.end()) continue;
+    for (const std::string& k : it->second) p.add_keys(k);
   }
 }
 

@@ -4,12 +4,23 @@
 // Stateless functions; safe from any thread.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "sweepd/v1/resources.pb.h"
 #include "sweepd/v1/spec.pb.h"
 
 namespace sweepd {
+
+// Each leaf's place in the run's config as W&B's agent builds it, by flattened path: the
+// top-level name, then each nested name (`a: {parameters: {b}}` -> ["a", "b"]; a top-level
+// `optimizer.lr` -> ["optimizer.lr"]).
+std::map<std::string, std::vector<std::string>> LeafConfigKeys(const v1::SweepSpec& spec);
+
+// Sets each parameter's TrialParam.keys from the spec's tree (what the agent's command template
+// needs); parameters the spec does not know keep none.
+void SetConfigKeys(const v1::SweepSpec& spec, std::vector<v1::TrialParam>* params);
 
 // Grids larger than this are refused: nobody runs ten million trials, and it bounds memory.
 inline constexpr int64_t kMaxGridPoints = 10'000'000;
@@ -22,6 +33,10 @@ std::vector<const v1::Parameter*> LeafParameters(const v1::SweepSpec& spec);
 // order, 3.0 == 3), every integer of [min, max] for int_uniform, and numpy's
 // arange(min, max, q) for q_uniform (min + k*q below max); 0 when continuous.
 int64_t GridValueCount(const v1::Parameter& leaf);
+
+// A constant's or categorical's distinct values (the first of each set of equal ones), in order:
+// its grid values, all at once (GridValue finds one at a time).
+std::vector<std::string> DistinctValues(const v1::Parameter& leaf);
 
 // A value's JSON text in the form W&B's yaml_hash compares: object keys sorted (at every depth)
 // and whole-number floats written as integers. Equal values, equal text.

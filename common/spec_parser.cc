@@ -297,8 +297,6 @@ class SpecReader {
     if (auto node = get("metric"); node.IsDefined()) ReadMetric(node, spec.mutable_metric());
     if (auto node = get("parameters"); node.IsDefined()) {
       ReadParameters(node, "parameters", "", 1, spec.mutable_parameters());
-      for (Parameter& top : *spec.mutable_parameters())
-        MarkGroup(top.name(), top.mutable_parameters());
     } else {
       Error("parameters", "required: a map of parameter name to definition");
     }
@@ -614,15 +612,6 @@ class SpecReader {
     }
   }
 
-  // Every parameter nested (at any depth) in the top-level parameter `group`.
-  static void MarkGroup(const std::string& group,
-                        google::protobuf::RepeatedPtrField<Parameter>* params) {
-    for (Parameter& p : *params) {
-      p.set_group(group);
-      MarkGroup(group, p.mutable_parameters());
-    }
-  }
-
   void ReadParameters(const YAML::Node& node, const std::string& path, const std::string& prefix,
                       int depth, google::protobuf::RepeatedPtrField<Parameter>* out) {
     if (!node.IsMap()) {
@@ -863,11 +852,10 @@ class SpecReader {
     warnings_.push_back(absl::StrCat(path, ": ", DistributionName(d), " with ", why,
                                      " gives one value; taken as the constant ", text,
                                      " (W&B would sample NaN)"));
-    const std::string name = p->name(), full = p->path(), group = p->group();
+    const std::string name = p->name(), full = p->path();
     p->Clear();
     p->set_name(name);
     p->set_path(full);
-    p->set_group(group);
     p->set_distribution(v1::CONSTANT);
     p->add_values_json(text);
   }

@@ -28,7 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     sweepd::v1::TrialParam p;
     p.set_name(lines[i].substr(0, eq));
     p.set_value_json(lines[i].substr(eq + 1));
-    if (i % 2 == 0) p.set_group(p.name().substr(0, p.name().find('.')));
+    if (i % 2 == 0) {
+      for (const auto& key : absl::StrSplit(p.name(), '.')) p.add_keys(std::string(key));
+    }
     params.push_back(std::move(p));
   }
   sweepd::CommandContext context{

@@ -125,6 +125,7 @@ int64_t Engine::NowMicros() const {
 }
 
 absl::Status Engine::Start() {
+  started_at_ = SteadySeconds();
   RETURN_IF_ERROR(Rebuild());
   thread_ = std::thread([this] { Loop(); });
   Post([this] { Schedule(); });
@@ -804,6 +805,15 @@ std::string Engine::WhyNoPlacement(const Sweep& sweep) const {
       nodes > 1 ? absl::StrCat(nodes, " agents with ", slots, " free GPUs or slots each")
                 : absl::StrCat("an agent with ", slots, " free GPU", slots > 1 ? "s" : "",
                                " or slot", slots > 1 ? "s" : "");
+  // Not stuck while help may be on its way: just after sweepd started (agents re-register), or
+  // while an agent that would fit is away but not yet given up (a reconnect, a restart).
+  if (agents_.empty() && SteadySeconds() - started_at_ < options_.agent_timeout_seconds) return "";
+  for (const auto& [id, agent] : agents_) {
+    if (!agent.connected && agent.disconnected_at > 0 && !agent.quarantined &&
+        agent.slot_trial.size() >= static_cast<size_t>(slots)) {
+      return "";
+    }
+  }
   std::vector<std::string> quarantined;
   std::vector<std::string> draining;
   int connected = 0;
@@ -959,15 +969,11 @@ void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {
   v1::Assign* assign = message.mutable_assign();
   assign->set_trial_id(trial.public_id);
   assign->set_sweep_id(sweep.public_id);
-  std::map<std::string, std::string> groups;  // nested parameters' top-level keys
-  for (const v1::Parameter* leaf : LeafParameters(sweep.spec)) {
-    if (!leaf->group().empty()) groups[leaf->path()] = leaf->group();
-  }
-  for (const auto& p : trial.params) {
-    v1::TrialParam* sent = assign->add_params();
-    *sent = p;
-    if (auto it = groups.find(p.name()); it != groups.end()) sent->set_group(it->second);
-  }
+  // From the spec's tree, not from anything stored with it: sweeps stored by an older sweepd
+  // nest the same way.
+  std::vector<v1::TrialParam> params(trial.params.begin(), trial.params.end());
+  SetConfigKeys(sweep.spec, &params);
+  for (auto& p : params) *assign->add_params() = std::move(p);
   for (const auto& token : LaunchCommand(sweep.spec)) assign->add_command(token);
   assign->set_program(sweep.spec.program());
   for (int32_t g : node.gpu_indices) assign->add_gpu_indices(g);
@@ -1120,7 +1126,8 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
     if (auto it = agents_.find(request.agent_id());
         it != agents_.end() && it->second.connected && it->second.channel) {
       Agent& live = it->second;
-      if (request.workdir_key().empty() || request.workdir_key() != live.workdir_key) {
+      if (request.workdir_key().empty() || request.workdir_key() != live.workdir_key ||
+          request.hostname() != live.info.hostname()) {
         // Another agent with the same id (two agents given one --agent-id, or a copied
         // workdir): taking the id over would lose the live one's trials and start them again
         // beside themselves. The live one is left exactly as it is.
@@ -1513,6 +1520,8 @@ void Engine::LoseAgentTrials(Agent& agent, const std::string& reason) {
 
 void Engine::Tick() {
   const double now = SteadySeconds();
+  // Stalls also begin with time alone (the start-up grace ends, an away agent is given up).
+  for (auto& [id, sweep] : sweeps_) UpdateStall(sweep);
   if (store_was_degraded_ && !store_->Degraded()) {
     store_was_degraded_ = false;
     spdlog::info(

@@ -295,6 +295,7 @@ class Engine {
   int64_t next_sweep_id_ = 1;
   int64_t next_trial_id_ = 1;
   int64_t next_incarnation_ = 1;
+  double started_at_ = 0;  // steady seconds of Start()
   // While the store cannot commit: scheduling waits, metric batches are refused (unacknowledged,
   // so agents re-send them).
   bool store_was_degraded_ = false;

@@ -45,6 +45,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
                         absl::StrCat("store ", options.db_path, " is ", lock.status().message(),
                                      ": stop that one first, or give this one another --db"));
   }
+  if (!lock->held()) {
+    spdlog::warn("cannot lock {} on this filesystem ({}): nothing stops a second sweepd on it",
+                 lock->path(), lock->why_not_held());
+  }
   server->store_lock_ = std::move(*lock);
   auto store = store::Store::Open({.path = options.db_path, .synchronous = options.synchronous});
   if (!store.ok()) {

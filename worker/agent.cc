@@ -372,6 +372,7 @@ void Agent::ConnectionLoop() {
     while (!stopping_ && stream_->Read(&message)) {
       if (message.has_registered() && !registered) {
         registered = true;
+        ever_registered_ = true;
         backoff = 0.2;
         spdlog::info("registered with {} as {} (incarnation {})", options_.scheduler,
                      message.registered().agent_id(), message.registered().incarnation());
@@ -393,9 +394,12 @@ void Agent::ConnectionLoop() {
       context_.reset();
     }
     if (stopping_) break;
-    if (!registered && status.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
-      // Another live agent holds this id (two agents given one --agent-id, or copies of one
-      // workdir): retrying would only fight it. sweepd left the other one untouched.
+    if (!registered && status.error_code() == grpc::StatusCode::ALREADY_EXISTS &&
+        !ever_registered_) {
+      // Another live agent holds this id (two agents given one --agent-id): retrying would
+      // only fight it. sweepd left the other one untouched. (Once registered, this agent owns
+      // the id: a clash after a reconnect is a stale stream, retried below.)
+      refused_ = true;
       {
         std::lock_guard<std::mutex> lock(fatal_mu_);
         fatal_ = absl::AlreadyExistsError(status.error_message());
@@ -601,6 +605,10 @@ absl::Status Agent::Run() {
   // First of all, before anything in the workdir is touched: is it ours alone, and who are we.
   auto claim = ClaimWorkdir(options_.workdir, options_.agent_id, Hostname());
   if (!claim.ok()) return claim.status();
+  if (!claim->lock.held()) {
+    spdlog::warn("cannot lock {} on this filesystem ({}): nothing stops a second agent on it",
+                 claim->lock.path(), claim->lock.why_not_held());
+  }
   workdir_lock_.emplace(std::move(claim->lock));
   agent_id_ = claim->identity.agent_id;
   agent_key_ = claim->identity.key;
@@ -657,8 +665,14 @@ absl::Status Agent::Run() {
       Stop();
     }
   }
-  // Leaving: no orphans. Kill every trial's group and reap it.
+  // Leaving: no orphans. Kill every trial's group and reap it. Not when sweepd refused this
+  // agent before it ever registered: the trials it took over at start are this workdir's, and
+  // the next agent started on it takes them over again.
   for (auto& [id, trial] : trials_) {
+    if (refused_ && trial->process) {
+      trial->process->Detach();
+      continue;
+    }
     if (trial->process && !trial->exited) trial->process->SignalGroup(SIGKILL);
   }
   trials_.clear();  // TrialProcess destructors reap

@@ -135,6 +135,8 @@ class Agent {
   // Why Run() ends with an error found on the connection thread (the id is taken).
   std::mutex fatal_mu_;
   absl::Status fatal_;
+  std::atomic<bool> ever_registered_{false};
+  std::atomic<bool> refused_{false};
   std::string state_dir_;           // per-trial state files (pid, start time, GPUs)
   std::vector<v1::Gpu> resources_;  // what Register advertises, by slot
   bool has_gpus_ = false;

@@ -1,5 +1,6 @@
 #include "worker/agent_identity.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -45,13 +46,20 @@ absl::StatusOr<std::string> RandomKey() {
 
 // Writes the file whole or not at all (a crash mid-write leaves the old one).
 absl::Status WriteIdentity(const std::filesystem::path& path, const AgentIdentity& identity) {
-  const nlohmann::json doc = {{"agent_id", identity.agent_id}, {"key", identity.key}};
+  const nlohmann::json doc = {{"agent_id", identity.agent_id},
+                              {"key", identity.key},
+                              {"hostname", identity.hostname},
+                              {"workdir", identity.workdir}};
   const std::string tmp = path.string() + ".tmp";
   {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << doc.dump() << "\n";
-    out.flush();
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+    // The key is a credential of sorts: readable by this user only.
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+    const std::string text =
+        doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    close(fd);
+    if (!written) return absl::InternalError(absl::StrCat("cannot write ", tmp));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     return absl::InternalError(absl::StrCat("cannot write ", path.string()));
@@ -69,7 +77,10 @@ std::optional<AgentIdentity> ReadIdentity(const std::filesystem::path& path) {
       !doc.contains("key") || !doc["key"].is_string()) {
     return std::nullopt;
   }
-  AgentIdentity identity{doc["agent_id"].get<std::string>(), doc["key"].get<std::string>()};
+  AgentIdentity identity{.agent_id = doc["agent_id"].get<std::string>(),
+                         .key = doc["key"].get<std::string>(),
+                         .hostname = doc.value("hostname", ""),
+                         .workdir = doc.value("workdir", "")};
   if (!ValidAgentId(identity.agent_id) || identity.key.size() != 32) return std::nullopt;
   return identity;
 }
@@ -78,7 +89,9 @@ std::optional<AgentIdentity> ReadIdentity(const std::filesystem::path& path) {
 
 bool ValidAgentId(const std::string& id) {
   static const std::regex kId(R"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})");
-  return std::regex_match(id, kId) && id.find("..") == std::string::npos;
+  // Not the names of the files beside the agents' state folders in .sweep-agent/.
+  return std::regex_match(id, kId) && id.find("..") == std::string::npos && id != "lock" &&
+         id.rfind("identity.json", 0) != 0;
 }
 
 std::string DerivedAgentId(const std::string& hostname, const std::string& absolute_workdir) {
@@ -120,20 +133,32 @@ absl::StatusOr<WorkdirClaim> ClaimWorkdir(const std::string& workdir,
         "there)"));
   }
   const std::filesystem::path identity_path = dir / kIdentityFile;
+  const std::optional<AgentIdentity> kept = ReadIdentity(identity_path);
   AgentIdentity identity;
-  if (auto kept = ReadIdentity(identity_path); kept.has_value()) identity = *kept;
-  if (identity.key.empty()) {
+  // Kept, and made here: the same agent. Made elsewhere (a copied workdir, a cloned image):
+  // another agent, which must not pass for the original at sweepd.
+  if (kept.has_value() && kept->hostname == hostname && kept->workdir == absolute) {
+    identity = *kept;
+  } else {
     auto key = RandomKey();
     if (!key.ok()) return key.status();
     identity.key = *key;
+    identity.hostname = hostname;
+    identity.workdir = absolute;
+    if (!kept.has_value() && std::filesystem::is_directory(dir / hostname) &&
+        ValidAgentId(hostname)) {
+      // A workdir of an older sweep-agent, whose default id was the hostname: keep it, so the
+      // trials it left running (state in .sweep-agent/<hostname>/) are taken over.
+      identity.agent_id = hostname;
+    }
   }
   if (!requested_id.empty()) {
     identity.agent_id = requested_id;
   } else if (identity.agent_id.empty()) {
     identity.agent_id = DerivedAgentId(hostname, absolute);
   }
-  if (auto kept = ReadIdentity(identity_path);
-      !kept.has_value() || kept->agent_id != identity.agent_id || kept->key != identity.key) {
+  if (!kept.has_value() || kept->agent_id != identity.agent_id || kept->key != identity.key ||
+      kept->hostname != identity.hostname || kept->workdir != identity.workdir) {
     if (auto st = WriteIdentity(identity_path, identity); !st.ok()) return st;
   }
   (void)lock->SetHolder(absl::StrCat("sweep-agent pid ", getpid(), " (agent id ", identity.agent_id,

@@ -24,6 +24,10 @@ struct AgentIdentity {
   std::string agent_id;
   // 32 hex digits; proves "the same workdir" to sweepd, never shown.
   std::string key;
+  // Where the identity was made: a copy of the workdir elsewhere (another path or host: `cp -r`,
+  // a cloned image) is another agent and gets a new key (and id, unless --agent-id names one).
+  std::string hostname;
+  std::string workdir;
 };
 
 // The default id for a workdir on this host: "<hostname>-<6 hex digits of the workdir's

@@ -152,6 +152,10 @@ std::unique_ptr<TrialProcess> TrialProcess::Ended(pid_t pid, const std::string& 
 }
 
 TrialProcess::~TrialProcess() {
+  if (detached_) {
+    CloseStdout();
+    return;
+  }
   if (GroupAlive()) SignalGroup(SIGKILL);
   if (!exit_ && !adopted_) {
     int status = 0;

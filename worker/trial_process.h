@@ -76,6 +76,9 @@ class TrialProcess {
   // The shim's copy of the stdout pipe's read end (-1 without a shim).
   int keep_fd() const { return keep_fd_; }
   bool adopted() const { return adopted_; }
+  // Leaves the process running when this object goes (its shim carries on; a later agent takes
+  // it over), instead of killing its group.
+  void Detach() { detached_ = true; }
 
  private:
   TrialProcess(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
@@ -85,6 +88,7 @@ class TrialProcess {
   uint64_t start_ticks_ = 0;
   int keep_fd_ = -1;
   bool adopted_ = false;
+  bool detached_ = false;
   std::string exit_file_;
 };
 

@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/param_space.h"
 
 namespace sweepd {
@@ -18,7 +17,7 @@ GridSearch::GridSearch(const v1::SweepSpec& spec) : spec_(spec), leaves_(LeafPar
     // int_uniform may have millions).
     std::vector<std::string> values;
     if (leaf->distribution() == v1::CONSTANT || leaf->distribution() == v1::CATEGORICAL) {
-      for (int64_t i = 0; i < counts_.back(); ++i) values.push_back(GridValue(*leaf, i));
+      values = DistinctValues(*leaf);
       for (const std::string& text : values) {
         auto value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
         if (!value.is_object()) continue;
@@ -29,11 +28,10 @@ GridSearch::GridSearch(const v1::SweepSpec& spec) : spec_(spec), leaves_(LeafPar
   }
   // W&B's order (grid_search.py over HyperParameterSet): parameters sorted by name at each
   // level, the first varying slowest. Trials still list them in spec order.
+  const auto keys = LeafConfigKeys(spec_);
   for (size_t i = 0; i < leaves_.size(); ++i) order_.push_back(i);
   std::stable_sort(order_.begin(), order_.end(), [&](size_t a, size_t b) {
-    const std::vector<std::string> pa = absl::StrSplit(leaves_[a]->path(), '.');
-    const std::vector<std::string> pb = absl::StrSplit(leaves_[b]->path(), '.');
-    return pa < pb;
+    return keys.at(leaves_[a]->path()) < keys.at(leaves_[b]->path());
   });
 }
 

@@ -38,6 +38,11 @@ std::vector<v1::TrialParam> Params(std::vector<std::pair<std::string, std::strin
   return out;
 }
 
+// Marks a parameter as nested in the run's config (what SetConfigKeys does from a spec).
+void Nest(v1::TrialParam& p, std::vector<std::string> keys) {
+  for (auto& k : keys) p.add_keys(std::move(k));
+}
+
 class CommandTemplateTest : public testing::Test {
  protected:
   CommandTemplateTest() {
@@ -139,7 +144,9 @@ TEST_F(CommandTemplateTest, ArgsJsonIsOneItemAsPythonsJsonDumpsWritesIt) {
                         {"epochs", "10"},
                         {"data.root", "\"/d\""},
                         {"layers", "[64, 64]"}});
-  for (int i : {0, 1, 2}) params[static_cast<size_t>(i)].set_group("optimizer");
+  Nest(params[0], {"optimizer", "name"});
+  Nest(params[1], {"optimizer", "lr"});
+  Nest(params[2], {"optimizer", "betas", "beta1"});
   const auto argv = Expand({"${program}", "${args_json}"}, params);
   ASSERT_THAT(argv, testing::SizeIs(2));
   // json.dumps({"optimizer": {"name": "adam", "lr": 0.001, "betas": {"beta1": 0.9}},
@@ -182,8 +189,8 @@ TEST_F(CommandTemplateTest, ArgsJsonFileIsThePath) {
 // printed with str(): a nested group is one argument holding a Python dict.
 TEST_F(CommandTemplateTest, NestedParametersPassOneDictPerTopLevelKey) {
   auto params = Params({{"a.b", "1"}, {"a.c.d", "2"}, {"lr", "0.1"}, {"model.depth", "50"}});
-  params[0].set_group("a");
-  params[1].set_group("a");
+  Nest(params[0], {"a", "b"});
+  Nest(params[1], {"a", "c", "d"});
   EXPECT_THAT(Expand({"${args}"}, params),
               ElementsAre("--a={'b': 1, 'c': {'d': 2}}", "--lr=0.1", "--model.depth=50"));
   EXPECT_THAT(Expand({"${args_no_hyphens}"}, params),
@@ -280,11 +287,21 @@ TEST_F(CommandTemplateTest, ValuesPrintAsPythonStr) {
 
 TEST_F(CommandTemplateTest, ParametersKeepTheirOrder) {
   auto params = Params({{"z", "1"}, {"a", "2"}, {"m.b", "3"}, {"m.a", "4"}, {"q.r", "5"}});
-  params[2].set_group("m");
-  params[3].set_group("m");
+  Nest(params[2], {"m", "b"});
+  Nest(params[3], {"m", "a"});
   EXPECT_THAT(Expand({"${args}"}, params),
               ElementsAre("--z=1", "--a=2", "--m={'b': 3, 'a': 4}", "--q.r=5"));
   EXPECT_EQ(NestedParamsJson(params), R"({"z":1,"a":2,"m":{"b":3,"a":4},"q.r":5})");
+}
+
+// A very long item is scanned, not matched with a recursive regex (which overflowed the stack).
+TEST_F(CommandTemplateTest, AHugeEnvvarItemExpandsWithoutCrashing) {
+  const std::string name(900'000, 'A');
+  const auto argv = Expand({"${envvar:" + name + "}", "x${envvar:" + name + "y"}, {});
+  ASSERT_THAT(argv, testing::SizeIs(2));
+  EXPECT_EQ(argv[0], name);  // unset: the bare name, as W&B
+  EXPECT_EQ(argv[1].size(), name.size() + 11);
+  EXPECT_EQ(CommandTokenWarning("${envvar:" + name + "}"), "");
 }
 
 // W&B's agent accepts any command: an unknown whole-item macro (`${project}`, `${entity}`, a

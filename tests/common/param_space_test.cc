@@ -130,6 +130,26 @@ TEST(GridValueTest, ContinuousDistributionsHaveNoGrid) {
   }
 }
 
+// TrialParam.keys: a parameter's place in W&B's run config, from the spec's tree. A dotted name
+// inside a group is one key there, as W&B keeps it.
+TEST(ConfigKeysTest, NestedNamesFollowTheTreeNotTheDots) {
+  const v1::SweepSpec spec = Spec(R"(  opt:
+    parameters:
+      lr: {value: 0.1}
+      b.c: {value: 2}
+  model.depth: {value: 50}
+)",
+                                  "random");
+  std::vector<v1::TrialParam> params(3);
+  params[0].set_name("opt.lr");
+  params[1].set_name("opt.b.c");
+  params[2].set_name("model.depth");
+  SetConfigKeys(spec, &params);
+  EXPECT_THAT(params[0].keys(), ElementsAre("opt", "lr"));
+  EXPECT_THAT(params[1].keys(), ElementsAre("opt", "b.c"));
+  EXPECT_THAT(params[2].keys(), ElementsAre("model.depth"));
+}
+
 TEST(GridSizeTest, IsTheProductOfTheLeaves) {
   const v1::SweepSpec spec = Spec(R"(  a: {values: [1, 2, 3]}
   g:

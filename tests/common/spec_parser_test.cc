@@ -680,7 +680,6 @@ parameters:
 )");
   ASSERT_EQ(parsed.spec.parameters_size(), 2);
   EXPECT_EQ(parsed.spec.parameters(1).path(), "a.b");
-  EXPECT_EQ(parsed.spec.parameters(1).group(), "");
 }
 
 TEST(SpecParserSemanticsTest, GroupsTakeNoOtherKeysAndMustNotBeEmpty) {

@@ -187,6 +187,27 @@ TEST(IdentityE2eTest, ARestartedAgentKeepsItsDerivedId) {
   StopAndReap(agent);
 }
 
+// A copy of a workdir (cp -r, a cloned image) is another agent: a new key and a new id, so the
+// two never pass for each other at sweepd.
+TEST(IdentityE2eTest, ACopiedWorkdirIsAnotherAgent) {
+  Cluster cluster(ClusterOptions{.agents = 0});
+  const int first = StartPlainAgent(cluster, cluster.dir() + "/w", cluster.dir() + "/a.log");
+  ASSERT_TRUE(WaitFor([&] { return ConnectedAgents(cluster).size() == 1; }, 60000));
+  std::filesystem::create_directories(cluster.dir() + "/copy/.sweep-agent");
+  std::filesystem::copy_file(cluster.dir() + "/w/.sweep-agent/identity.json",
+                             cluster.dir() + "/copy/.sweep-agent/identity.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  const int second = StartPlainAgent(cluster, cluster.dir() + "/copy", cluster.dir() + "/b.log");
+  ASSERT_TRUE(WaitFor([&] { return ConnectedAgents(cluster).size() == 2; }, 60000))
+      << ReadFileText(cluster.dir() + "/b.log");
+  const auto agents = ConnectedAgents(cluster);
+  EXPECT_NE(agents[0]["id"], agents[1]["id"]);
+  // Both stay: nobody was kicked off.
+  EXPECT_EQ(ReadFileText(cluster.dir() + "/sweepd.log").find("disconnected"), std::string::npos);
+  StopAndReap(first);
+  StopAndReap(second);
+}
+
 TEST(IdentityE2eTest, ASecondSweepdOnTheSameStoreIsRefusedNamingTheFirst) {
   Cluster cluster(ClusterOptions{.agents = 0});
   auto second =

@@ -144,7 +144,6 @@ void CollectParams(const ParamList& params, const Json& level, bool top, ParamSe
     } else {
       v1::TrialParam tp;
       tp.set_name(p.path());
-      tp.set_group(p.group());  // as the engine sends it to agents
       tp.set_value_json(ValueJson(*v));
       out->push_back(std::move(tp));
     }
@@ -154,6 +153,7 @@ void CollectParams(const ParamList& params, const Json& level, bool top, ParamSe
 ParamSet ParamsFromWandbConfig(const v1::SweepSpec& spec, const Json& run_config) {
   ParamSet out;
   CollectParams(spec.parameters(), run_config, true, &out);
+  SetConfigKeys(spec, &out);  // as the engine sends them to agents
   return out;
 }
 
