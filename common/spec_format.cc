@@ -155,6 +155,7 @@ Json SpecToJson(const v1::SweepSpec& spec) {
     j["eta"] = et.eta();
     j["strict"] = et.strict();
     out["early_terminate"] = std::move(j);
+    if (et.period_seconds() > 0) out["early_terminate_period"] = et.period_seconds();
   }
   if (spec.run_cap() > 0) out["run_cap"] = spec.run_cap();
   // sweepd's own keys, defaults filled in.

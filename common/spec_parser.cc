@@ -251,11 +251,29 @@ class SpecReader {
     static const std::set<std::string, std::less<>> kWandbIgnored = {
         "apiVersion", "kind", "controller", "job", "image_uri", "imageuri"};
     static const std::set<std::string, std::less<>> kUnsupported = {"metrics", "scheduler"};
-    static const std::vector<absl::string_view> kKnown = {
-        "program",        "method", "metric",      "parameters",   "early_terminate", "command",
-        "run_cap",        "name",   "description", "project",      "entity",          "parallelism",
-        "resources",      "pruner", "seed",        "max_failures", "max_retries",     "budget",
-        "metric_pattern", "search", "launcher",    "working_dir"};
+    static const std::vector<absl::string_view> kKnown = {"program",
+                                                          "method",
+                                                          "metric",
+                                                          "parameters",
+                                                          "early_terminate",
+                                                          "command",
+                                                          "run_cap",
+                                                          "name",
+                                                          "description",
+                                                          "project",
+                                                          "entity",
+                                                          "parallelism",
+                                                          "resources",
+                                                          "pruner",
+                                                          "seed",
+                                                          "max_failures",
+                                                          "max_retries",
+                                                          "budget",
+                                                          "metric_pattern",
+                                                          "search",
+                                                          "launcher",
+                                                          "working_dir",
+                                                          "early_terminate_period"};
     std::map<std::string, YAML::Node, std::less<>> keys;
     if (!CollectMap(root, "", &keys)) return out;
     for (const auto& [key, value] : keys) {
@@ -319,6 +337,19 @@ class SpecReader {
           spec.set_launcher(v1::LAUNCHER_TORCHRUN);
         } else if (*s != "none") {
           Error("launcher", absl::StrCat("must be none or torchrun; got \"", *s, "\""));
+        }
+      }
+    }
+    if (auto node = get("early_terminate_period"); node.IsDefined()) {
+      if (auto v = Number(node, "early_terminate_period")) {
+        if (!(*v > 0 && *v <= 86400)) {
+          Error("early_terminate_period",
+                absl::StrCat("must be > 0 and at most 86400 seconds; got ", *v));
+        } else if (!get("early_terminate").IsDefined()) {
+          Error("early_terminate_period",
+                "applies to early_terminate (W&B's hyperband), and the spec has none");
+        } else {
+          spec.mutable_early_terminate()->set_period_seconds(*v);
         }
       }
     }

@@ -240,6 +240,7 @@ absl::Status Engine::Rebuild() {
     if (!search.ok()) return search.status();
     sweep.search = std::move(*search);
     ASSIGN_OR_RETURN(sweep.pruner, pruning::CreatePruner(sweep.spec));
+    sweep.judge_period = sweep.spec.early_terminate().period_seconds();
     if (sweep.spec.has_pruner() && sweep.spec.pruner().resource() != "step") {
       sweep.resource_metric = sweep.spec.pruner().resource();
     }
@@ -489,6 +490,7 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
         sweep.external = request.external();
         sweep.search = std::move(*search);
         sweep.pruner = std::move(*pruner);
+        sweep.judge_period = sweep.spec.early_terminate().period_seconds();
         if (sweep.spec.has_pruner() && sweep.spec.pruner().resource() != "step") {
           sweep.resource_metric = sweep.spec.pruner().resource();
         }
@@ -768,6 +770,23 @@ void Engine::Schedule() {
       MaybeFinish(sweep);
     }
     UpdateStall(sweep);
+  }
+}
+
+void Engine::JudgeRunningTrials(Sweep& sweep) {
+  if (!sweep.pruner ||
+      (sweep.state != v1::SWEEP_STATE_RUNNING && sweep.state != v1::SWEEP_STATE_PAUSED)) {
+    return;
+  }
+  for (int64_t id : sweep.trial_ids) {
+    Trial& trial = trials_.at(id);
+    if (trial.state != v1::TRIAL_STATE_RUNNING || trial.stop_as) continue;
+    const pruning::Decision decision = sweep.pruner->Judge(trial.id);
+    if (!decision.stop) continue;
+    Event(sweep.id, trial.id, trial.agent_id, "trial.pruned", TrialStateName(trial.state), "pruned",
+          decision.reason);
+    spdlog::info("[sweep={}][trial={}] {}", sweep.public_id, trial.public_id, decision.reason);
+    StopTrial(trial, v1::TRIAL_STATE_PRUNED, decision.reason);
   }
 }
 
@@ -1055,8 +1074,9 @@ void Engine::Prune(Sweep& sweep, Trial& trial, int64_t step,
                                          .index = trial.metric_reports++,
                                          .resource = resource,
                                          .value = value->second};
+  // With a judging period the report is only recorded; the timer decides (JudgeRunningTrials).
   const bool can_stop =
-      decide && Live(trial) && !trial.stop_as &&
+      decide && sweep.judge_period <= 0 && Live(trial) && !trial.stop_as &&
       (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED);
   const pruning::Decision decision = sweep.pruner->OnReport(observation, can_stop);
   if (decision.stop) {
@@ -1520,8 +1540,14 @@ void Engine::LoseAgentTrials(Agent& agent, const std::string& reason) {
 
 void Engine::Tick() {
   const double now = SteadySeconds();
-  // Stalls also begin with time alone (the start-up grace ends, an away agent is given up).
-  for (auto& [id, sweep] : sweeps_) UpdateStall(sweep);
+  for (auto& [id, sweep] : sweeps_) {
+    // Stalls also begin with time alone (the start-up grace ends, an away agent is given up).
+    UpdateStall(sweep);
+    if (sweep.judge_period > 0 && now - sweep.judged_at >= sweep.judge_period) {
+      sweep.judged_at = now;
+      JudgeRunningTrials(sweep);
+    }
+  }
   if (store_was_degraded_ && !store_->Degraded()) {
     store_was_degraded_ = false;
     spdlog::info(

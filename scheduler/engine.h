@@ -179,6 +179,10 @@ class Engine {
     int64_t live = 0;
     // Why it cannot go on (see StallReason); empty while it can.
     std::string stall_reason;
+    // early_terminate_period: its pruner judges running trials on this timer (steady seconds of
+    // the last round), not at their reports.
+    double judge_period = 0;
+    double judged_at = 0;
   };
 
   struct Agent {
@@ -239,6 +243,9 @@ class Engine {
                 double gpu_seconds, store::TrialUpdate update = {});
   void ReleaseSlots(Trial& trial);
   // The agents a trial of `sweep` could be placed on now, packed: fewest free slots first.
+  // early_terminate_period: every running trial of the sweep judged now, as W&B's controller
+  // judges them on its timer.
+  void JudgeRunningTrials(Sweep& sweep);
   // After scheduling: whether the sweep is stuck, and why (see StallReason).
   void UpdateStall(Sweep& sweep);
   std::string WhyNoPlacement(const Sweep& sweep) const;

@@ -43,6 +43,10 @@ class Pruner {
   // either way, so later decisions are the same as they would have been.
   virtual Decision OnReport(const Observation& observation, bool decide) = 0;
 
+  // The decision for the trial's history as recorded, without a new report (W&B's hyperband
+  // judged on a timer); rules that decide only at reports continue.
+  virtual Decision Judge(int64_t /*trial*/) const { return {}; }
+
   // The trial ended in `state` (median and percentile learn from completed trials).
   virtual void OnTrialEnd(int64_t /*trial*/, v1::TrialState /*state*/) {}
 

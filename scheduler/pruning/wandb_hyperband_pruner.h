@@ -30,7 +30,7 @@ class WandbHyperbandPruner final : public Pruner {
 
   Decision OnReport(const Observation& observation, bool decide) override;
   // The decision W&B's stop_runs would make for the trial now, from what is recorded.
-  Decision Judge(int64_t trial) const;
+  Decision Judge(int64_t trial) const override;
   std::optional<double> MaxResource() const override;
   bool CountsReports() const override { return true; }
 

@@ -669,6 +669,25 @@ parameters:
               Contains(StartsWith("parameters.a.b.c: flattened name collides")));
 }
 
+TEST(SpecParserSemanticsTest, EarlyTerminatePeriodNeedsEarlyTerminate) {
+  const ParsedSpec parsed = MustParse(R"(program: t.py
+method: random
+metric: {name: loss}
+early_terminate: {type: hyperband, min_iter: 2}
+early_terminate_period: 60
+parameters:
+  x: {min: 0.0, max: 1.0}
+)");
+  EXPECT_DOUBLE_EQ(parsed.spec.early_terminate().period_seconds(), 60);
+  EXPECT_THAT(MustFail("program: t.py\nmethod: random\nearly_terminate_period: 60\n"
+                       "parameters:\n  x: {min: 0.0, max: 1.0}\n"),
+              Contains(StartsWith("early_terminate_period: applies to early_terminate")));
+  EXPECT_THAT(MustFail("program: t.py\nmethod: random\nmetric: {name: l}\n"
+                       "early_terminate: {type: hyperband, min_iter: 2}\n"
+                       "early_terminate_period: -1\nparameters:\n  x: {min: 0.0, max: 1.0}\n"),
+              Contains(StartsWith("early_terminate_period: must be > 0")));
+}
+
 // W&B takes top-level names as they are: `a` and `a.b` are two keys of the run's config (Hydra
 // style: `model=resnet model.depth=50`). Only a nested path spelled again collides.
 TEST(SpecParserSemanticsTest, ALeafNameThatPrefixesAnotherIsFine) {

@@ -478,6 +478,49 @@ parameters:
   EXPECT_THAT(cluster.Sweepctl({"ask", normal}).err, HasSubstr("submitted with --external"));
 }
 
+// W&B's hyperband judges running runs on a timer; sweepd judges at each report unless
+// `early_terminate_period` asks for W&B's timer. band_race.py makes trial b reach band 2 alone
+// (threshold its own 10: it goes on) and then fall silent; a reaches band 2 with 1 afterwards.
+// Only a judgement without a report stops b (threshold sorted([10, 1])[int(2/3)] = 1).
+std::string BandRaceSpec(const std::string& dir, const std::string& extra) {
+  return R"(
+program: band_race.py
+method: grid
+metric: {name: loss, goal: minimize}
+early_terminate: {type: hyperband, min_iter: 2, eta: 3}
+parameters:
+  role: {values: [a, b]}
+  dir: {value: )" +
+         dir + R"(}
+)" + extra;
+}
+
+TEST(SweepE2eTest, EarlyTerminatePeriodJudgesSilentTrialsAsWandbsTimerDoes) {
+  Cluster cluster(1, 2);
+  const std::string id = cluster.Submit(BandRaceSpec(cluster.dir(), "early_terminate_period: 1\n"));
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 120000)) << cluster.Logs();
+  const Json status = cluster.Status(id);
+  EXPECT_EQ(Int(status["counts"], "completed"), 1) << status.dump();
+  EXPECT_EQ(Int(status["counts"], "pruned"), 1) << status.dump();
+  auto pruned = cluster.Sweepctl({"trials", id, "--state", "pruned", "--output", "json"});
+  const Json trial = Json::parse(pruned.out)["trials"][0];
+  EXPECT_EQ(trial["params"][0]["value_json"], "\"b\"") << trial.dump();
+  EXPECT_THAT(trial["reason"].get<std::string>(), HasSubstr("stopped by hyperband at band 2"));
+}
+
+TEST(SweepE2eTest, WithoutAPeriodASilentTrialIsNotJudgedAgain) {
+  Cluster cluster(1, 2);
+  const std::string id = cluster.Submit(BandRaceSpec(cluster.dir(), ""));
+  // a has reported after b and ended; b was judged only at its own reports.
+  ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "completed") == 1; }, 120000))
+      << cluster.Logs();
+  std::ofstream(cluster.dir() + "/release") << "now\n";
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 120000)) << cluster.Logs();
+  const Json status = cluster.Status(id);
+  EXPECT_EQ(Int(status["counts"], "completed"), 2) << status.dump();
+  EXPECT_EQ(Int(status["counts"], "pruned"), 0) << status.dump();
+}
+
 TEST(SweepctlRunTest, RunsAWholeSweepWithNoDaemons) {
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("sweepctl-run-" + std::to_string(getpid())))
