@@ -23,6 +23,16 @@
 namespace sweepd {
 namespace {
 
+// U+FFFE or U+FFFF in UTF-8 text.
+bool HasNoncharacter(absl::string_view text) {
+  return text.find("\xEF\xBF\xBE") != absl::string_view::npos ||
+         text.find("\xEF\xBF\xBF") != absl::string_view::npos;
+}
+
+}  // namespace
+
+namespace {
+
 using v1::Distribution;
 using v1::Parameter;
 using v1::SweepSpec;
@@ -185,6 +195,12 @@ absl::Status PrescanInput(absl::string_view text) {
       return absl::InvalidArgumentError(absl::StrCat(
           "spec: line ", line, " column ", i - line_start + 1, ": control character 0x",
           absl::Hex(c, absl::kZeroPad2), " is not allowed; a spec is YAML text"));
+    }
+    if (c == 0xEF && (text.substr(i, 3) == "\xEF\xBF\xBE" || text.substr(i, 3) == "\xEF\xBF\xBF")) {
+      // Noncharacters: YAML's emitter writes them back as U+FFFD (found by fuzz_spec_parser).
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec: line ", line, " column ", i - line_start + 1,
+                       ": U+FFFE and U+FFFF are not text; a spec is YAML text"));
     }
     if (c == 0xEF && text.substr(i, 3) == "\xEF\xBB\xBF") {
       // U+FEFF inside the text: yaml-cpp and its emitter disagree on it (found by
@@ -446,6 +462,10 @@ class SpecReader {
         return std::nullopt;
       }
     }
+    if (HasNoncharacter(node.Scalar())) {
+      Error(path, "must not contain U+FFFE or U+FFFF (not text)");
+      return std::nullopt;
+    }
     return node.Scalar();
   }
 
@@ -538,6 +558,12 @@ class SpecReader {
                       "carriage return, ...)");
                 return std::nullopt;
               }
+            }
+            // U+FFFE and U+FFFF come back from the normal form's YAML as U+FFFD (found by
+            // fuzz_spec_parser).
+            if (HasNoncharacter(s.text)) {
+              Error(path, "a string value must not contain U+FFFE or U+FFFF (not text)");
+              return std::nullopt;
             }
             return nlohmann::ordered_json(s.text);
         }
