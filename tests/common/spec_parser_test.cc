@@ -672,9 +672,9 @@ parameters:
 // U+FFFE and U+FFFF come back from the normal form's YAML as U+FFFD (found by
 // fuzz_spec_parser): refused as raw text and as escapes.
 TEST(SpecParserErrorsTest, NoncharactersAreRefused) {
-  EXPECT_THAT(
-      MustFail("program: t.py\nmethod: random\nparameters:\n  x: {value: a\xEF\xBF\xBFb}\n"),
-      Contains(HasSubstr("U+FFFE and U+FFFF are not text")));
+  EXPECT_THAT(MustFail("program: t.py\nmethod: random\nparameters:\n  x: {value: a\xEF\xBF\xBF"
+                       "b}\n"),
+              Contains(HasSubstr("U+FFFE and U+FFFF are not text")));
   EXPECT_THAT(MustFail("program: t.py\nmethod: random\nparameters:\n  x: {value: \"a\\uFFFEb\"}\n"),
               Contains("parameters.x.value: a string value must not contain U+FFFE or U+FFFF (not "
                        "text)"));
