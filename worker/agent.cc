@@ -823,13 +823,14 @@ void Agent::StartTrial(const v1::Assign& assign) {
 
   // The command: W&B's template, program resolved against the code dir.
   const std::string code_dir = assign.code_dir().empty() ? options_.code_dir : assign.code_dir();
+  // The code dir as the kernel sees it: where `program` must lie and where commands run.
+  std::error_code base_ec;
+  const auto base = std::filesystem::weakly_canonical(std::filesystem::absolute(code_dir), base_ec);
   std::string program = assign.program();
   if (!program.empty()) {
     // The program must be inside the code dir: a spec cannot make the agent run (or name)
     // anything else on the node, through "..", an absolute path or a symlink.
-    std::error_code path_ec;
-    const auto base =
-        std::filesystem::weakly_canonical(std::filesystem::absolute(code_dir), path_ec);
+    std::error_code path_ec = base_ec;
     const auto resolved = std::filesystem::weakly_canonical(base / program, path_ec);
     const auto inside = resolved.lexically_relative(base);
     if (path_ec || inside.empty() || *inside.begin() == "..") {
@@ -928,11 +929,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
   std::filesystem::remove(trial->exit_file, ec);
   // Where W&B's agent runs commands: the code dir, so `python -m pkg.train`, `src/train.py`
   // and relative data paths work as under `wandb agent`; or the trial's folder on request.
-  std::error_code cwd_ec;
-  const std::string run_dir =
-      assign.run_in_trial_dir()
-          ? trial->workdir
-          : std::filesystem::weakly_canonical(std::filesystem::absolute(code_dir), cwd_ec).string();
+  const std::string run_dir = assign.run_in_trial_dir() ? trial->workdir : base.string();
   auto process = TrialProcess::Start({.argv = *argv,
                                       .env = env,
                                       .workdir = run_dir,

@@ -521,11 +521,21 @@ TEST(SweepE2eTest, WithoutAPeriodASilentTrialIsNotJudgedAgain) {
   EXPECT_EQ(Int(status["counts"], "pruned"), 0) << status.dump();
 }
 
+// A fresh folder under the temp dir for one test, removed however the test ends.
+struct ScratchDir {
+  explicit ScratchDir(const std::string& name)
+      : path((std::filesystem::temp_directory_path() / (name + "-" + std::to_string(getpid())))
+                 .string()) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path); }
+  const std::string path;
+};
+
 TEST(SweepctlRunTest, RunsAWholeSweepWithNoDaemons) {
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / ("sweepctl-run-" + std::to_string(getpid())))
-          .string();
-  std::filesystem::create_directories(dir);
+  const ScratchDir scratch("sweepctl-run");
+  const std::string& dir = scratch.path;
   auto r = RunProcess({BinaryPath("cli/sweepctl"), "run", SourcePath("examples/grid/sweep.yaml"),
                        "--db", dir + "/run.db", "--workdir", dir + "/work", "--output", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -539,16 +549,13 @@ TEST(SweepctlRunTest, RunsAWholeSweepWithNoDaemons) {
   EXPECT_TRUE(doc["sweep"]["counts"]["pruned"].is_number_integer()) << "zero counts are present";
   EXPECT_EQ(doc["best_trial"]["state"], "completed");
   EXPECT_EQ(doc["sweep"]["spec"]["method"], "grid");
-  std::filesystem::remove_all(dir);
 }
 
 // A command that fails at once gets the only agent quarantined (3 quick failures): nothing can
 // run any more, so `run` says why and exits 1 instead of waiting for ever.
 TEST(SweepctlRunTest, ACommandThatKeepsFailingEndsTheRunWithItsStderr) {
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / ("sweepctl-stall-" + std::to_string(getpid())))
-          .string();
-  std::filesystem::create_directories(dir);
+  const ScratchDir scratch("sweepctl-stall");
+  const std::string& dir = scratch.path;
   std::filesystem::copy_file(SourcePath("tests/integration/scripts/fail.py"), dir + "/fail.py");
   std::ofstream(dir + "/spec.yaml") << "program: fail.py\nmethod: random\n"
                                        "metric: {name: loss}\nmax_failures: 100\n"
@@ -562,15 +569,12 @@ TEST(SweepctlRunTest, ACommandThatKeepsFailingEndsTheRunWithItsStderr) {
   EXPECT_THAT(r.err, HasSubstr("exited with code 3"));
   EXPECT_THAT(r.err, HasSubstr("  something is wrong with the data"));  // its stderr
   EXPECT_THAT(r.out, HasSubstr("failed 3"));                            // the summary
-  std::filesystem::remove_all(dir);
 }
 
 // The summary at the end of `run` shows pruning as `status` does.
 TEST(SweepctlRunTest, TheSummaryShowsPrunedTrialsAndGpuHoursSaved) {
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / ("sweepctl-prune-" + std::to_string(getpid())))
-          .string();
-  std::filesystem::create_directories(dir);
+  const ScratchDir scratch("sweepctl-prune");
+  const std::string& dir = scratch.path;
   std::filesystem::copy_file(SourcePath("tests/integration/scripts/report_socket.py"),
                              dir + "/report_socket.py");
   std::ofstream(dir + "/spec.yaml")
@@ -586,7 +590,6 @@ TEST(SweepctlRunTest, TheSummaryShowsPrunedTrialsAndGpuHoursSaved) {
   EXPECT_THAT(r.out, HasSubstr("saved by pruning"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("pruned [1-9]"));
   EXPECT_THAT(r.out, HasSubstr("best trial"));
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
