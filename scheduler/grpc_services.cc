@@ -349,6 +349,9 @@ grpc::Status SweepServiceImpl::WatchSweep(grpc::ServerContext* context,
   while (!context->IsCancelled()) {
     // Read the "done" state before the events, so the last events are never missed.
     const bool done = engine_->SweepDone(request->sweep_id());
+    // The engine's last writes (the final events, the sweep's end state) may still be queued at
+    // the store: once they commit, a client reading the store after the stream sees the end.
+    if (done) (void)store_->Flush(kDurableWithinSeconds);
     auto events = store_->ListEvents(request->sweep_id(), after, 1000);
     if (!events.ok()) return ToGrpc(events.status());
     for (const auto& e : *events) {

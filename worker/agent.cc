@@ -369,7 +369,12 @@ void Agent::ConnectionLoop() {
     }
     v1::SchedulerMessage message;
     bool registered = false;
-    while (!stopping_ && stream_->Read(&message)) {
+    bool stream_ended = false;
+    while (!stopping_) {
+      if (!stream_->Read(&message)) {
+        stream_ended = true;
+        break;
+      }
       if (message.has_registered() && !registered) {
         registered = true;
         ever_registered_ = true;
@@ -388,12 +393,15 @@ void Agent::ConnectionLoop() {
     grpc::Status status;
     {
       std::lock_guard<std::mutex> lock(stream_mu_);
+      // Stopping with the stream still open (Stop came before this stream was published, so it
+      // could not cancel it): Finish would wait for sweepd to end the stream, i.e. for ever.
+      if (!stream_ended) context_->TryCancel();
       stream_->WritesDone();
       status = stream_->Finish();
       stream_.reset();
       context_.reset();
     }
-    if (stopping_) break;
+    if (stopping_ || goodbye_sent_) break;
     if (!registered && status.error_code() == grpc::StatusCode::ALREADY_EXISTS &&
         !ever_registered_) {
       // Another live agent holds this id (two agents given one --agent-id): retrying would
@@ -651,8 +659,9 @@ absl::Status Agent::Run() {
       goodbye.mutable_deregister()->set_reason(
           options_.drain && !stopping_trials_ ? "drained" : "shut down; its trials were stopped");
       const bool sent = Send(goodbye);
-      // No reconnecting from here on; sweepd ends the stream once it has the goodbye.
-      stopping_ = true;
+      // No reconnecting from here on; sweepd ends the stream once it has the goodbye. (Not
+      // stopping_ yet: that would cancel the stream before sweepd has read the goodbye.)
+      goodbye_sent_ = true;
       for (int waited = 0; sent && waited < 60; ++waited) {
         {
           std::lock_guard<std::mutex> lock(stream_mu_);

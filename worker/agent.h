@@ -147,6 +147,9 @@ class Agent {
   std::mutex gpu_mu_;
   std::vector<v1::Gpu> gpu_readings_;  // latest utilisation and memory
   std::atomic<bool> stopping_{false};
+  // The goodbye is sent: the connection thread waits for sweepd to end the stream, then stops
+  // without reconnecting.
+  std::atomic<bool> goodbye_sent_{false};
   std::atomic<bool> leave_requested_{false};
   std::string runtime_dir_;  // holds the reporting sockets (short paths)
   int wake_pipe_[2] = {-1, -1};

@@ -101,17 +101,25 @@ class Cluster {
   }
 
   ~Cluster() {
+    // Bounded: a daemon that ignores SIGTERM fails the test by name, instead of hanging it
+    // until ctest's timeout says nothing about why.
     for (int pid : agents_) {
       if (pid > 0) kill(pid, SIGTERM);
     }
-    for (int pid : agents_) {
-      if (pid > 0) waitpid(pid, nullptr, 0);
+    for (size_t i = 0; i < agents_.size(); ++i) {
+      const int pid = agents_[i];
+      if (pid <= 0) continue;
+      const bool exited = WaitFor([&] { return waitpid(pid, nullptr, WNOHANG) == pid; }, 60000);
+      EXPECT_TRUE(exited) << "agent " << i << " did not exit within 60 s of SIGTERM\n" << Logs();
+      if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
     }
     if (sweepd_ > 0) {
-      kill(sweepd_, SIGTERM);
-      int status = 0;
-      waitpid(sweepd_, &status, 0);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "sweepd did not exit cleanly";
+      const int status = StopSweepd(SIGTERM, 60000);
+      EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+          << "sweepd did not exit cleanly within 60 s of SIGTERM (wait status " << status << ")";
     }
     std::filesystem::remove_all(dir_);
   }
