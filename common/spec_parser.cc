@@ -2,8 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -18,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "common/command_template.h"
+#include "common/metric_pattern.h"
 #include "common/param_space.h"
 
 namespace sweepd {
@@ -95,7 +98,9 @@ bool IsValuesForm(Distribution d) {
 
 // A YAML scalar typed by the YAML 1.2 core schema (quoted scalars are always strings).
 struct Scalar {
-  enum Kind { kNull, kBool, kInt, kFloat, kString } kind = kNull;
+  // kBigInt: an integer literal outside int64; refused wherever a number is read (as a double
+  // it would silently lose digits).
+  enum Kind { kNull, kBool, kInt, kBigInt, kFloat, kString } kind = kNull;
   bool b = false;
   int64_t i = 0;
   double d = 0;
@@ -122,6 +127,9 @@ Scalar Classify(const YAML::Node& node) {
   } else if (t.size() < 32 && std::regex_match(t, kInt) && absl::SimpleAtoi(t, &s.i)) {
     s.kind = Scalar::kInt;
     s.d = static_cast<double>(s.i);
+  } else if (t.find_first_not_of("+-0123456789") == std::string::npos &&
+             t.find_first_of("0123456789") != std::string::npos && std::regex_match(t, kInt)) {
+    s.kind = Scalar::kBigInt;
   } else if (t.size() < 64 && std::regex_match(t, kFloat) && absl::SimpleAtod(t, &s.d)) {
     s.kind = Scalar::kFloat;
   } else if (t == ".inf" || t == ".Inf" || t == ".INF" || t == "+.inf" || t == "+.Inf") {
@@ -138,6 +146,15 @@ Scalar Classify(const YAML::Node& node) {
   }
   return s;
 }
+
+// Integers are kept exact as int64; an integer literal beyond it is refused, not rounded.
+constexpr absl::string_view kBigIntError =
+    "is an integer outside the 64-bit range [-9223372036854775808, 9223372036854775807]; "
+    "write it with an exponent (e.g. 1e20) if a float is meant";
+
+// Bounds of int_uniform (and of integer samples) travel as doubles: integers beyond 2^53 would
+// come back as other integers.
+constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
 
 // A node that is not there (a default-constructed YAML::Node is a defined null).
 YAML::Node Undefined() { return YAML::Node(YAML::NodeType::Undefined); }
@@ -472,6 +489,10 @@ class SpecReader {
   std::optional<double> Number(const YAML::Node& node, absl::string_view path) {
     if (node.IsScalar()) {
       Scalar s = Classify(node);
+      if (s.kind == Scalar::kBigInt) {
+        Error(path, absl::StrCat(Describe(node), " ", kBigIntError));
+        return std::nullopt;
+      }
       if (s.kind == Scalar::kInt || s.kind == Scalar::kFloat) {
         if (std::isfinite(s.d)) return s.d;
         Error(path, absl::StrCat("must be a finite number; got ", Describe(node)));
@@ -486,6 +507,10 @@ class SpecReader {
     if (node.IsScalar()) {
       Scalar s = Classify(node);
       if (s.kind == Scalar::kInt) return s.i;
+      if (s.kind == Scalar::kBigInt) {
+        Error(path, absl::StrCat(Describe(node), " ", kBigIntError));
+        return std::nullopt;
+      }
       // 3.0 is accepted where an integer is meant; 3.5 is not.
       if (s.kind == Scalar::kFloat && std::isfinite(s.d) && s.d == std::floor(s.d) &&
           std::fabs(s.d) < 9e15) {
@@ -542,6 +567,9 @@ class SpecReader {
             return nlohmann::ordered_json(s.b);
           case Scalar::kInt:
             return nlohmann::ordered_json(s.i);
+          case Scalar::kBigInt:
+            Error(path, absl::StrCat(Describe(node), " ", kBigIntError));
+            return std::nullopt;
           case Scalar::kFloat:
             if (!std::isfinite(s.d)) {
               Error(path, absl::StrCat("must be finite; got ", Describe(node)));
@@ -795,7 +823,8 @@ class SpecReader {
       if (d == v1::INT_UNIFORM) {
         // W&B's schema types int_uniform's bounds as integers: 0.0 is refused there too.
         for (const char* key : {"min", "max"}) {
-          if (Classify(keys.at(key)).kind != Scalar::kInt) {
+          const Scalar::Kind kind = Classify(keys.at(key)).kind;
+          if (kind != Scalar::kInt && kind != Scalar::kBigInt) {
             Error(Child(path, key),
                   absl::StrCat("must be an integer for int_uniform; got ", keys.at(key).Scalar(),
                                " (write it without a decimal point, or use "
@@ -804,6 +833,16 @@ class SpecReader {
         }
         auto ilo = Integer(keys.at("min"), Child(path, "min"));
         auto ihi = Integer(keys.at("max"), Child(path, "max"));
+        for (auto [key, v] : {std::pair{"min", &ilo}, std::pair{"max", &ihi}}) {
+          if (*v && (**v < -static_cast<int64_t>(kMaxExactInteger) ||
+                     **v > static_cast<int64_t>(kMaxExactInteger))) {
+            Error(Child(path, key),
+                  absl::StrCat("must be in [-9007199254740992, 9007199254740992] (2^53, the "
+                               "integers sweepd samples exactly); got ",
+                               **v));
+            v->reset();
+          }
+        }
         if (ilo) lo = static_cast<double>(*ilo);
         if (ihi) hi = static_cast<double>(*ihi);
         p->set_integer(true);
@@ -868,6 +907,11 @@ class SpecReader {
           if (*v <= 0) Error(Child(path, "q"), absl::StrCat("must be > 0; got ", *v));
           // As W&B: an integer q gives integer samples.
           p->set_integer(Classify(keys.at("q")).kind == Scalar::kInt);
+          if (p->integer() && *v > kMaxExactInteger) {
+            Error(Child(path, "q"), absl::StrCat("must be at most 9007199254740992 (2^53) as an "
+                                                 "integer, to stay exact; got ",
+                                                 keys.at("q").Scalar()));
+          }
         }
       }
     }
@@ -879,6 +923,84 @@ class SpecReader {
           info->name, "_values takes the values themselves"));
     }
     CollapseDegenerate(path, p);
+    if (errors_.empty()) CheckSamplesFinite(path, p);
+  }
+
+  // Every sample must be a finite number (JSON has no infinity; it would reach the command line
+  // as null or None), and integer samples must be exact. Checked at the extremes the sampler can
+  // reach: the bounds, or mu +- 8 sigma (it draws normal quantiles within 1e-12 of 0 and 1, at
+  // most 7.1 sigma out).
+  void CheckSamplesFinite(const std::string& path, const Parameter* p) {
+    const Distribution d = p->distribution();
+    double lo = 0, hi = 0;
+    switch (d) {
+      case v1::INT_UNIFORM:
+      case v1::UNIFORM:
+      case v1::Q_UNIFORM:
+      case v1::LOG_UNIFORM_VALUES:
+      case v1::Q_LOG_UNIFORM_VALUES:
+      case v1::INV_LOG_UNIFORM_VALUES:
+        lo = p->min();
+        hi = p->max();
+        break;
+      case v1::LOG_UNIFORM:
+      case v1::Q_LOG_UNIFORM:
+        lo = std::exp(p->min());
+        hi = std::exp(p->max());
+        break;
+      case v1::INV_LOG_UNIFORM:
+        lo = std::exp(-p->max());
+        hi = std::exp(-p->min());
+        break;
+      case v1::NORMAL:
+      case v1::Q_NORMAL:
+        lo = p->mu() - 8 * p->sigma();
+        hi = p->mu() + 8 * p->sigma();
+        break;
+      case v1::LOG_NORMAL:
+      case v1::Q_LOG_NORMAL:
+        lo = std::exp(p->mu() - 8 * p->sigma());
+        hi = std::exp(p->mu() + 8 * p->sigma());
+        break;
+      case v1::BETA:
+      case v1::Q_BETA:
+        lo = 0;
+        hi = 1;
+        break;
+      default:
+        return;  // constant, categorical: the values themselves
+    }
+    if (!std::isfinite(lo) || !std::isfinite(hi)) {
+      Error(path, absl::StrCat("samples of ", DistributionName(d),
+                               " would overflow a double here (beyond 1.8e308); narrow its "
+                               "parameters"));
+      return;
+    }
+    const double widest = std::max(std::fabs(lo), std::fabs(hi));
+    const auto text = [](double v) { return nlohmann::json(v).dump(); };
+    const auto& dkeys = InfoOf(d).keys;
+    if (std::find(dkeys.begin(), dkeys.end(), "q") != dkeys.end()) {
+      // Samples are rounded as round(x / q) * q: a subnormal q, or one so small that x / q
+      // overflows, gives infinity.
+      if (p->q() < std::numeric_limits<double>::min()) {
+        Error(Child(path, "q"), absl::StrCat("must be at least 2.2250738585072014e-308 (smaller "
+                                             "numbers lose their precision); got ",
+                                             text(p->q())));
+        return;
+      }
+      if (!std::isfinite(widest / p->q()) || !std::isfinite(QuantizeToStep(lo, p->q())) ||
+          !std::isfinite(QuantizeToStep(hi, p->q()))) {
+        Error(Child(path, "q"), absl::StrCat("is too small for samples up to ", text(widest),
+                                             ": rounding them to a multiple of ", text(p->q()),
+                                             " overflows a double"));
+        return;
+      }
+    }
+    if (p->integer() && d != v1::INT_UNIFORM && widest > kMaxExactInteger) {
+      Error(path, absl::StrCat("integer samples (an integer q) must lie within +-9007199254740992 "
+                               "(2^53) to stay exact; these reach ",
+                               text(widest), "; narrow the range or give a float q (e.g. 1.0)"));
+    }
   }
 
   // sigma: 0 and beta's a: 0 or b: 0 are valid W&B, but describe no spread: every sample is
@@ -1278,26 +1400,9 @@ class SpecReader {
   }
 
   void CheckMetricPattern(const std::string& pattern) {
-    // Bounded before std::regex sees it: its compiler overflows on huge repetition counts and
-    // recurses on long patterns (found by fuzz_spec_parser).
-    if (pattern.size() > 512) {
-      Error("metric_pattern", absl::StrCat("has ", pattern.size(), " characters; at most 512"));
-      return;
-    }
-    static const std::regex kBigNumber(R"([\\{,]\s*\d{5,})");
-    if (std::regex_search(pattern, kBigNumber)) {
-      Error("metric_pattern",
-            "repetition counts {n} and back-references \\n above 9999 are not allowed");
-      return;
-    }
-    try {
-      std::regex re(pattern);
-      if (re.mark_count() < 2) {
-        Error("metric_pattern",
-              absl::StrCat("needs two capture groups, (name) and (value); has ", re.mark_count()));
-      }
-    } catch (const std::regex_error& e) {
-      Error("metric_pattern", absl::StrCat("is not a valid regular expression: ", e.what()));
+    // RE2 (linear time, whatever the pattern): see common/metric_pattern.h.
+    if (auto compiled = CompileMetricPattern(pattern); !compiled.ok()) {
+      Error("metric_pattern", std::string(compiled.status().message()));
     }
   }
 

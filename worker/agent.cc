@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -25,6 +26,7 @@
 #include "common/logging.h"
 #include "worker/agent_identity.h"
 #include "worker/report_protocol.h"
+#include "worker/trial_output.h"
 #include "worker/trial_process.h"
 
 extern char** environ;
@@ -36,6 +38,12 @@ constexpr size_t kMaxBatchReports = 256;
 // Reports sent but not acknowledged for this long go out again (sweepd refuses metrics while
 // its store cannot commit; an acknowledgement may be lost). Storing is idempotent by seq.
 constexpr double kResendAfterSeconds = 10;
+// After a trial's leader ends, how long its stdout may take to end (every writer gone) before
+// the agent stops reading it.
+constexpr double kOutputAfterExitSeconds = 5;
+// Reports taken from one trial's stdout per turn of the loop: a trial printing metrics as fast as
+// it can does not delay the others' turn.
+constexpr size_t kMaxReportsPerTurn = 5000;
 
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -111,11 +119,9 @@ struct Agent::Trial {
   std::string socket_path;
   int listen_fd = -1;
   std::vector<Client> clients;
-  std::ofstream stdout_log;
-  std::string stdout_pending;
-  std::unique_ptr<MetricLineParser> parser;
-  bool client_reported = false;    // once the client reports, stdout lines are only logged
-  std::deque<v1::Report> unacked;  // in seq order; the oldest unacknowledged reports
+  std::unique_ptr<TrialOutput> output;  // reads stdout on its own thread
+  bool client_reported = false;         // once the client reports, stdout lines are only logged
+  std::deque<v1::Report> unacked;       // in seq order; the oldest unacknowledged reports
   // Newer unacknowledged reports past options_.max_buffered_reports, in seq order, as
   // length-prefixed Report messages in spill_path from spill_read on.
   std::string spill_path;
@@ -133,7 +139,6 @@ struct Agent::Trial {
   double waiting_since = 0;  // when the oldest sent report went out (or was last acked)
   int64_t next_seq = 0;
   int64_t first_seq = 0;
-  uint64_t stdout_bytes = 0;
   int64_t next_step = 0;
   std::vector<int32_t> gpu_indices;
   int node_rank = 0;  // this node's rank in a multi-node trial; only node 0 relays metrics
@@ -153,6 +158,9 @@ struct Agent::Trial {
   double term_at = 0, kill_at = 0;
   bool term_sent = false, kill_sent = false;
   bool exited = false;
+  // The leader has ended (how, here); the trial is `exited` once its output is read too.
+  std::optional<ExitStatus> pending_exit;
+  double exit_seen_at = 0;
   std::optional<v1::AgentMessage> exit_message;  // kept until sweepd says the exit is durable
   bool exit_acked = false;
   std::string stderr_path;
@@ -584,10 +592,7 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
     // It ended while no agent watched; the shim recorded how. Reported like any exit.
     trial->process = TrialProcess::Ended(pid, trial->exit_file);
   }
-  trial->stdout_log.open(trial->workdir + "/stdout.log", std::ios::binary | std::ios::app);
-  std::error_code size_ec;
-  trial->stdout_bytes = std::filesystem::file_size(trial->workdir + "/stdout.log", size_ec);
-  trial->parser = std::make_unique<MetricLineParser>(trial->metric_pattern);
+  StartOutput(*trial, /*append=*/true);
   spdlog::info("[trial={}] taken over from an earlier run of this agent (pid {}{})", trial->id, pid,
                alive ? ", still running" : ", ended meanwhile");
   trials_[trial->id] = std::move(trial);
@@ -952,9 +957,8 @@ void Agent::StartTrial(const v1::Assign& assign) {
     return;
   }
   trial->process = std::move(*process);
-  trial->stdout_log.open(trial->workdir + "/stdout.log", std::ios::binary | std::ios::trunc);
   trial->metric_pattern = assign.metric_pattern();
-  trial->parser = std::make_unique<MetricLineParser>(trial->metric_pattern);
+  StartOutput(*trial, /*append=*/false);
   trial->start = NowSeconds();
   trial->start_unix = UnixSeconds();
   // A state file while it runs: a later run of this agent takes the trial over after a crash
@@ -1103,6 +1107,7 @@ std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer
   (void)peer_pid;
   if (!trial.client_reported && request->op != ReportRequest::Op::kShouldStop) {
     trial.client_reported = true;
+    if (trial.output) trial.output->StopParsing();
     WriteStateFile(trial);  // a restarted agent must not parse stdout for metrics either
   }
   switch (request->op) {
@@ -1162,63 +1167,69 @@ void Agent::ServeClient(Trial& trial, Client& client) {
   }
 }
 
-void Agent::ReadStdout(Trial& trial, bool drain) {
-  if (trial.process == nullptr || trial.process->stdout_fd() < 0) return;
-  char buf[65536];
-  for (int rounds = 0; drain || rounds < 16; ++rounds) {
-    const ssize_t n = read(trial.process->stdout_fd(), buf, sizeof(buf));
-    if (n == 0) {
-      trial.process->CloseStdout();
-      break;
-    }
-    if (n < 0) break;  // EAGAIN: nothing more for now
-    // Bounded on disk: a script that floods stdout cannot fill the node's disk.
-    if (trial.stdout_bytes < options_.max_log_bytes) {
-      const auto room = static_cast<ssize_t>(options_.max_log_bytes - trial.stdout_bytes);
-      trial.stdout_log.write(buf, std::min(n, room));
-      if (n > room) {
-        trial.stdout_log << "\n[sweep-agent: stdout.log reached " << options_.max_log_bytes
-                         << " bytes; the rest is not kept]\n";
-      }
-    }
-    trial.stdout_bytes += static_cast<uint64_t>(n);
-    for (auto& line : SplitLines(trial.stdout_pending, buf, static_cast<size_t>(n))) {
-      if (trial.client_reported) continue;
-      if (auto parsed = trial.parser->Parse(line)) {
-        AddReport(trial, parsed->step, std::move(parsed->metrics));
-      }
-    }
+void Agent::StartOutput(Trial& trial, bool append) {
+  const int fd = trial.process ? trial.process->ReleaseStdout() : -1;
+  if (fd < 0) return;  // a trial that ended while no agent watched: nothing more to read
+  auto output = TrialOutput::Start(fd, {.trial_id = trial.id,
+                                        .log_path = trial.workdir + "/stdout.log",
+                                        .append = append,
+                                        .max_log_bytes = options_.max_log_bytes,
+                                        .metric_pattern = trial.metric_pattern,
+                                        .wake = [this] { Wake(); }});
+  if (!output.ok()) {
+    spdlog::error("[trial={}] its stdout is not kept or parsed: {}", trial.id,
+                  output.status().message());
+    return;
   }
-  trial.stdout_log.flush();
+  trial.output = std::move(*output);
+  if (trial.client_reported) trial.output->StopParsing();
+}
+
+void Agent::KillLeftovers(Trial& trial) {
+  if (trial.process->GroupAlive()) trial.process->SignalGroup(SIGKILL);
+}
+
+void Agent::TakeOutput(Trial& trial, size_t max) {
+  if (!trial.output) return;
+  for (auto& parsed : trial.output->Take(max)) {
+    if (trial.client_reported) continue;
+    AddReport(trial, parsed.step, std::move(parsed.metrics));
+  }
 }
 
 void Agent::CheckExit(Trial& trial) {
   if (trial.exited || trial.process == nullptr) return;
   const double now = NowSeconds();
-  // Poll before signalling: a trial that ended on its own was not stopped, whatever came next.
-  auto exit = trial.process->Poll();
-  if (!exit) {
-    if (trial.stop_requested && !trial.term_sent && now >= trial.term_at) {
-      trial.term_sent = true;
-      trial.process->SignalGroup(SIGTERM);
+  if (!trial.pending_exit) {
+    // Poll before signalling: a trial that ended on its own was not stopped, whatever came next.
+    auto exit = trial.process->Poll();
+    if (!exit) {
+      if (trial.stop_requested && !trial.term_sent && now >= trial.term_at) {
+        trial.term_sent = true;
+        trial.process->SignalGroup(SIGTERM);
+      }
+      if (trial.stop_requested && !trial.kill_sent && now >= trial.kill_at) {
+        trial.kill_sent = true;
+        trial.process->SignalGroup(SIGKILL);
+      }
+      return;
     }
-    if (trial.stop_requested && !trial.kill_sent && now >= trial.kill_at) {
-      trial.kill_sent = true;
-      trial.process->SignalGroup(SIGKILL);
-    }
-    return;
+    trial.pending_exit = exit;
+    trial.exit_seen_at = now;
+    // No orphans: whatever is left of the trial goes with its leader, so its stdout ends too.
+    KillLeftovers(trial);
   }
+  // Its last lines may still be in the pipe: the reader thread finishes them first, unless
+  // something outside the trial keeps the pipe open; then it is given up after a while.
+  if (trial.output && !trial.output->Finished()) {
+    if (now - trial.exit_seen_at < kOutputAfterExitSeconds) return;
+    trial.output->Abandon();
+  }
+  TakeOutput(trial, std::numeric_limits<size_t>::max());
+  const std::optional<ExitStatus> exit = trial.pending_exit;
   trial.exited = true;
   // Interrupted only if the agent's own signal reached it before it ended.
   if (trial.interrupted && !trial.term_sent && !trial.kill_sent) trial.interrupted = false;
-  ReadStdout(trial, /*drain=*/true);
-  if (!trial.stdout_pending.empty() && !trial.client_reported) {
-    if (auto parsed = trial.parser->Parse(trial.stdout_pending)) {
-      AddReport(trial, parsed->step, std::move(parsed->metrics));
-    }
-  }
-  // No orphans: whatever is left of the group goes with the leader.
-  if (trial.process->GroupAlive()) trial.process->SignalGroup(SIGKILL);
   for (auto& c : trial.clients) close(c.fd);
   trial.clients.clear();
   close(trial.listen_fd);
@@ -1335,9 +1346,6 @@ void Agent::PollOnce() {
   fds.push_back({.fd = wake_pipe_[0], .events = POLLIN, .revents = 0});
   for (auto& [id, trial] : trials_) {
     if (trial->exited) continue;
-    if (trial->process->stdout_fd() >= 0) {
-      fds.push_back({.fd = trial->process->stdout_fd(), .events = POLLIN, .revents = 0});
-    }
     fds.push_back({.fd = trial->listen_fd, .events = POLLIN, .revents = 0});
     for (auto& c : trial->clients) fds.push_back({.fd = c.fd, .events = POLLIN, .revents = 0});
   }
@@ -1356,7 +1364,7 @@ void Agent::PollOnce() {
   for (const auto& m : inbox) HandleMessage(m);
   for (auto& [id, trial] : trials_) {
     if (trial->exited) continue;
-    ReadStdout(*trial, false);
+    TakeOutput(*trial, kMaxReportsPerTurn);
     AcceptClients(*trial);
     for (auto& c : trial->clients) ServeClient(*trial, c);
     std::erase_if(trial->clients, [](const Client& c) {

@@ -112,7 +112,10 @@ class Agent {
   void HandleMessage(const v1::SchedulerMessage& message);
   void StartTrial(const v1::Assign& assign);
   void PollOnce();
-  void ReadStdout(Trial& trial, bool drain);
+  // Starts reading the trial's stdout on its own thread (worker/trial_output.h).
+  void StartOutput(Trial& trial, bool append);
+  // Moves up to `max` reports parsed from its stdout into the trial's reports.
+  void TakeOutput(Trial& trial, size_t max);
   void AcceptClients(Trial& trial);
   void ServeClient(Trial& trial, Client& client);
   std::string HandleRequest(Trial& trial, const std::string& line, int peer_pid);
@@ -123,6 +126,9 @@ class Agent {
   void SpillReport(Trial& trial, const v1::Report& report);
   void RefillFromSpill(Trial& trial);
   void CheckExit(Trial& trial);
+  // Kills whatever the trial left running once its leader has ended (its group; and, with a
+  // trial cgroup, every process in it).
+  void KillLeftovers(Trial& trial);
   void SendPending();
   void UpdateRunningSnapshot();
   bool Send(const v1::AgentMessage& message);

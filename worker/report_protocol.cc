@@ -1,11 +1,16 @@
 #include "worker/report_protocol.h"
 
+#include <re2/re2.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/metric_name.h"
+#include "common/metric_pattern.h"
 
 namespace sweepd::worker {
 namespace {
@@ -26,12 +31,25 @@ absl::StatusOr<double> MetricValue(const nlohmann::json& v, const std::string& n
 }  // namespace
 
 absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line) {
+  // The reader may hand over only the first kMaxRequestBytes + 1 bytes of a longer line, so
+  // the line's size here is not the request's: say the limit.
   if (line.size() > kMaxRequestBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("request is ", line.size(), " bytes; the limit is ", kMaxRequestBytes));
+        absl::StrCat("request is over the limit of ", kMaxRequestBytes / 1024,
+                     " KiB; send one report per line, with fewer or shorter metrics"));
   }
-  auto doc = nlohmann::json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) {
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(line.begin(), line.end());
+  } catch (const nlohmann::json::out_of_range&) {
+    // nlohmann refuses 1e999 as out of range (error 406), not as malformed JSON.
+    return absl::InvalidArgumentError(
+        "request has a number out of range (beyond +-1.8e308); send \"Infinity\" or "
+        "\"-Infinity\" for an infinite value");
+  } catch (const nlohmann::json::exception&) {
+    return absl::InvalidArgumentError("request is not a JSON object; send one object per line");
+  }
+  if (!doc.is_object()) {
     return absl::InvalidArgumentError("request is not a JSON object; send one object per line");
   }
   ReportRequest req;
@@ -70,9 +88,8 @@ absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line) {
           "metrics: ", metrics->size(), " in one report; the limit is ", kMaxMetricsPerReport));
     }
     for (const auto& [key, value] : metrics->items()) {
-      if (key.empty() || key.size() > kMaxMetricNameBytes) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("metrics: a name must have 1 to ", kMaxMetricNameBytes, " bytes"));
+      if (auto st = CheckMetricName(key); !st.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("metrics: ", st.message()));
       }
       auto v = MetricValue(value, key);
       if (!v.ok()) return v.status();
@@ -97,24 +114,35 @@ std::string ErrorReply(absl::string_view message) {
          "\n";
 }
 
-const char* MetricLineParser::DefaultPattern() {
-  // Katib's stdout collector: name=value pairs anywhere in the line.
-  return R"(([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?))";
-}
+const char* MetricLineParser::DefaultPattern() { return DefaultMetricPattern(); }
 
-MetricLineParser::MetricLineParser(const std::string& pattern)
-    : regex_(pattern.empty() ? DefaultPattern() : pattern, std::regex::ECMAScript) {}
+MetricLineParser::MetricLineParser(const std::string& pattern) {
+  auto compiled = CompileMetricPattern(pattern);
+  if (!compiled.ok()) {
+    pattern_error_ =
+        absl::StrCat("metric_pattern ", compiled.status().message(), "; using the default");
+    compiled = CompileMetricPattern("");
+  }
+  regex_ = *std::move(compiled);
+}
 
 std::optional<MetricLineParser::Parsed> MetricLineParser::Parse(absl::string_view line) const {
   Parsed parsed;
-  const std::string text(line.substr(0, 4096));
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), regex_);
-       it != std::sregex_iterator(); ++it) {
-    const auto& m = *it;
-    if (m.size() < 3 || !m[1].matched || !m[2].matched) continue;
+  const re2::RE2& re = *regex_;
+  const re2::StringPiece text(line.data(), std::min(line.size(), kMaxParsedLineBytes));
+  re2::StringPiece groups[3];
+  size_t pos = 0;
+  // Each search starts where the last match ended; an empty match moves on by one character,
+  // so the loop ends within the line's length.
+  while (pos <= text.size() && re.Match(text, pos, text.size(), re2::RE2::UNANCHORED, groups, 3)) {
+    const size_t end = static_cast<size_t>(groups[0].data() - text.data()) + groups[0].size();
+    pos = groups[0].empty() ? end + 1 : end;
+    if (groups[1].data() == nullptr || groups[2].data() == nullptr) continue;
     double value = 0;
-    if (!absl::SimpleAtod(m[2].str(), &value)) continue;  // "x=" with no number
-    const std::string name = m[1].str();
+    if (!absl::SimpleAtod(absl::string_view(groups[2].data(), groups[2].size()), &value)) {
+      continue;  // "x=" with no number
+    }
+    std::string name(groups[1].data(), groups[1].size());
     if (name == "step" || name == "epoch" || name == "iteration") {
       // Below 2^62: larger values would not fit the int64 step (found by fuzz_report_line).
       if (!parsed.step && value >= 0 && value < 4.6e18 && value == std::floor(value)) {
@@ -122,7 +150,7 @@ std::optional<MetricLineParser::Parsed> MetricLineParser::Parse(absl::string_vie
       }
       if (name == "step") continue;  // the step is not a metric; epoch and iteration are
     }
-    parsed.metrics.emplace_back(name, value);
+    parsed.metrics.emplace_back(std::move(name), value);
     if (parsed.metrics.size() >= kMaxMetricsPerReport) break;
   }
   if (parsed.metrics.empty()) return std::nullopt;

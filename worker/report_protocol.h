@@ -6,14 +6,18 @@
 // owner).
 
 #include <cstdint>
+#include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+
+namespace re2 {
+class RE2;
+}
 
 namespace sweepd::worker {
 
@@ -45,9 +49,12 @@ std::string ErrorReply(absl::string_view message);
 // Finds metrics in a script's stdout lines with the sweep's `metric_pattern` (group 1 the name,
 // group 2 the value), Katib's `name=value` collector by default. A line's `step=N` (or
 // `epoch=N`, `iteration=N`) gives the report's step; otherwise reports are numbered 0, 1, ...
+// Matching is RE2's, linear in the line whatever the pattern (common/metric_pattern.h), and only
+// the first kMaxParsedLineBytes of a line are looked at.
 class MetricLineParser {
  public:
-  // `pattern` empty: the default. The pattern was validated with the spec.
+  // `pattern` empty: the default. A pattern that does not compile (it was checked with the spec,
+  // so only a spec from an older sweepd) falls back to the default, said by `pattern_error()`.
   explicit MetricLineParser(const std::string& pattern);
 
   struct Parsed {
@@ -56,11 +63,16 @@ class MetricLineParser {
   };
   // Nothing when the line has no metric.
   std::optional<Parsed> Parse(absl::string_view line) const;
+  const std::string& pattern_error() const { return pattern_error_; }
 
   static const char* DefaultPattern();
 
  private:
-  std::regex regex_;
+  std::shared_ptr<const re2::RE2> regex_;
+  std::string pattern_error_;
 };
+
+// Of a longer stdout line, only this much is searched for metrics.
+inline constexpr size_t kMaxParsedLineBytes = 4096;
 
 }  // namespace sweepd::worker

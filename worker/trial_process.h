@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -61,6 +62,8 @@ class TrialProcess {
   // Read end of the stdout pipe (non-blocking); -1 once closed by CloseStdout().
   int stdout_fd() const { return stdout_fd_; }
   void CloseStdout();
+  // Hands the read end over to the caller (who closes it); -1 if there is none.
+  int ReleaseStdout() { return std::exchange(stdout_fd_, -1); }
 
   // Reaps the process if it exited; returns its status from then on.
   std::optional<ExitStatus> Poll();

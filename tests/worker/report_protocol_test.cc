@@ -62,7 +62,13 @@ TEST(ReportRequestTest, BadRequestsNameTheProblem) {
       {R"({"op":"report","metrics":{}})", "needs at least one metric"},
       {R"({"op":"report","metrics":{"":1}})", "a name must have 1 to 256 bytes"},
       {R"({"op":"report","trial":7,"metrics":{"a":1}})", "trial: must be a string"},
-      {std::string(70000, ' '), "the limit is 65536"},
+      // The reader hands over at most 64 KiB + 1 bytes of a longer line: the message says the
+      // limit, not a size it never saw.
+      {std::string(70000, ' '), "request is over the limit of 64 KiB"},
+      {R"({"op":"report","metrics":{"a":1e999}})", "request has a number out of range"},
+      {R"({"op":"report","metrics":{"a\tb":1}})", "a name must not contain control characters"},
+      {R"({"op":"report","metrics":{"a\nb":1}})", "a name must not contain control characters"},
+      {R"({"op":"report","metrics":{"a\u0000b":1}})", "a name must not contain control characters"},
   };
   for (const auto& c : cases) {
     auto req = ParseReportRequest(c.line);
@@ -124,6 +130,42 @@ TEST(MetricLineParserTest, CustomPattern) {
   ASSERT_TRUE(parsed.has_value());
   EXPECT_THAT(parsed->metrics, UnorderedElementsAre(Pair("loss", 0.25)));
   EXPECT_FALSE(parser.Parse("loss=0.25").has_value());
+}
+
+// The issue 14 probe: with a backtracking engine this pattern against a line of 4,000 `a`s takes
+// exponential time (the agent hung at 100% CPU); RE2 is linear in the line. The test would not
+// finish before the fix.
+TEST(MetricLineParserTest, APatternThatBacktracksExponentiallyStillParsesAtOnce) {
+  MetricLineParser parser(R"((a|aa)*(a|aa)*(a|aa)*b=(\d))");
+  EXPECT_TRUE(parser.pattern_error().empty()) << parser.pattern_error();
+  const std::string hostile(4000, 'a');
+  EXPECT_FALSE(parser.Parse(hostile).has_value());
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(parser.Parse(hostile + "c").has_value());
+  // Still a working pattern: groups 1 and 2 are the name and the value.
+  MetricLineParser named(R"((loss|acc)=(\d+(?:\.\d+)?))");
+  auto parsed = named.Parse(hostile + " loss=0.5 acc=1");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_THAT(parsed->metrics, UnorderedElementsAre(Pair("loss", 0.5), Pair("acc", 1.0)));
+}
+
+// A pattern that matches the empty string must not loop, and finds what it can.
+TEST(MetricLineParserTest, EmptyMatchesMoveOn) {
+  MetricLineParser parser(R"((\w*)=?(\d*))");
+  EXPECT_FALSE(parser.Parse(std::string(5000, ' ')).has_value());
+}
+
+// Only the first kMaxParsedLineBytes of a line are searched.
+TEST(MetricLineParserTest, OnlyTheHeadOfALongLineIsSearched) {
+  MetricLineParser parser("");
+  EXPECT_TRUE(parser.Parse("loss=1 " + std::string(10000, 'x')).has_value());
+  EXPECT_FALSE(parser.Parse(std::string(kMaxParsedLineBytes, 'x') + " loss=1").has_value());
+}
+
+// A spec from an older sweepd whose pattern RE2 does not take: the default instead, and said.
+TEST(MetricLineParserTest, APatternRe2RefusesFallsBackToTheDefault) {
+  MetricLineParser parser(R"((\w+)=(\d+)\1)");
+  EXPECT_THAT(parser.pattern_error(), ::testing::HasSubstr("using the default"));
+  EXPECT_TRUE(parser.Parse("loss=1").has_value());
 }
 
 }  // namespace
