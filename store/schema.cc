@@ -133,7 +133,7 @@ CREATE INDEX events_by_trial ON events (trial_id, id);
 
 int64_t CurrentSchemaVersion() { return static_cast<int64_t>(Migrations().size()); }
 
-absl::Status MigrateSchema(Connection& db) {
+absl::Status CheckStoreIdentity(Connection& db) {
   auto app_id = db.QueryInt("PRAGMA application_id");
   if (!app_id.ok()) return app_id.status();
   auto version = db.QueryInt("PRAGMA user_version");
@@ -155,6 +155,13 @@ absl::Status MigrateSchema(Connection& db) {
         "the store has schema version ", *version, " but this sweepd knows versions up to ",
         CurrentSchemaVersion(), "; upgrade sweepd (downgrading a store is not supported)"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status MigrateSchema(Connection& db) {
+  if (auto st = CheckStoreIdentity(db); !st.ok()) return st;
+  auto version = db.QueryInt("PRAGMA user_version");
+  if (!version.ok()) return version.status();
   for (int64_t v = *version; v < CurrentSchemaVersion(); ++v) {
     absl::Status status = db.Exec("BEGIN IMMEDIATE");
     if (status.ok()) status = db.Exec(Migrations()[static_cast<size_t>(v)]);

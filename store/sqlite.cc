@@ -3,8 +3,26 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 
 namespace sweepd::store {
+namespace {
+
+// What a failed statement was touching, for its status: the file, never the SQL.
+std::string StoreName(int code, sqlite3* db) {
+  const char* file = db != nullptr ? sqlite3_db_filename(db, "main") : nullptr;
+  const std::string name =
+      file != nullptr && *file != '\0' ? absl::StrCat("the store ", file) : "the store";
+  switch (code & 0xFF) {
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return absl::StrCat(name, " cannot be written");
+    default:
+      return name;
+  }
+}
+
+}  // namespace
 
 absl::Status SqliteStatus(int code, absl::string_view what, sqlite3* db) {
   const std::string message =
@@ -81,7 +99,8 @@ absl::StatusOr<bool> Statement::Step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  absl::Status status = SqliteStatus(rc, sqlite3_sql(stmt_), db_);
+  spdlog::debug("SQLite statement failed ({}): {}", sqlite3_errmsg(db_), sqlite3_sql(stmt_));
+  absl::Status status = SqliteStatus(rc, StoreName(rc, db_), db_);
   sqlite3_reset(stmt_);
   return status;
 }
@@ -130,7 +149,8 @@ absl::Status Connection::Exec(absl::string_view sql) {
   char* error = nullptr;
   const int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &error);
   if (rc != SQLITE_OK) {
-    absl::Status status = SqliteStatus(rc, error != nullptr ? error : "exec", nullptr);
+    spdlog::debug("SQLite statement failed ({}): {}", error != nullptr ? error : "", sql);
+    absl::Status status = SqliteStatus(rc, StoreName(rc, db_), db_);
     sqlite3_free(error);
     return status;
   }
@@ -141,7 +161,10 @@ absl::StatusOr<Statement> Connection::Prepare(absl::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
   const int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                                     SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-  if (rc != SQLITE_OK) return SqliteStatus(rc, absl::StrCat("prepare ", sql), db_);
+  if (rc != SQLITE_OK) {
+    spdlog::debug("SQLite cannot prepare ({}): {}", sqlite3_errmsg(db_), sql);
+    return SqliteStatus(rc, StoreName(rc, db_), db_);
+  }
   return Statement(db_, stmt);
 }
 
@@ -150,7 +173,10 @@ absl::StatusOr<int64_t> Connection::QueryInt(absl::string_view sql) {
   if (!stmt.ok()) return stmt.status();
   auto row = stmt->Step();
   if (!row.ok()) return row.status();
-  if (!*row) return absl::NotFoundError(absl::StrCat("no row: ", sql));
+  if (!*row) {
+    spdlog::debug("SQLite query returned no row: {}", sql);
+    return absl::NotFoundError(absl::StrCat(StoreName(SQLITE_OK, db_), ": a query found no row"));
+  }
   return stmt->ColumnInt(0);
 }
 

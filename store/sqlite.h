@@ -18,6 +18,8 @@ namespace sweepd::store {
 
 // Maps an SQLite result code to a status: BUSY/LOCKED -> UNAVAILABLE, FULL -> RESOURCE_EXHAUSTED,
 // IOERR/CORRUPT -> DATA_LOSS, CONSTRAINT -> ALREADY_EXISTS, anything else -> INTERNAL.
+// The message is `what: SQLite's reason`. Statuses reach users (API errors, sweepctl), so `what`
+// names the file or the step, never SQL text; statements are logged at debug level instead.
 absl::Status SqliteStatus(int code, absl::string_view what, sqlite3* db = nullptr);
 
 class Statement {
@@ -79,6 +81,9 @@ class Connection {
 
   int64_t LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
   int Changes() const { return sqlite3_changes(db_); }
+  // Whether SQLite opened the file read-only: a read-write open of a file this user cannot
+  // write (mode, owner, a read-only mount) silently falls back to reading.
+  bool ReadOnly() const { return sqlite3_db_readonly(db_, "main") == 1; }
   sqlite3* raw() const { return db_; }
 
  private:

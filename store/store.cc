@@ -406,6 +406,15 @@ class Store::Lease {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+// SQLite's words for a fault ("database or disk is full"), without the statement it hit.
+std::string FaultReason(const absl::Status& status) {
+  const absl::string_view message = status.message();
+  const size_t colon = message.rfind(": ");
+  return std::string(colon == absl::string_view::npos ? message : message.substr(colon + 2));
+}
+}  // namespace
+
 Store::Store(StoreOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
@@ -417,6 +426,18 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
 
 absl::Status Store::Init() {
   ASSIGN_OR_RETURN(auto db, Connection::Open(options_.path, Connection::Mode::kReadWrite));
+  // Before anything changes the file: switching another application's database to WAL would
+  // already rewrite its header and leave a -wal file beside it.
+  RETURN_IF_ERROR(CheckStoreIdentity(*db));
+  // A store opened read-only would serve every read and fail every write after start-up, with
+  // sweeps half created: refuse it now, saying what to fix.
+  const std::string fix = absl::StrCat(
+      "make the file and its folder writable by this user (sweepd also writes ", options_.path,
+      "-wal, -shm and .lock beside it) or mount its filesystem read-write");
+  if (db->ReadOnly()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot be written (SQLite opened it read-only); ", fix));
+  }
   auto mode = db->Prepare("PRAGMA journal_mode = WAL");
   if (!mode.ok()) return mode.status();
   ASSIGN_OR_RETURN(bool row, mode->Step());
@@ -434,6 +455,19 @@ absl::Status Store::Init() {
   // Checkpoints run on their own thread (CheckpointLoop), not inside the writer's commits.
   RETURN_IF_ERROR(db->Exec("PRAGMA wal_autocheckpoint = 0"));
   RETURN_IF_ERROR(MigrateSchema(*db));
+  // A real commit, as every write will make: a read-only folder or mount can pass the checks
+  // above and fail only here. It rewrites user_version with its own value.
+  {
+    ASSIGN_OR_RETURN(const int64_t version, db->QueryInt("PRAGMA user_version"));
+    absl::Status probe = db->Exec("BEGIN IMMEDIATE");
+    if (probe.ok()) probe = db->Exec(absl::StrCat("PRAGMA user_version = ", version));
+    if (probe.ok()) probe = db->Exec("COMMIT");
+    if (!probe.ok()) {
+      (void)db->Exec("ROLLBACK");
+      return absl::Status(probe.code(),
+                          absl::StrCat("cannot be written (", FaultReason(probe), "); ", fix));
+    }
+  }
   if (options_.max_pages > 0) {
     RETURN_IF_ERROR(db->Exec(absl::StrCat("PRAGMA max_page_count = ", options_.max_pages)));
   }
@@ -596,15 +630,6 @@ bool IsStorageFault(const absl::Status& status) {
       return false;
   }
 }
-
-namespace {
-// SQLite's words for a fault ("database or disk is full"), without the statement it hit.
-std::string FaultReason(const absl::Status& status) {
-  const absl::string_view message = status.message();
-  const size_t colon = message.rfind(": ");
-  return std::string(colon == absl::string_view::npos ? message : message.substr(colon + 2));
-}
-}  // namespace
 
 absl::Status Store::RetryBatch(std::vector<PendingWrite>& batch, std::vector<absl::Status>& results,
                                absl::Status fault) {

@@ -3,8 +3,13 @@
 
 #include "store/store.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -100,6 +105,58 @@ TEST(StoreSchemaTest, RefusesANewerStoreAndForeignFiles) {
   std::fputs("this is not a database, just text that is long enough to matter.......", f);
   std::fclose(f);
   EXPECT_FALSE(Store::Open({.path = dir.File("junk.db")}).ok());
+}
+
+std::string JournalMode(const std::string& path) {
+  auto db = Connection::Open(path, Connection::Mode::kReadOnly);
+  if (!db.ok()) return std::string(db.status().message());
+  auto mode = (*db)->Prepare("PRAGMA journal_mode");
+  if (!mode.ok() || !*mode->Step()) return "?";
+  return mode->ColumnText(0);
+}
+
+TEST(StoreSchemaTest, AForeignDatabaseIsRefusedUntouched) {
+  TempDir dir;
+  const std::string path = dir.File("theirs.db");
+  {
+    auto db = Connection::Open(path, Connection::Mode::kReadWrite);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("PRAGMA journal_mode = DELETE").ok());
+    ASSERT_TRUE((*db)->Exec("PRAGMA application_id = 1234").ok());
+    ASSERT_TRUE((*db)->Exec("CREATE TABLE notes (x TEXT)").ok());
+  }
+  auto foreign = Store::Open({.path = path});
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_THAT(std::string(foreign.status().message()), HasSubstr("refusing to touch it"));
+  EXPECT_EQ(JournalMode(path), "delete");
+  EXPECT_FALSE(std::filesystem::exists(path + "-wal"));
+
+  // The same without an application_id (tables that are not ours).
+  const std::string plain = dir.File("plain.db");
+  {
+    auto db = Connection::Open(plain, Connection::Mode::kReadWrite);
+    ASSERT_TRUE((*db)->Exec("CREATE TABLE notes (x TEXT)").ok());
+  }
+  ASSERT_FALSE(Store::Open({.path = plain}).ok());
+  EXPECT_EQ(JournalMode(plain), "delete");
+  EXPECT_FALSE(std::filesystem::exists(plain + "-wal"));
+}
+
+// Root writes any file, so the check runs as nobody when the test runs as root.
+TEST(StoreSchemaTest, AStoreThisUserCannotWriteIsRefusedAtOpen) {
+  TempDir dir;
+  const std::string path = dir.File("s.db");
+  { ASSERT_NE(OpenStore(path), nullptr); }
+  ASSERT_EQ(chmod(path.c_str(), 0444), 0);
+  ASSERT_EQ(chmod(std::filesystem::path(path).parent_path().c_str(), 0777), 0);
+  EXPECT_EXIT(
+      {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) std::_Exit(3);
+        auto store = Store::Open({.path = path});
+        std::fprintf(stderr, "%s\n", std::string(store.status().message()).c_str());
+        std::_Exit(store.ok() ? 1 : 0);
+      },
+      ::testing::ExitedWithCode(0), "cannot be written.*make the file and its folder writable");
 }
 
 TEST(StoreTest, SweepSummaryCountsTrialsPerStateAndFindsTheBest) {
