@@ -12,14 +12,24 @@ std::string Cut(const std::string& s, size_t max) {
   return s.substr(0, max - 3) + "...";
 }
 
+// RFC 4180: a field with a comma, quote, line break or tab is quoted, quotes doubled. Other
+// control characters (NUL, ESC, ...) have no place in CSV (readers stop at a NUL, a terminal
+// obeys an ESC): each becomes U+FFFD. Fields with leading or trailing spaces are quoted so
+// readers that trim keep them.
 std::string CsvField(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string out = "\"";
+  bool quote = !s.empty() && (s.front() == ' ' || s.back() == ' ');
+  std::string out;
   for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == ',' || c == '"' || c == '\n' || c == '\r' || c == '\t') quote = true;
+    if ((u < 0x20 && c != '\n' && c != '\r' && c != '\t') || u == 0x7f) {
+      out += "\xEF\xBF\xBD";
+      continue;
+    }
     if (c == '"') out += '"';
     out += c;
   }
-  return out + "\"";
+  return quote ? "\"" + out + "\"" : out;
 }
 
 }  // namespace

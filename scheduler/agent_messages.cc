@@ -1,6 +1,7 @@
 #include "scheduler/agent_messages.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/metric_name.h"
 
 namespace sweepd::scheduler {
 namespace {
@@ -68,10 +69,8 @@ absl::Status CheckBatch(const v1::MetricBatch& batch) {
       return Invalid("metric_batch.reports.step", absl::StrCat("must be >= 0; got ", r.step()));
     }
     for (const auto& [name, value] : r.metrics()) {
-      if (name.empty() || name.size() > kMaxMetricNameBytes) {
-        return Invalid("metric_batch.reports.metrics",
-                       absl::StrCat("a name must have 1 to ", kMaxMetricNameBytes, " bytes; got ",
-                                    name.size()));
+      if (auto st = CheckMetricName(name); !st.ok()) {
+        return Invalid("metric_batch.reports.metrics", st.message());
       }
     }
   }

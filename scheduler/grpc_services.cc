@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "common/metric_name.h"
 #include "common/security.h"
 #include "scheduler/agent_messages.h"
 
@@ -117,7 +118,17 @@ class StreamChannel final : public AgentChannel {
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  // The message travels in a metadata header, which clients refuse past 8 KiB by default ("received
+  // initial metadata size exceeds limit", hiding the real error): cut it well below.
+  constexpr size_t kMaxMessageBytes = 4096;
+  std::string message(status.message());
+  if (message.size() > kMaxMessageBytes) {
+    size_t cut = kMaxMessageBytes;
+    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
+    message =
+        absl::StrCat(message.substr(0, cut), "... (", message.size() - cut, " more bytes cut)");
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::move(message));
 }
 
 absl::StatusOr<v1::Sweep> SweepServiceImpl::LoadSweep(const std::string& id) {
@@ -410,8 +421,8 @@ grpc::Status SweepServiceImpl::ReportTrial(grpc::ServerContext* context,
     return ToGrpc(absl::InvalidArgumentError("metrics: give 1 to 1000 metrics"));
   }
   for (const auto& [name, value] : request->metrics()) {
-    if (name.empty() || name.size() > 256) {
-      return ToGrpc(absl::InvalidArgumentError("metrics: a name must have 1 to 256 bytes"));
+    if (auto st = CheckMetricName(name); !st.ok()) {
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("metrics: ", st.message())));
     }
   }
   if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
