@@ -183,7 +183,8 @@ TEST(GridSizeTest, SaturatesJustAboveTheLimit) {
 }
 
 TEST(GridSizeTest, HugeRangesSaturateInsteadOfOverflowing) {
-  const v1::SweepSpec wide = Spec("  a: {min: -9000000000000000000, max: 9000000000000000000}\n");
+  // The widest int_uniform allowed: bounds within +-2^53.
+  const v1::SweepSpec wide = Spec("  a: {min: -9007199254740992, max: 9007199254740992}\n");
   EXPECT_GT(GridValueCount(LeafParameters(wide)[0][0]), kMaxGridPoints);
   EXPECT_EQ(GridSize(wide), kMaxGridPoints + 1);
   const v1::SweepSpec fine = Spec("  a: {distribution: q_uniform, min: 0, max: 1, q: 1e-300}\n");

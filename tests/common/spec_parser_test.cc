@@ -981,6 +981,59 @@ TEST(SpecParserYamlTypingTest, NonFiniteNumbersAreRejected) {
               ElementsAre("\".inf\""));
 }
 
+// Integers stay exact: bounds near int64's ends used to pass through doubles and come back
+// wrapped (max: 9223372036854775807 normalised to -9223372036854775808), and integers beyond
+// int64 silently became floats.
+TEST(SpecParserYamlTypingTest, IntegersStayExactOrAreRefusedWithTheRange) {
+  EXPECT_THAT(MustFail(OneParam("{min: 0, max: 9223372036854775807}")),
+              Contains("parameters.x.max: must be in [-9007199254740992, 9007199254740992] (2^53, "
+                       "the integers sweepd samples exactly); got 9223372036854775807"));
+  EXPECT_THAT(MustFail(OneParam("{distribution: int_uniform, min: -9223372036854775808, max: 0}")),
+              Contains(StartsWith("parameters.x.min: must be in [-9007199254740992, "
+                                  "9007199254740992]")));
+  EXPECT_THAT(MustFail(OneParam("{values: [1, 18446744073709551616]}")),
+              Contains("parameters.x.values[1]: '18446744073709551616' is an integer outside the "
+                       "64-bit range [-9223372036854775808, 9223372036854775807]; write it with "
+                       "an exponent (e.g. 1e20) if a float is meant"));
+  EXPECT_THAT(MustFail(OneParam("{min: 0.5, max: 99999999999999999999}")),
+              Contains(StartsWith("parameters.x.max: '99999999999999999999' is an integer outside "
+                                  "the 64-bit range")));
+  EXPECT_THAT(MustFail(OneParam("{distribution: q_uniform, min: 0, max: 10, q: "
+                                "9223372036854775807}")),
+              Contains(StartsWith("parameters.x.q: must be at most 9007199254740992 (2^53)")));
+  EXPECT_THAT(MustFail(OneParam("{distribution: q_uniform, min: -1e300, max: 1e300, q: 1}")),
+              Contains(HasSubstr("integer samples (an integer q) must lie within")));
+
+  // The largest exact bounds and int64 values survive parsing and the normal form.
+  const ParsedSpec parsed = MustParse(OneParam("{min: -9007199254740992, max: 9007199254740992}"));
+  const v1::Parameter leaf = OnlyLeaf(parsed.spec);
+  EXPECT_EQ(leaf.distribution(), v1::INT_UNIFORM);
+  const auto normal = SpecToJson(parsed.spec);
+  EXPECT_EQ(normal["parameters"]["x"]["min"].dump(), "-9007199254740992");
+  EXPECT_EQ(normal["parameters"]["x"]["max"].dump(), "9007199254740992");
+  EXPECT_THAT(OnlyLeaf(MustParse(OneParam("{values: [9223372036854775807, "
+                                          "-9223372036854775808]}"))
+                           .spec)
+                  .values_json(),
+              ElementsAre("9223372036854775807", "-9223372036854775808"));
+}
+
+// q: 1e-320 passed validation, then every sample was round(x / q) * q = infinity: JSON null,
+// and --w=None on the command line.
+TEST(SpecParserYamlTypingTest, NumbersThatMakeSamplesNonFiniteAreRefused) {
+  EXPECT_THAT(MustFail(OneParam("{distribution: q_uniform, min: 0, max: 1, q: 1e-320}")),
+              Contains("parameters.x.q: must be at least 2.2250738585072014e-308 (smaller "
+                       "numbers lose their precision); got 1e-320"));
+  EXPECT_THAT(MustFail(OneParam("{distribution: q_uniform, min: 0, max: 1e300, q: 1e-10}")),
+              Contains(StartsWith("parameters.x.q: is too small for samples up to 1e+300")));
+  EXPECT_THAT(MustFail(OneParam("{distribution: normal, mu: 1e308, sigma: 1e307}")),
+              Contains(HasSubstr("samples of normal would overflow a double")));
+  EXPECT_THAT(MustFail(OneParam("{distribution: log_normal, mu: 700, sigma: 10}")),
+              Contains(HasSubstr("samples of log_normal would overflow a double")));
+  // Small but normal steps are fine where the range allows them.
+  MustParse(OneParam("{distribution: q_uniform, min: 0, max: 1, q: 1e-300}"));
+}
+
 TEST(SpecParserYamlTypingTest, QuotedNumbersAreNotNumbers) {
   EXPECT_THAT(MustFail(OneParam(R"({min: "1", max: 2})")),
               Contains(StartsWith("parameters.x.min: must be a number; got '1'")));
