@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <future>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <type_traits>
@@ -58,9 +59,18 @@ bool Better(double a, double b, bool maximize) {
   return maximize ? a > b : a < b;
 }
 
-// Checks a user-given value against the parameter's space.
-absl::Status CheckValue(const v1::Parameter& leaf, const std::string& value_json) {
-  auto v = nlohmann::json::parse(value_json, nullptr, false);
+// Checks a user-given value against the parameter's space; returns the value to store. A value
+// that equals a categorical's (16.0 for 16) becomes the categorical's own, as in Optuna (it
+// stores the choice it matched) and W&B: the script gets what the spec lists, and trials group
+// by one value. An integral number for an integer parameter is stored as an integer likewise.
+absl::StatusOr<std::string> CanonicalValue(const v1::Parameter& leaf,
+                                           const std::string& full_value_json) {
+  auto v = nlohmann::json::parse(full_value_json, nullptr, false);
+  // Errors quote the value, cut: a 100,000-digit value must not make a 100 kB error.
+  const std::string value_json =
+      full_value_json.size() <= 80
+          ? full_value_json
+          : absl::StrCat(full_value_json.substr(0, 60), "... (", full_value_json.size(), " bytes)");
   if (v.is_discarded()) {
     return absl::InvalidArgumentError(
         absl::StrCat("params.", leaf.path(), ": '", value_json, "' is not a JSON value"));
@@ -69,7 +79,7 @@ absl::Status CheckValue(const v1::Parameter& leaf, const std::string& value_json
     case v1::CONSTANT:
     case v1::CATEGORICAL: {
       for (const auto& allowed : leaf.values_json()) {
-        if (nlohmann::json::parse(allowed) == v) return absl::OkStatus();
+        if (nlohmann::json::parse(allowed) == v) return allowed;
       }
       return absl::InvalidArgumentError(absl::StrCat("params.", leaf.path(), ": ", value_json,
                                                      " is not one of ",
@@ -83,10 +93,6 @@ absl::Status CheckValue(const v1::Parameter& leaf, const std::string& value_json
         absl::StrCat("params.", leaf.path(), ": must be a number; got ", value_json));
   }
   const double x = v.get<double>();
-  if (leaf.distribution() == v1::INT_UNIFORM && !v.is_number_integer()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("params.", leaf.path(), ": must be an integer; got ", value_json));
-  }
   double lo = leaf.min(), hi = leaf.max();
   switch (leaf.distribution()) {
     case v1::INT_UNIFORM:
@@ -103,13 +109,22 @@ absl::Status CheckValue(const v1::Parameter& leaf, const std::string& value_json
       hi = std::exp(-leaf.min());
       break;
     default:
-      return absl::OkStatus();  // unbounded or quantised laws: any number
+      lo = -std::numeric_limits<double>::infinity();  // unbounded or quantised laws: any number
+      hi = std::numeric_limits<double>::infinity();
+      break;
   }
   if (x < lo || x > hi) {
     return absl::InvalidArgumentError(
         absl::StrCat("params.", leaf.path(), ": ", value_json, " is outside [", lo, ", ", hi, "]"));
   }
-  return absl::OkStatus();
+  if (leaf.integer() && !v.is_number_integer()) {
+    if (x != std::floor(x) || std::fabs(x) > 9007199254740992.0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("params.", leaf.path(), ": must be an integer; got ", value_json));
+    }
+    return nlohmann::json(static_cast<int64_t>(x)).dump();
+  }
+  return v.dump();
 }
 
 }  // namespace
@@ -602,8 +617,8 @@ absl::StatusOr<v1::Trial> Engine::EnqueueTrial(const v1::EnqueueTrialRequest& re
                                                        ": not a parameter of this sweep; it has ",
                                                        absl::StrJoin(names, ", ")));
       }
-      RETURN_IF_ERROR(CheckValue(**leaf, p.value_json()));
-      if (!given.emplace(p.name(), p.value_json()).second) {
+      ASSIGN_OR_RETURN(std::string value, CanonicalValue(**leaf, p.value_json()));
+      if (!given.emplace(p.name(), std::move(value)).second) {
         return absl::InvalidArgumentError(absl::StrCat("params.", p.name(), ": given twice"));
       }
     }

@@ -5,6 +5,8 @@
 
 #include <chrono>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -17,11 +19,46 @@ std::string NowText() {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone());
 }
 
+// --listen must be HOST:PORT or [IPV6]:PORT with a port of 0 to 65535. gRPC parses it leniently:
+// a port over 65535 wraps (99999 serves on 34463) and a missing one means 443, so a typo would
+// serve somewhere nobody looks.
+absl::Status CheckListenAddress(absl::string_view listen) {
+  const auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--listen '", listen, "': ", why,
+        "; give HOST:PORT, e.g. 127.0.0.1:7777 or [::1]:7777 (port 0 picks a free one)"));
+  };
+  absl::string_view host, port;
+  if (absl::StartsWith(listen, "[")) {
+    const size_t close = listen.find(']');
+    if (close == absl::string_view::npos) return bad("no ']' after the IPv6 address");
+    host = listen.substr(1, close - 1);
+    if (listen.substr(close + 1, 1) != ":") return bad("no port after the IPv6 address");
+    port = listen.substr(close + 2);
+  } else {
+    const size_t colon = listen.rfind(':');
+    if (colon == absl::string_view::npos) return bad("no port");
+    host = listen.substr(0, colon);
+    port = listen.substr(colon + 1);
+    if (host.find(':') != absl::string_view::npos) {
+      return bad("an IPv6 address needs brackets");
+    }
+  }
+  if (host.empty()) return bad("no host");
+  int value = 0;
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != port.npos ||
+      !absl::SimpleAtoi(port, &value) || value > 65535) {
+    return bad("the port must be a number from 0 to 65535");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
     const ServerOptions& options) {
   std::unique_ptr<SchedulerServer> server(new SchedulerServer());
+  if (auto st = CheckListenAddress(options.listen); !st.ok()) return st;
   // Plaintext only on loopback: tokens and trial data never cross a network unencrypted.
   if (!options.tls.enabled() && !IsLoopbackAddress(options.listen)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -65,6 +102,9 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen, *credentials, &port);
+  // gRPC sets SO_REUSEPORT by default: a second sweepd on a port already served would share it
+  // silently, each getting some of the connections. A port in use must be an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(server->sweep_service_.get());
   builder.RegisterService(server->agent_service_.get());
   // Keepalive ~30 s, and let agents ping that often (matching permit settings).
@@ -77,8 +117,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 64);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
-                                               " (in use, or not an address of this machine?)"));
+    return absl::UnavailableError(
+        absl::StrCat("--listen ", options.listen,
+                     ": cannot listen there (the port is in use, or the host is not an address of "
+                     "this machine)"));
   }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   server->address_ = absl::StrCat(host, ":", port);

@@ -255,6 +255,7 @@ class Cluster {
   }
 
   void SignalAgent(int i, int sig) { kill(agents_[static_cast<size_t>(i)], sig); }
+  void SignalSweepd(int sig) { kill(sweepd_, sig); }
 
   // Waits for agent `i` to exit by itself and returns its wait status (-1 on timeout).
   int WaitAgentExit(int i, int timeout_ms) {
