@@ -21,11 +21,13 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/command_template.h"
 #include "common/logging.h"
 #include "worker/agent_identity.h"
 #include "worker/report_protocol.h"
+#include "worker/trial_cgroup.h"
 #include "worker/trial_output.h"
 #include "worker/trial_process.h"
 
@@ -120,7 +122,9 @@ struct Agent::Trial {
   int listen_fd = -1;
   std::vector<Client> clients;
   std::unique_ptr<TrialOutput> output;  // reads stdout on its own thread
+  std::string cgroup_dir;               // its cgroup (trial_cgroup.h); empty: none
   bool client_reported = false;         // once the client reports, stdout lines are only logged
+  bool finished = false;                // the client sent finish: later reports are refused
   std::deque<v1::Report> unacked;       // in seq order; the oldest unacknowledged reports
   // Newer unacknowledged reports past options_.max_buffered_reports, in seq order, as
   // length-prefixed Report messages in spill_path from spill_read on.
@@ -211,6 +215,8 @@ void Agent::WriteStateFile(const Trial& trial) {
       {"workdir", trial.workdir},
       {"metric_pattern", trial.metric_pattern},
       {"client_reported", trial.client_reported},
+      {"cgroup", trial.cgroup_dir},
+      {"finished", trial.finished},
       {"start_unix", trial.start_unix},
   };
   // Whole or not at all: a torn file would leave a restarted agent unable to take the trial
@@ -567,6 +573,8 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
   trial->socket_path = state.value("socket", "");
   trial->metric_pattern = state.value("metric_pattern", "");
   trial->client_reported = state.value("client_reported", false);
+  trial->cgroup_dir = state.value("cgroup", "");
+  trial->finished = state.value("finished", false);
   trial->node_rank = state.value("node_rank", 0);
   trial->start_unix = state.value("start_unix", UnixSeconds());
   trial->start = NowSeconds() - std::max(0.0, UnixSeconds() - trial->start_unix);
@@ -655,6 +663,21 @@ absl::Status Agent::Run() {
   AdoptLeftoverTrials();
   UpdateRunningSnapshot();  // the first registration lists the trials taken over
   if (auto st = BecomeSubreaper(); !st.ok()) spdlog::warn("{}", st.message());
+  if (options_.trial_cgroups) {
+    if (auto parent = FindTrialCgroupParent(); parent.ok()) {
+      cgroup_parent_ = *parent;
+      spdlog::info("each trial runs in a cgroup of its own under {}", cgroup_parent_);
+    } else {
+      spdlog::info(
+          "trials run without cgroups ({}); the agent kills what they leave behind as "
+          "their subreaper",
+          parent.status().message());
+    }
+  } else {
+    spdlog::info(
+        "trials run without cgroups (--trial-cgroups=false); the agent kills what they "
+        "leave behind as their subreaper");
+  }
   if (gpu_monitor_) gpu_thread_ = std::thread([this] { GpuMonitorLoop(); });
   connection_thread_ = std::thread([this] { ConnectionLoop(); });
   while (!stopping_) {
@@ -687,10 +710,15 @@ absl::Status Agent::Run() {
       trial->process->Detach();
       continue;
     }
-    if (trial->process && !trial->exited) trial->process->SignalGroup(SIGKILL);
+    if (trial->process && !trial->exited) KillLeftovers(*trial);
+    ReleaseCgroup(*trial);
   }
   trials_.clear();  // TrialProcess destructors reap
   ReapOrphans({});
+  for (int waited = 0; !stale_cgroups_.empty() && waited < 20; ++waited) {
+    CleanUpAfterTrials();
+    if (!stale_cgroups_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   if (connection_thread_.joinable()) connection_thread_.join();
   std::lock_guard<std::mutex> lock(fatal_mu_);
   return fatal_;
@@ -944,13 +972,24 @@ void Agent::StartTrial(const v1::Assign& assign) {
   // Where W&B's agent runs commands: the code dir, so `python -m pkg.train`, `src/train.py`
   // and relative data paths work as under `wandb agent`; or the trial's folder on request.
   const std::string run_dir = assign.run_in_trial_dir() ? trial->workdir : base.string();
+  if (!cgroup_parent_.empty()) {
+    auto cgroup =
+        CreateTrialCgroup(cgroup_parent_, absl::StrCat("sweep-", agent_id_, "-", trial->id));
+    if (cgroup.ok()) {
+      trial->cgroup_dir = *cgroup;
+    } else {
+      spdlog::warn("[trial={}] {}; it runs without a cgroup", trial->id, cgroup.status().message());
+    }
+  }
   auto process = TrialProcess::Start({.argv = *argv,
                                       .env = env,
                                       .workdir = run_dir,
                                       .stderr_path = trial->stderr_path,
                                       .shim = options_.trial_shim,
-                                      .exit_file = trial->exit_file});
+                                      .exit_file = trial->exit_file,
+                                      .cgroup_dir = trial->cgroup_dir});
   if (!process.ok()) {
+    if (!trial->cgroup_dir.empty()) RemoveCgroup(trial->cgroup_dir);
     close(trial->listen_fd);
     unlink(trial->socket_path.c_str());
     fail(std::string(process.status().message()));
@@ -1105,6 +1144,12 @@ std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer
         absl::StrCat("this socket belongs to trial ", trial.id, ", not ", request->trial_id));
   }
   (void)peer_pid;
+  if (trial.finished &&
+      (request->op == ReportRequest::Op::kReport ||
+       (request->op == ReportRequest::Op::kFinish && !request->metrics.empty()))) {
+    return ErrorReply(
+        absl::StrCat("trial ", trial.id, " already sent finish; reports after it are not stored"));
+  }
   if (!trial.client_reported && request->op != ReportRequest::Op::kShouldStop) {
     trial.client_reported = true;
     if (trial.output) trial.output->StopParsing();
@@ -1116,6 +1161,8 @@ std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer
       break;
     case ReportRequest::Op::kFinish:
       if (!request->metrics.empty()) AddReport(trial, request->step, std::move(request->metrics));
+      trial.finished = true;
+      WriteStateFile(trial);  // still refused after an agent restart
       break;
     case ReportRequest::Op::kShouldStop:
       break;
@@ -1186,7 +1233,41 @@ void Agent::StartOutput(Trial& trial, bool append) {
 }
 
 void Agent::KillLeftovers(Trial& trial) {
-  if (trial.process->GroupAlive()) trial.process->SignalGroup(SIGKILL);
+  if (trial.process && trial.process->GroupAlive()) trial.process->SignalGroup(SIGKILL);
+  if (!trial.cgroup_dir.empty()) KillCgroup(trial.cgroup_dir);
+}
+
+void Agent::ReleaseCgroup(Trial& trial) {
+  if (trial.cgroup_dir.empty()) return;
+  const CgroupUsage usage = ReadCgroupUsage(trial.cgroup_dir);
+  if (usage.cpu_seconds || usage.peak_memory_bytes) {
+    spdlog::info("[trial={}] used {} CPU-seconds{}", trial.id,
+                 usage.cpu_seconds ? absl::StrFormat("%.1f", *usage.cpu_seconds) : "?",
+                 usage.peak_memory_bytes ? absl::StrFormat(", peak memory %.1f MiB",
+                                                           *usage.peak_memory_bytes / 1048576.0)
+                                         : "");
+  }
+  // Its last processes may still be exiting: retried every second until it is empty.
+  if (!RemoveCgroup(trial.cgroup_dir)) stale_cgroups_.push_back(trial.cgroup_dir);
+  trial.cgroup_dir.clear();
+}
+
+void Agent::CleanUpAfterTrials() {
+  std::vector<pid_t> leaders;
+  for (const auto& [id, trial] : trials_) {
+    if (trial->process) leaders.push_back(trial->process->pid());
+  }
+  for (pid_t pid : KillAdoptedOrphans(leaders)) {
+    spdlog::warn(
+        "killed pid {}, left running by a trial that has ended (it had left the trial's "
+        "process group)",
+        pid);
+  }
+  ReapOrphans(leaders);
+  std::erase_if(stale_cgroups_, [](const std::string& dir) {
+    KillCgroup(dir);
+    return RemoveCgroup(dir);
+  });
 }
 
 void Agent::TakeOutput(Trial& trial, size_t max) {
@@ -1228,6 +1309,7 @@ void Agent::CheckExit(Trial& trial) {
   TakeOutput(trial, std::numeric_limits<size_t>::max());
   const std::optional<ExitStatus> exit = trial.pending_exit;
   trial.exited = true;
+  ReleaseCgroup(trial);
   // Interrupted only if the agent's own signal reached it before it ended.
   if (trial.interrupted && !trial.term_sent && !trial.kill_sent) trial.interrupted = false;
   for (auto& c : trial.clients) close(c.fd);
@@ -1375,6 +1457,10 @@ void Agent::PollOnce() {
   }
   SendPending();
   UpdateRunningSnapshot();
+  if (const double now = NowSeconds(); now - last_cleanup_ >= 1) {
+    last_cleanup_ = now;
+    CleanUpAfterTrials();
+  }
 }
 
 void Agent::UpdateRunningSnapshot() {

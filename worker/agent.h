@@ -74,6 +74,8 @@ struct AgentOptions {
   bool drain = false;
   double drain_timeout_seconds = 0;
   int stop_grace_seconds = 10;
+  // A cgroup (v2) per trial where the agent can create them (trial_cgroup.h); off: never.
+  bool trial_cgroups = true;
   // After its trials are gone, how long a leaving agent waits for sweepd to acknowledge their
   // reports and exits before it goes anyway.
   double leave_ack_seconds = 30;
@@ -129,6 +131,11 @@ class Agent {
   // Kills whatever the trial left running once its leader has ended (its group; and, with a
   // trial cgroup, every process in it).
   void KillLeftovers(Trial& trial);
+  // Reads what the trial's cgroup used, logs it, and removes the cgroup.
+  void ReleaseCgroup(Trial& trial);
+  // Once a second: kills processes ended trials left behind that were re-parented to the agent,
+  // reaps them, and removes cgroups that were still emptying.
+  void CleanUpAfterTrials();
   void SendPending();
   void UpdateRunningSnapshot();
   bool Send(const v1::AgentMessage& message);
@@ -191,6 +198,9 @@ class Agent {
   bool LeaveStep();
   int heartbeat_seconds_ = 5;
   double last_heartbeat_ = 0;
+  double last_cleanup_ = 0;
+  std::string cgroup_parent_;  // where trial cgroups go; empty: none (trial_cgroup.h)
+  std::vector<std::string> stale_cgroups_;
   int next_socket_ = 0;
 };
 

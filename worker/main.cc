@@ -54,6 +54,11 @@ ABSL_FLAG(double, drain_timeout, 0,
           "with --drain: stop the trials still running after this many seconds (0: no limit)");
 ABSL_FLAG(int, stop_grace, 10,
           "seconds a trial stopped by the agent's shutdown has between SIGTERM and SIGKILL");
+ABSL_FLAG(bool, trial_cgroups, true,
+          "run each trial in a cgroup (v2) of its own where the agent can create them, so it ends "
+          "with every process it started and its CPU time and peak memory are logged; "
+          "--notrial-cgroups: never (the agent then kills what trials leave behind as their "
+          "subreaper)");
 ABSL_FLAG(std::string, ack_log, "",
           "append each metrics acknowledgement (trial first_seq acked_seq) to this file");
 
@@ -125,6 +130,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.stop_grace_seconds = absl::GetFlag(FLAGS_stop_grace);
+  options.trial_cgroups = absl::GetFlag(FLAGS_trial_cgroups);
   if (options.stop_grace_seconds < 0 || options.stop_grace_seconds > 3600) {
     std::cerr << "sweep-agent: --stop-grace: must be 0 to 3600 seconds; got "
               << options.stop_grace_seconds << "\n";

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -90,7 +91,12 @@ absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Start(const LaunchSp
   std::string executable = *program;
   if (!spec.shim.empty()) {
     args[0] = *program;
-    args.insert(args.begin(), {spec.shim, spec.exit_file, std::to_string(keep_fd), "--"});
+    if (spec.cgroup_dir.empty()) {
+      args.insert(args.begin(), {spec.shim, spec.exit_file, std::to_string(keep_fd), "--"});
+    } else {
+      args.insert(args.begin(),
+                  {spec.shim, spec.exit_file, std::to_string(keep_fd), spec.cgroup_dir, "--"});
+    }
     executable = spec.shim;
   }
   std::vector<char*> argv;
@@ -113,6 +119,11 @@ absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Start(const LaunchSp
     close(out_pipe[0]);
     return absl::FailedPreconditionError(
         absl::StrCat("cannot start ", *program, " in ", spec.workdir, ": ", std::strerror(rc)));
+  }
+  if (spec.shim.empty() && !spec.cgroup_dir.empty()) {
+    // No shim to join it before the command runs: join it now (what it forked meanwhile, if
+    // anything, is still killed with its group).
+    std::ofstream(spec.cgroup_dir + "/cgroup.procs") << pid;
   }
   fcntl(out_pipe[0], F_SETFL, fcntl(out_pipe[0], F_GETFL) | O_NONBLOCK);
   std::unique_ptr<TrialProcess> process(new TrialProcess(pid, out_pipe[0]));
@@ -236,6 +247,23 @@ absl::Status BecomeSubreaper() {
         absl::StrCat("prctl(PR_SET_CHILD_SUBREAPER): ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+std::vector<pid_t> KillAdoptedOrphans(const std::vector<pid_t>& leaders) {
+  std::vector<pid_t> killed;
+  const pid_t own_session = getsid(0);
+  std::error_code ec;
+  // Children of any of this process's threads (the kernel re-parents an orphan to one of them).
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(task.path() / "children");
+    for (pid_t pid; in >> pid;) {
+      if (pid <= 1 || std::find(leaders.begin(), leaders.end(), pid) != leaders.end()) continue;
+      const pid_t session = getsid(pid);
+      if (session < 0 || session == own_session) continue;  // gone, or the agent's own helper
+      if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
+    }
+  }
+  return killed;
 }
 
 int ReapOrphans(const std::vector<pid_t>& leaders) {

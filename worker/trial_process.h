@@ -30,6 +30,9 @@ struct LaunchSpec {
   // agent (see trial_shim.cc) and its end is recorded in exit_file.
   std::string shim;
   std::string exit_file;
+  // A cgroup (v2) folder the trial runs in (trial_cgroup.h): the shim joins it before it starts
+  // the command. Empty: none.
+  std::string cgroup_dir;
 };
 
 struct ExitStatus {
@@ -103,6 +106,12 @@ uint64_t ProcessStartTicks(pid_t pid);
 // grandchildren whose parent died re-parent to the agent instead of init, so the agent can see
 // and reap them.
 absl::Status BecomeSubreaper();
+
+// Kills this process's children that are neither trial leaders (`leaders`) nor in this
+// process's own session: as a subreaper, those are what trials left behind after their shim was
+// killed (a `setsid` child outliving a SIGKILLed trial). The agent's own helpers (nvidia-smi)
+// share its session and are left alone. Returns the pids it signalled.
+std::vector<pid_t> KillAdoptedOrphans(const std::vector<pid_t>& leaders);
 
 // Reaps exited children that are not trial leaders (orphaned grandchildren). Leaders in
 // `leaders` are left for their TrialProcess to reap. Returns how many were reaped.
