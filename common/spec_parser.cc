@@ -1406,7 +1406,54 @@ class SpecReader {
     }
   }
 
+  // The longest command line a trial of this spec can get, bounded from above: literal items, and
+  // each `${args}` item as `--path=value` per parameter with its longest value (numbers at most
+  // 32 characters). Linux refuses to start a command whose single argument exceeds 128 KiB
+  // (MAX_ARG_STRLEN) or whose arguments and environment exceed ARG_MAX (2 MiB by default): such a
+  // spec is refused here, not by every agent at every trial.
+  void CheckCommandLength(const SweepSpec& spec) {
+    size_t longest_arg = 0;
+    size_t longest_param = 0;
+    size_t args_total = 0;
+    for (const Parameter* leaf : LeafParameters(spec)) {
+      size_t value = 32;
+      for (const auto& v : leaf->values_json()) value = std::max(value, v.size());
+      const size_t arg = leaf->path().size() + 3 + value;
+      longest_param = std::max(longest_param, arg);
+      args_total += arg + 1;
+    }
+    size_t total = 0;
+    for (const auto& token : LaunchCommand(spec)) {
+      if (token.find("${args_json_file}") != std::string::npos) {
+        total += token.size() + 1;  // a path; the values go into the file
+      } else if (token.find("${args_json}") != std::string::npos) {
+        total += token.size() + 1 + args_total;  // every value in this one argument
+        longest_arg = std::max(longest_arg, token.size() + args_total);
+      } else if (token.find("${args") != std::string::npos) {
+        total += token.size() + 1 + args_total;  // one argument per parameter
+        longest_arg = std::max(longest_arg, token.size() + longest_param);
+      } else {
+        total += token.size() + 1;
+        longest_arg = std::max(longest_arg, token.size());
+      }
+    }
+    constexpr size_t kMaxArg = 128 * 1024;
+    constexpr size_t kMaxCommand = 1024 * 1024;  // ARG_MAX (2 MiB) less room for the environment
+    if (longest_arg > kMaxArg) {
+      Error("command", absl::StrCat("one argument can be up to ", longest_arg,
+                                    " bytes long; Linux refuses a single argument over ", kMaxArg,
+                                    " bytes (MAX_ARG_STRLEN): shorten the values, or pass them "
+                                    "through ${args_json_file}"));
+    } else if (total > kMaxCommand) {
+      Error("command",
+            absl::StrCat("can expand to ", total, " bytes of arguments; at most ", kMaxCommand,
+                         " (ARG_MAX, less room for the environment): pass parameters "
+                         "through ${args_json_file} instead"));
+    }
+  }
+
   void CrossChecks(SweepSpec* spec) {
+    if (errors_.empty()) CheckCommandLength(*spec);
     // Flattened names must be unique (`a.b` at the top and `a: {parameters: {b}}` collide: the
     // store and the search keep parameters by flattened name). A name that is a prefix of
     // another (`model` beside `model.depth`, Hydra style) is fine, as it is in W&B: both are

@@ -130,6 +130,7 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& message) {
         return Invalid("trial_exited.wall_seconds",
                        absl::StrCat("must be 0 to 1e9; got ", e.wall_seconds()));
       }
+      if (auto st = CheckText("trial_exited.spec_error", e.spec_error()); !st.ok()) return st;
       return CheckText("trial_exited.stderr_tail", e.stderr_tail());
     }
     case v1::AgentMessage::kDeregister:

@@ -1508,6 +1508,14 @@ void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
   if (trial->nodes.size() > 1) {
     reason = absl::StrCat("node ", node - trial->nodes.data(), " (", agent.id, ") ", reason);
   }
+  if (!exited.spec_error().empty()) {
+    // The spec's fault (e.g. a program outside the code dir): the trial fails with the reason,
+    // and no node is quarantined for it, since any node would have refused it.
+    NodeEnded(sweep, *trial, *node, v1::TRIAL_STATE_FAILED,
+              absl::StrCat("cannot start: ", exited.spec_error()),
+              {.exit_code = exited.exit_code(), .exit_signal = exited.signal()});
+    return;
+  }
   if (!exited.stderr_tail().empty()) absl::StrAppend(&reason, ": ", exited.stderr_tail());
   if (node->wall_seconds < options_.quarantine_window_seconds) {
     CountAgentFailure(agent, trial->public_id);

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -805,14 +806,18 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
 }
 
 void Agent::StartTrial(const v1::Assign& assign) {
-  auto fail = [&](const std::string& why) {
+  auto fail = [&](const std::string& why, bool spec_error = false) {
     spdlog::error("[trial={}] cannot start: {}", assign.trial_id(), why);
     v1::AgentMessage exited;
     exited.mutable_trial_exited()->set_trial_id(assign.trial_id());
+    exited.mutable_trial_exited()->set_node_rank(assign.gang().node_rank());
     exited.mutable_trial_exited()->set_exit_code(127);
     exited.mutable_trial_exited()->set_stderr_tail(why);
+    if (spec_error) exited.mutable_trial_exited()->set_spec_error(why);
     outbox_.push_back(std::move(exited));
   };
+  // The spec's fault, not this node's: sweepd fails the trial without blaming the agent.
+  auto fail_spec = [&](const std::string& why) { fail(why, /*spec_error=*/true); };
   if (!SafeId(assign.trial_id()) || !SafeId(assign.sweep_id())) {
     fail("trial or sweep id has characters not allowed in a path");
     return;
@@ -876,7 +881,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
     const auto resolved = std::filesystem::weakly_canonical(base / program, path_ec);
     const auto inside = resolved.lexically_relative(base);
     if (path_ec || inside.empty() || *inside.begin() == "..") {
-      fail(absl::StrCat("program '", program, "' is outside the code dir ", base.string()));
+      fail_spec(absl::StrCat("program '", program, "' is outside the code dir ", base.string()));
       return;
     }
     if (!std::filesystem::exists(resolved)) {
@@ -937,7 +942,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
   std::vector<std::string> command(assign.command().begin(), assign.command().end());
   auto argv = ExpandCommand(command, params, context);
   if (!argv.ok()) {
-    fail(std::string(argv.status().message()));
+    fail_spec(std::string(argv.status().message()));
     return;
   }
 
@@ -992,7 +997,16 @@ void Agent::StartTrial(const v1::Assign& assign) {
     if (!trial->cgroup_dir.empty()) RemoveCgroup(trial->cgroup_dir);
     close(trial->listen_fd);
     unlink(trial->socket_path.c_str());
-    fail(std::string(process.status().message()));
+    const std::string why(process.status().message());
+    // E2BIG: the command line and environment are over the kernel's limit (submit checks the
+    // spec's bound, but values from `enqueue` or the environment can still exceed it).
+    if (absl::StrContains(why, std::strerror(E2BIG))) {
+      fail_spec(absl::StrCat(why,
+                             " (the command line is over the kernel's ARG_MAX; pass "
+                             "parameters through ${args_json_file})"));
+    } else {
+      fail(why);
+    }
     return;
   }
   trial->process = std::move(*process);

@@ -1310,5 +1310,25 @@ TEST(SpecParserRobustnessTest, ManyParametersWithinTheLimits) {
   EXPECT_EQ(LeafParameters(parsed.spec)[1999]->name(), "p1999");
 }
 
+// A command Linux would refuse to start (issue 14: every trial failed at the agent, and the
+// agent was quarantined) is refused when the spec is checked.
+TEST(SpecParserRobustnessTest, ACommandLinuxCannotStartIsRefusedAtSubmit) {
+  const std::string long_value(140000, 'x');
+  const std::vector<std::string> one =
+      MustFail("program: t.py\nmethod: grid\nparameters:\n  prompt: {values: [short, " +
+               long_value + "]}\n");
+  EXPECT_THAT(one, Contains(StartsWith("command: one argument can be up to 140")));
+  // 100 parameters sharing one 20 kB value through a YAML alias: a small spec, 2 MB of arguments.
+  std::string many = "program: t.py\nmethod: random\nparameters:\n  p0: {values: [&v " +
+                     std::string(20000, 'y') + "]}\n";
+  for (int i = 1; i < 100; ++i) absl::StrAppend(&many, "  p", i, ": {values: [*v]}\n");
+  EXPECT_THAT(MustFail(many), Contains(StartsWith("command: can expand to")));
+  // Through a file, the same values are fine.
+  MustParse(
+      "program: t.py\nmethod: grid\ncommand: [\"${interpreter}\", \"${program}\", "
+      "\"${args_json_file}\"]\nparameters:\n  prompt: {values: [short, " +
+      long_value + "]}\n");
+}
+
 }  // namespace
 }  // namespace sweepd

@@ -108,6 +108,27 @@ TEST(HostileTrialTest, GarbageOnTheSocketIsRefusedAndTheTrialGoesOn) {
   ExpectTheAgentStillWorks(cluster);
 }
 
+// A spec that cannot start (its program outside the code dir) fails its trials with the reason,
+// and never quarantines the node: before, three such failures in a row took the agent away
+// from every sweep.
+TEST(HostileTrialTest, ASpecThatCannotStartFailsItsTrialsNotTheNode) {
+  Cluster cluster(ClusterOptions{.agents = 1, .slots = 1});
+  const std::string id = cluster.Submit(
+      "program: ../CMakeLists.txt\nmethod: random\nmetric: {name: loss}\nmax_failures: 5\n"
+      "max_retries: 0\nparameters:\n  x: {min: 0.0, max: 1.0}\n");
+  ASSERT_TRUE(cluster.WaitForState(id, "failed", 120000)) << cluster.Logs();
+  const Json status = cluster.Status(id);
+  EXPECT_EQ(Int(status["counts"], "failed"), 5);
+  EXPECT_THAT(status.value("reason", ""), HasSubstr("cannot start: program '../CMakeLists.txt' "
+                                                    "is outside the code dir"));
+  const Json agents =
+      Json::parse(cluster.Sweepctl({"agents", "--output", "json"}).out, nullptr, false);
+  ASSERT_EQ(agents.size(), 1u) << agents.dump();
+  EXPECT_NE(agents[0].value("state", ""), "quarantined") << agents.dump();
+  EXPECT_EQ(cluster.Logs().find("quarantined:"), std::string::npos) << cluster.Logs();
+  ExpectTheAgentStillWorks(cluster);
+}
+
 // A report sent after `finish` is refused, not stored: the trial's value is what finish said.
 TEST(HostileTrialTest, AReportAfterFinishIsRefused) {
   Cluster cluster(ClusterOptions{.agents = 1, .slots = 1});
