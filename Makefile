@@ -40,7 +40,7 @@ bench: build
 # libFuzzer targets (clang-14), each run FUZZ_SECONDS on its seed corpus in fuzz/corpus/; what
 # they add goes to build-fuzz/corpus/. A crash stops with the reproducer's path.
 FUZZ_SECONDS ?= 60
-FUZZERS = spec_parser report_line command_template agent_message
+FUZZERS = spec_parser report_line command_template agent_message metric_pattern spec_numbers
 fuzz: deps
 	CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DSWEEPD_FUZZ=ON -DBUILD_TESTING=OFF

@@ -7,7 +7,6 @@
 --mode=escape: start two children that leave the trial's process group (one with setsid, one
   with setpgid), each carrying --tag in its command line, write their pids to escapees.json, then
   exit 0 (or, with --wait=1, ignore SIGTERM and sleep until killed).
---mode=ignore_term: ignore SIGTERM, start a child (with --tag) that ignores it too, and sleep.
 --mode=after_finish: finish with loss=0.5, then report loss=0.125 (which must be refused).
 --mode=garbage: send the reporting socket garbage (binary, an endless line, bad JSON), then
   report loss=0.75 through the client.
@@ -22,13 +21,11 @@ import subprocess
 import sys
 import time
 
-CHILD = "import signal, sys, time\n" \
-        "if sys.argv[1] == 'ignore': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
-        "time.sleep(600)\n"
+CHILD = "import time\ntime.sleep(600)\n"
 
 
-def spawn(tag, how, ignore=False):
-    args = [sys.executable, "-c", CHILD, "ignore" if ignore else "plain", tag]
+def spawn(tag, how):
+    args = [sys.executable, "-c", CHILD, tag]
     kwargs = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     if how == "setsid":
         kwargs["start_new_session"] = True
@@ -69,23 +66,6 @@ def main():
             # and the escapees, outside it, are the agent's to find.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             time.sleep(600)
-    elif a.mode == "ignore_term":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        pid = spawn(a.tag, "same", ignore=True)
-        with open(os.path.join(trial_dir, "escapees.json"), "w") as f:
-            json.dump([pid], f)
-        print("loss=0.25", flush=True)
-        time.sleep(600)
-    elif a.mode == "garbage":
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(os.environ["SWEEP_SOCKET"])
-        s.sendall(b"\x00\xff\xfe garbage \x01\n")
-        s.sendall(b"{\"op\": \"report\", \"metrics\": {\"loss\": 1e999}}\n")
-        s.sendall(b"{" * 200000)  # an endless line, over the request limit
-        s.sendall(b"\n")
-        s.close()
-        import sweepd
-        sweepd.report(loss=0.75)
     elif a.mode == "after_finish":
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(os.environ["SWEEP_SOCKET"])
