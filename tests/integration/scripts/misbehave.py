@@ -66,6 +66,16 @@ def main():
             # and the escapees, outside it, are the agent's to find.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             time.sleep(600)
+    elif a.mode == "garbage":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(os.environ["SWEEP_SOCKET"])
+        s.sendall(b"\x00\xff\xfe garbage \x01\n")
+        s.sendall(b"{\"op\": \"report\", \"metrics\": {\"loss\": 1e999}}\n")
+        s.sendall(b"{" * 200000)  # an endless line, over the request limit
+        s.sendall(b"\n")
+        s.close()
+        import sweepd
+        sweepd.report(loss=0.75)
     elif a.mode == "after_finish":
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(os.environ["SWEEP_SOCKET"])
