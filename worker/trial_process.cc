@@ -13,8 +13,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -41,6 +44,29 @@ absl::StatusOr<std::string> ResolveProgram(const std::string& name,
   }
   return absl::FailedPreconditionError(
       absl::StrCat("program '", name, "' not found in PATH (", path, ")"));
+}
+
+// Every trial leader this process started and has not yet destroyed, across all the agents in
+// it (`sweepctl run` embeds one per loopback node): one agent's clean-up must never kill or reap
+// another's trial. Held across posix_spawn, so a leader is registered before any scan sees it.
+std::mutex& LeadersMu() {
+  static std::mutex mu;
+  return mu;
+}
+std::set<pid_t>& Leaders() {
+  static std::set<pid_t> leaders;
+  return leaders;
+}
+
+// This process's children (zombies included), from each thread's children list.
+std::vector<pid_t> ChildPids() {
+  std::vector<pid_t> pids;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(task.path() / "children");
+    for (pid_t pid; in >> pid;) pids.push_back(pid);
+  }
+  return pids;
 }
 
 }  // namespace
@@ -109,7 +135,10 @@ absl::StatusOr<std::unique_ptr<TrialProcess>> TrialProcess::Start(const LaunchSp
   envp.push_back(nullptr);
 
   pid_t pid = 0;
+  std::unique_lock<std::mutex> registry(LeadersMu());
   const int rc = posix_spawn(&pid, executable.c_str(), &actions, &attr, argv.data(), envp.data());
+  if (rc == 0) Leaders().insert(pid);
+  registry.unlock();
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(out_pipe[1]);
@@ -174,6 +203,8 @@ TrialProcess::~TrialProcess() {
     }
   }
   CloseStdout();
+  std::lock_guard<std::mutex> registry(LeadersMu());
+  Leaders().erase(pid_);
 }
 
 void TrialProcess::CloseStdout() {
@@ -252,29 +283,32 @@ absl::Status BecomeSubreaper() {
 std::vector<pid_t> KillAdoptedOrphans(const std::vector<pid_t>& leaders) {
   std::vector<pid_t> killed;
   const pid_t own_session = getsid(0);
-  std::error_code ec;
-  // Children of any of this process's threads (the kernel re-parents an orphan to one of them).
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream in(task.path() / "children");
-    for (pid_t pid; in >> pid;) {
-      if (pid <= 1 || std::find(leaders.begin(), leaders.end(), pid) != leaders.end()) continue;
-      const pid_t session = getsid(pid);
-      if (session < 0 || session == own_session) continue;  // gone, or the agent's own helper
-      if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
+  std::lock_guard<std::mutex> registry(LeadersMu());
+  for (pid_t pid : ChildPids()) {
+    if (pid <= 1 || Leaders().contains(pid) ||
+        std::find(leaders.begin(), leaders.end(), pid) != leaders.end()) {
+      continue;
     }
+    const pid_t session = getsid(pid);
+    if (session < 0 || session == own_session) continue;  // gone, or the agent's own helper
+    if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
   }
   return killed;
 }
 
 int ReapOrphans(const std::vector<pid_t>& leaders) {
   int reaped = 0;
-  while (true) {
-    siginfo_t info{};
-    // Peek first (WNOWAIT) so a leader's status stays for its own TrialProcess.
-    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) break;
-    if (std::find(leaders.begin(), leaders.end(), info.si_pid) != leaders.end()) break;
+  std::lock_guard<std::mutex> registry(LeadersMu());
+  for (pid_t pid : ChildPids()) {
+    // A leader's status is its TrialProcess's to collect, whichever agent of this process owns
+    // it; helpers (nvidia-smi) are waited for by whoever started them, never reaped here.
+    if (pid <= 1 || Leaders().contains(pid) ||
+        std::find(leaders.begin(), leaders.end(), pid) != leaders.end() ||
+        getsid(pid) == getsid(0)) {
+      continue;
+    }
     int status = 0;
-    if (waitpid(info.si_pid, &status, WNOHANG) == info.si_pid) ++reaped;
+    if (waitpid(pid, &status, WNOHANG) == pid) ++reaped;
   }
   return reaped;
 }

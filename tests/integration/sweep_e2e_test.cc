@@ -571,6 +571,25 @@ TEST(SweepctlRunTest, ACommandThatKeepsFailingEndsTheRunWithItsStderr) {
   EXPECT_THAT(r.out, HasSubstr("failed 3"));                            // the summary
 }
 
+// A multi-node spec under `sweepctl run`: one embedded agent per loopback node, all in one
+// process. Each agent's clean-up of what ended trials leave behind must leave the other agents'
+// running trials alone (they are children of the same process, in sessions of their own).
+TEST(SweepctlRunTest, LoopbackNodesInOneProcessLeaveEachOthersTrialsAlone) {
+  const ScratchDir scratch("sweepctl-nodes");
+  const std::string& dir = scratch.path;
+  std::filesystem::copy_file(SourcePath("tests/integration/scripts/gang_node.py"),
+                             dir + "/gang_node.py");
+  std::ofstream(dir + "/spec.yaml") << "program: gang_node.py\nmethod: random\n"
+                                       "metric: {name: loss}\nrun_cap: 3\nmax_retries: 0\n"
+                                       "resources: {nodes: 2}\n"
+                                       "parameters:\n  mode: {value: ok}\n"
+                                       "  seconds: {value: 2.5}\n";
+  auto r = RunProcess({BinaryPath("cli/sweepctl"), "run", dir + "/spec.yaml", "--db",
+                       dir + "/run.db", "--workdir", dir + "/work", "--parallel", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("completed 3, pruned 0, failed 0"));
+}
+
 // The summary at the end of `run` shows pruning as `status` does.
 TEST(SweepctlRunTest, TheSummaryShowsPrunedTrialsAndGpuHoursSaved) {
   const ScratchDir scratch("sweepctl-prune");
