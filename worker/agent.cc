@@ -1277,7 +1277,6 @@ void Agent::CleanUpAfterTrials() {
         "process group)",
         pid);
   }
-  ReapOrphans(leaders);
   std::erase_if(stale_cgroups_, [](const std::string& dir) {
     KillCgroup(dir);
     return RemoveCgroup(dir);

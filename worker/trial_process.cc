@@ -291,7 +291,9 @@ std::vector<pid_t> KillAdoptedOrphans(const std::vector<pid_t>& leaders) {
     }
     const pid_t session = getsid(pid);
     if (session < 0 || session == own_session) continue;  // gone, or the agent's own helper
-    if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) continue;  // already dead: reaped, not killed
+    if (kill(pid, SIGKILL) == 0) killed.push_back(pid);   // reaped on the next call
   }
   return killed;
 }

@@ -110,7 +110,8 @@ absl::Status BecomeSubreaper();
 // Kills this process's children that are neither trial leaders (`leaders`) nor in this
 // process's own session: as a subreaper, those are what trials left behind after their shim was
 // killed (a `setsid` child outliving a SIGKILLed trial). The agent's own helpers (nvidia-smi)
-// share its session and are left alone. Returns the pids it signalled.
+// share its session and are left alone. Those already dead are reaped; the ones it kills are
+// reaped by the next call. Returns the pids it signalled.
 std::vector<pid_t> KillAdoptedOrphans(const std::vector<pid_t>& leaders);
 
 // Reaps exited children that are not trial leaders (orphaned grandchildren). Leaders in

@@ -151,6 +151,14 @@ class Cluster {
     return Json::parse(r.out, nullptr, false);
   }
 
+  // `sweepctl trials SWEEP --output json`: the trials, newest first (up to 1,000).
+  std::vector<Json> Trials(const std::string& sweep) {
+    auto r = Sweepctl({"trials", sweep, "--output", "json", "--limit", "1000"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    Json doc = Json::parse(r.out, nullptr, false);
+    return doc.contains("trials") ? doc["trials"].get<std::vector<Json>>() : std::vector<Json>{};
+  }
+
   bool WaitForState(const std::string& sweep, const std::string& state, int timeout_ms = 60000) {
     return WaitFor([&] { return Status(sweep).value("state", "") == state; }, timeout_ms);
   }

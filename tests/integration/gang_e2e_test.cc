@@ -51,13 +51,6 @@ std::map<std::pair<std::string, int>, Json> NodeRecords(const Cluster& cluster,
   return out;
 }
 
-std::vector<Json> Trials(Cluster& cluster, const std::string& sweep) {
-  auto r = cluster.Sweepctl({"trials", sweep, "--output", "json", "--limit", "1000"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  Json doc = Json::parse(r.out, nullptr, false);
-  return doc.contains("trials") ? doc["trials"].get<std::vector<Json>>() : std::vector<Json>{};
-}
-
 TEST(GangE2eTest, EveryNodeGetsTheRendezvousAndOnlyNodeZeroReports) {
   Cluster cluster(2, 1);
   const std::string id = cluster.Submit(R"(
@@ -94,7 +87,7 @@ parameters:
   // stored: each step once.
   auto store = store::Store::Open({.path = cluster.db()});
   ASSERT_TRUE(store.ok());
-  const auto stored = Trials(cluster, id);
+  const auto stored = cluster.Trials(id);
   ASSERT_EQ(stored.size(), 2u);
   for (const auto& t : stored) {
     auto detail = (*store)->GetTrial(t["id"], {"loss"}, 0);
@@ -122,7 +115,7 @@ parameters:
   tag: {value: gang-fail-7f3a}
 )");
   ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
-  const auto trials = Trials(cluster, id);
+  const auto trials = cluster.Trials(id);
   ASSERT_EQ(trials.size(), 1u);
   EXPECT_EQ(trials[0]["state"], "failed");
   auto detail = cluster.Sweepctl({"trial", trials[0]["id"], "--output", "json"});
@@ -319,12 +312,12 @@ parameters:
   ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 1; }, 60000))
       << cluster.Logs();
   // The script itself runs (not only its launchers) and has reported: the crash comes mid-run.
-  const std::string trial_id = Trials(cluster, id).at(0)["id"];
+  const std::string trial_id = cluster.Trials(id).at(0)["id"];
   const std::string workdir = cluster.dir() + "/work-0/" + id + "/" + trial_id;
   ASSERT_TRUE(WaitFor(
       [&] {
         return std::filesystem::exists(workdir + "/node.json") &&
-               Trials(cluster, id).at(0).contains("last_value");
+               cluster.Trials(id).at(0).contains("last_value");
       },
       60000))
       << cluster.Logs();
@@ -384,7 +377,7 @@ parameters:
   // that the command was spawned, possibly before the state file exists.
   ASSERT_TRUE(WaitFor([&] { return Int(cluster.Status(id)["counts"], "running") == 1; }, 60000))
       << cluster.Logs();
-  const auto trials = Trials(cluster, id);
+  const auto trials = cluster.Trials(id);
   ASSERT_EQ(trials.size(), 1u);
   const std::string trial_id = trials[0]["id"];
   const std::string workdir = cluster.dir() + "/work-0/" + id + "/" + trial_id;

@@ -38,14 +38,8 @@ void ExpectTheAgentStillWorks(Cluster& cluster) {
   EXPECT_EQ(cluster.Logs().find("declared lost"), std::string::npos) << cluster.Logs();
 }
 
-std::vector<Json> Trials(Cluster& cluster, const std::string& sweep) {
-  const Json doc =
-      Json::parse(cluster.Sweepctl({"trials", sweep, "--output", "json"}).out, nullptr, false);
-  return doc.contains("trials") ? doc["trials"].get<std::vector<Json>>() : std::vector<Json>{};
-}
-
 std::vector<int> Escapees(Cluster& cluster, const std::string& sweep) {
-  const std::vector<Json> trials = Trials(cluster, sweep);
+  const std::vector<Json> trials = cluster.Trials(sweep);
   std::vector<int> pids;
   for (const auto& t : trials) {
     const std::string path =
@@ -81,7 +75,7 @@ TEST(HostileTrialTest, AnOutputFloodDoesNotStallTheAgent) {
   const Json status = cluster.Status(id);
   EXPECT_EQ(Int(status["counts"], "completed"), 2) << cluster.Logs();
   EXPECT_EQ(Int(status["counts"], "lost"), 0);
-  const std::vector<Json> trials = Trials(cluster, id);
+  const std::vector<Json> trials = cluster.Trials(id);
   bool flood_seen = false;
   for (const auto& t : trials) {
     EXPECT_TRUE(t.contains("best_value")) << t.dump();  // loss=0.5 after the flood, too
@@ -137,7 +131,7 @@ TEST(HostileTrialTest, AReportAfterFinishIsRefused) {
   const Json status = cluster.Status(id);
   EXPECT_EQ(Int(status["counts"], "completed"), 1) << cluster.Logs();
   EXPECT_DOUBLE_EQ(status.value("best_value", 0.0), 0.5) << status.dump();
-  const std::vector<Json> trials = Trials(cluster, id);
+  const std::vector<Json> trials = cluster.Trials(id);
   ASSERT_EQ(trials.size(), 1u);
   const std::string out = ReadFileText(cluster.dir() + "/work-0/" + id + "/" +
                                        trials[0].value("id", std::string()) + "/stdout.log");
