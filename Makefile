@@ -37,9 +37,12 @@ bench: build
 	$(BUILD)/bench/pruning_bench
 	$(BUILD)/bench/search_quality
 
-# libFuzzer targets (clang-14), each run FUZZ_SECONDS on its seed corpus in fuzz/corpus/; what
-# they add goes to build-fuzz/corpus/. A crash stops with the reproducer's path.
+# libFuzzer targets (clang-14), each run FUZZ_SECONDS on its seed corpus in fuzz/corpus/ from a
+# fixed seed (FUZZ_SEED), so a finding in CI is found again here by the same command; what they
+# add goes to build-fuzz/corpus/. A finding stops with the fuzzer's report and the reproducer
+# (its path and base64), since CI keeps no files.
 FUZZ_SECONDS ?= 60
+FUZZ_SEED ?= 1
 FUZZERS = spec_parser report_line command_template agent_message metric_pattern spec_numbers
 fuzz: deps
 	CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -47,10 +50,18 @@ fuzz: deps
 	cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZERS))
 	for f in $(FUZZERS); do \
 	  mkdir -p build-fuzz/corpus/$$f build-fuzz/artifacts && \
-	  build-fuzz/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
-	    -artifact_prefix=build-fuzz/artifacts/$$f- -print_final_stats=1 \
-	    build-fuzz/corpus/$$f fuzz/corpus/$$f 2>&1 | grep -E "^(stat::number_of_executed_units|#[0-9]+ +DONE)|^==[0-9]+== ERROR|SUMMARY" ; \
-	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	  build-fuzz/fuzz/fuzz_$$f -seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
+	    -rss_limit_mb=4096 -artifact_prefix=build-fuzz/artifacts/$$f- -print_final_stats=1 \
+	    build-fuzz/corpus/$$f fuzz/corpus/$$f > build-fuzz/fuzz_$$f.log 2>&1; \
+	  status=$$?; \
+	  grep -E "^(stat::number_of_executed_units|#[0-9]+ +DONE)" build-fuzz/fuzz_$$f.log; \
+	  if [ $$status -ne 0 ]; then \
+	    echo "fuzz_$$f failed (exit $$status); its report:"; tail -n 60 build-fuzz/fuzz_$$f.log; \
+	    for a in $$(grep -oE "build-fuzz/artifacts/[^ ]+" build-fuzz/fuzz_$$f.log | sort -u); do \
+	      test -f $$a && echo "reproducer $$a (base64):" && base64 -w 0 $$a && echo; \
+	    done; \
+	    exit 1; \
+	  fi; \
 	done
 
 format:

@@ -179,8 +179,12 @@ std::string Describe(const YAML::Node& node) {
 
 std::string Join(const std::vector<absl::string_view>& items) { return absl::StrJoin(items, ", "); }
 
-// Checks input before yaml-cpp sees it: size, text-ness, and nesting depth (yaml-cpp recurses
-// once per level, so a deeply nested document would overflow the stack).
+// Checks input before yaml-cpp sees it: size, text-ness, and nesting depth, so a deep document
+// gets an error naming the line. (yaml-cpp 0.7 also stops at its own depth limit, with the message
+// "bad file".) Brackets inside quoted or plain scalars and comments are text, not nesting: sweepd's
+// own normalised YAML writes such strings, and must parse again (found by fuzz_spec_parser). The
+// quote detection is lexical, not YAML's grammar; a mistake only changes which error a deep
+// document gets.
 absl::Status PrescanInput(absl::string_view text) {
   if (text.size() > kMaxSpecBytes) {
     return absl::InvalidArgumentError(
@@ -193,13 +197,18 @@ absl::Status PrescanInput(absl::string_view text) {
   size_t line_start = i;
   bool at_line_start = true;
   int indent = 0;
+  char quote = 0;              // the quote character of the scalar being read, 0 outside one
+  bool in_comment = false;     // from a `#` that starts a comment to the line's end
+  unsigned char previous = 0;  // the last character that is not a space or tab, this line
   for (; i < text.size(); ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
     if (c == '\n') {
       ++line;
       line_start = i + 1;
-      at_line_start = true;
+      at_line_start = quote == 0;
       indent = 0;
+      in_comment = false;
+      previous = 0;
       continue;
     }
     if (c == '\r' && (i + 1 >= text.size() || text[i + 1] != '\n')) {
@@ -243,8 +252,24 @@ absl::Status PrescanInput(absl::string_view text) {
       }
       i += extra;
       at_line_start = false;
+      if (quote == 0 && !in_comment) previous = c;
       continue;
     }
+    if (quote != 0) {
+      if (quote == '"' && c == '\\' && i + 1 < text.size() && text[i + 1] != '\n' &&
+          static_cast<unsigned char>(text[i + 1]) < 0x80) {
+        ++i;  // an escaped character, `\"` included
+      } else if (c == static_cast<unsigned char>(quote)) {
+        if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+          ++i;  // '' is a quote inside a single-quoted scalar
+        } else {
+          quote = 0;
+          previous = c;
+        }
+      }
+      continue;
+    }
+    if (in_comment) continue;
     if (at_line_start) {
       if (c == ' ' || c == '\t' || c == '-' || c == '?' || c == ':') {
         ++indent;
@@ -257,7 +282,23 @@ absl::Status PrescanInput(absl::string_view text) {
       }
       at_line_start = false;
     }
-    if (c == '[' || c == '{') {
+    const bool after_blank = i > line_start && (text[i - 1] == ' ' || text[i - 1] == '\t');
+    if (c == '#' && (previous == 0 || after_blank)) {
+      in_comment = true;
+      continue;
+    }
+    // Where a node may begin: a quote there opens a quoted scalar, a bracket a collection.
+    // Elsewhere in block context both are characters of a plain scalar (`lr: x{y`).
+    const bool node_start =
+        previous == 0 ||
+        (flow_depth > 0 && (previous == '[' || previous == '{' || previous == ',')) ||
+        ((previous == ':' || previous == '-' || previous == '?') && after_blank);
+    if ((c == '"' || c == '\'') && node_start) {
+      quote = static_cast<char>(c);
+      continue;
+    }
+    if (c != ' ' && c != '\t') previous = c;
+    if ((c == '[' || c == '{') && (node_start || flow_depth > 0)) {
       if (++flow_depth > kMaxSpecNesting) {
         return absl::InvalidArgumentError(absl::StrCat("spec: line ", line, ": more than ",
                                                        kMaxSpecNesting, " nested [ or { brackets"));

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "common/spec_format.h"
@@ -15,6 +16,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Accepted: its normalised YAML parses again, to the same normal form.
   const auto normal = sweepd::SpecToJson(parsed->spec);
   auto again = sweepd::ParseSweepSpec(sweepd::JsonToYaml(normal));
-  if (!again.ok() || sweepd::SpecToJson(again->spec) != normal) __builtin_trap();
+  if (again.ok() && sweepd::SpecToJson(again->spec) == normal) return 0;
+  // Say what differs, so a finding in CI can be read from its log.
+  std::fprintf(stderr, "normal form:\n%s\nreparsed: %s\n", normal.dump(2, ' ', true).c_str(),
+               again.ok() ? sweepd::SpecToJson(again->spec).dump(2, ' ', true).c_str()
+                          : again.status().ToString().c_str());
+  __builtin_trap();
   return 0;
 }

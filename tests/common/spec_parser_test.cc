@@ -1250,6 +1250,34 @@ TEST(SpecParserRobustnessTest, DeepFlowNesting) {
   EXPECT_EQ(OnlyLeaf(ok.spec).values_json(0), std::string(59, '[') + "1" + std::string(59, ']'));
 }
 
+TEST(SpecParserRobustnessTest, BracketsInQuotedStringsAndCommentsAreText) {
+  // A value may hold any number of brackets; sweepd's normalised YAML writes such a string
+  // quoted or plain, and that YAML must parse again (fuzz_spec_parser found a categorical value
+  // with 70 `{` that parsed once and was refused the second time).
+  const std::string many(100, '{');
+  for (const std::string& definition :
+       {"{values: [\"x " + many + "\", b]}", "{values: ['x " + many + "', b]}",
+        "{values: ['it''s " + many + "', b]}",
+        "\n    values:\n      - x " + many + "\n      - b"}) {
+    SCOPED_TRACE(definition);
+    const ParsedSpec first = MustParse(OneParam(definition));
+    const std::string normalised = JsonToYaml(SpecToJson(first.spec));
+    const ParsedSpec second = MustParse(normalised);
+    EXPECT_EQ(SpecToJson(second.spec), SpecToJson(first.spec));
+  }
+  // Escaped quotes do not end a double-quoted scalar early.
+  MustParse(OneParam("{values: [\"a \\\" " + many + "\", b]}"));
+  // A comment's brackets are not nesting either.
+  MustParse("# " + many + "\n" + OneParam("{values: [1, 2]}  # " + many));
+  // A quote that is not a scalar's first character opens nothing: deep brackets after it are
+  // still counted.
+  EXPECT_THAT(MustReject("a: b\"c\nd: " + std::string(10000, '[') + "\n"),
+              HasSubstr("more than 64 nested [ or { brackets"));
+  // A quote the lexical scan mistakes for one (here inside a block scalar) hides the brackets
+  // after it from the scan; yaml-cpp's own depth limit still refuses them cleanly.
+  EXPECT_FALSE(ParseSweepSpec("a: |\n  \"\nb: " + std::string(10000, '[') + "\n").ok());
+}
+
 TEST(SpecParserRobustnessTest, DeepBlockNesting) {
   // 5000 levels of block indentation (two spaces a level): too big and too deep.
   std::string block;
