@@ -6,7 +6,7 @@ CMAKE_ARGS ?=
 SWEEPCTL = $(BUILD)/cli/sweepctl
 EXAMPLE ?= examples/bayes-hyperband/sweep.yaml
 
-.PHONY: all deps configure build test test-asan run bench fuzz format format-check clean
+.PHONY: all deps configure build test test-asan run bench fuzz soak format format-check clean
 
 all: build
 
@@ -63,6 +63,13 @@ fuzz: deps
 	    exit 1; \
 	  fi; \
 	done
+
+# Deterministic simulation of the scheduler core, far beyond the 2,000 seeds of `make test`
+# (SOAK_SEEDS from SOAK_FIRST). A failing seed prints the command that replays it.
+SOAK_SEEDS ?= 50000
+SOAK_FIRST ?= 100000
+soak: build
+	$(BUILD)/tests/sim/engine_sim --first-seed $(SOAK_FIRST) --seeds $(SOAK_SEEDS)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

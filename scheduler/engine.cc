@@ -27,17 +27,6 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-std::string NewSweepPublicId() {
-  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-  std::random_device device;
-  std::mt19937_64 rng(
-      (static_cast<uint64_t>(device()) << 32) ^ device() ^
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  std::string id = "s-";
-  for (int i = 0; i < 8; ++i) id += kAlphabet[rng() % 32];
-  return id;
-}
-
 std::string TrialPublicId(const std::string& sweep_public_id, int64_t number) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%04lld", static_cast<long long>(number));
@@ -129,23 +118,79 @@ absl::StatusOr<std::string> CanonicalValue(const v1::Parameter& leaf,
 
 }  // namespace
 
-Engine::Engine(store::Store* store, EngineOptions options) : store_(store), options_(options) {}
+Engine::Engine(store::Store* store, EngineOptions options)
+    : store_(store),
+      options_(options),
+      clock_(options.clock != nullptr ? options.clock : &RealClock()),
+      id_rng_(options.id_seed) {}
 
 Engine::~Engine() { Stop(); }
 
-int64_t Engine::NowMicros() const {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+int64_t Engine::NowMicros() const { return clock_->NowMicros(); }
+
+std::string Engine::NewSweepPublicId() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+  uint64_t seed = 0;
+  if (options_.id_seed != 0) {
+    seed = id_rng_();
+  } else {
+    std::random_device device;
+    seed = (static_cast<uint64_t>(device()) << 32) ^ device() ^
+           static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  std::mt19937_64 rng(seed);
+  std::string id = "s-";
+  for (int i = 0; i < 8; ++i) id += kAlphabet[rng() % 32];
+  return id;
 }
 
 absl::Status Engine::Start() {
   started_at_ = SteadySeconds();
+  driver_ = std::this_thread::get_id();
   RETURN_IF_ERROR(Rebuild());
-  thread_ = std::thread([this] { Loop(); });
+  if (options_.own_thread) thread_ = std::thread([this] { Loop(); });
   Post([this] { Schedule(); });
   return absl::OkStatus();
 }
+
+void Engine::RunUntilIdle() {
+  while (true) {
+    std::function<void()> task;
+    {
+      std::lock_guard<std::mutex> lock(tasks_mu_);
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+    }
+    if (task) {
+      task();
+      continue;
+    }
+    // Nothing of its own left: let the store commit what the engine wrote, then take in the
+    // completions that posted work, in the order the writer ran them.
+    (void)store_->Flush();
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (foreign_tasks_.empty()) return;
+    for (auto& t : foreign_tasks_) tasks_.push_back(std::move(t));
+    foreign_tasks_.clear();
+  }
+}
+
+void Engine::RunQueuedWithoutCommit() {
+  while (true) {
+    std::function<void()> task;
+    {
+      std::lock_guard<std::mutex> lock(tasks_mu_);
+      if (tasks_.empty()) return;
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+void Engine::RunTick() { Tick(); }
 
 void Engine::Stop() {
   {
@@ -169,6 +214,10 @@ void Engine::Post(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
     if (stopping_) return;
+    if (!options_.own_thread && std::this_thread::get_id() != driver_) {
+      foreign_tasks_.push_back(std::move(task));
+      return;
+    }
     tasks_.push_back(std::move(task));
   }
   tasks_cv_.notify_one();
@@ -190,11 +239,8 @@ T Engine::Call(std::function<T()> task) {
     tasks_.push_back([promise, task = std::move(task)] { promise->set_value(task()); });
   }
   tasks_cv_.notify_one();
+  if (!options_.own_thread) RunUntilIdle();  // the caller is the driving thread
   return future.get();
-}
-
-double Engine::SteadySeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 void Engine::Loop() {
@@ -713,8 +759,7 @@ absl::StatusOr<v1::Agent> Engine::ReleaseAgent(const std::string& agent_id) {
 }
 
 void Engine::CountAgentFailure(Agent& agent, const std::string& trial_id) {
-  const double now =
-      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  const double now = SteadySeconds();
   agent.failure_times.push_back(now);
   while (!agent.failure_times.empty() &&
          agent.failure_times.front() < now - options_.quarantine_window_seconds) {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "scheduler/pruning/pruner.h"
 #include "scheduler/search/search_method.h"
 #include "store/store.h"
@@ -59,6 +61,14 @@ struct EngineOptions {
   // After a restart, how long running trials wait for their agents to re-register and reattach
   // them before they count as lost.
   double reattach_seconds = 600;
+  // Where time comes from (null: the real clocks). Deterministic simulation passes a FakeClock.
+  Clock* clock = nullptr;
+  // false: the engine runs no thread of its own; whoever started it runs its work with
+  // RunUntilIdle and its periodic checks with RunTick, on that one thread (simulation).
+  bool own_thread = true;
+  // Non-zero: sweep ids are drawn from a generator seeded with this, so a simulation's history
+  // is the same on every run. Zero: from the system's entropy.
+  uint64_t id_seed = 0;
 };
 
 class Engine {
@@ -113,6 +123,17 @@ class Engine {
   std::string StallReason(const std::string& sweep_id) const;
 
   store::Store& store() { return *store_; }
+
+  // ---- Driving an engine started with own_thread = false (the thread that called Start only).
+  // Runs queued work until none is left, store completions included: after it returns, every
+  // write the engine made has committed and its follow-up has run.
+  void RunUntilIdle();
+  // Runs the engine's queued work without letting the store commit what it writes (a store with
+  // hold_writes_until_flush keeps it queued): the moment a kill -9 can catch.
+  void RunQueuedWithoutCommit();
+  // The periodic checks the engine thread runs twice a second (agent liveness, reattach
+  // deadlines, stalls, judge periods), at the clock's current time.
+  void RunTick();
 
  private:
   // One node of a trial's placement (one for ordinary trials, `nodes` for gangs).
@@ -218,7 +239,8 @@ class Engine {
   // Tells the agent a trial's exit is durable, so it can forget the trial.
   void AckExitWhenDurable(const std::shared_ptr<AgentChannel>& channel,
                           const std::string& trial_id);
-  static double SteadySeconds();
+  double SteadySeconds() const { return clock_->SteadySeconds(); }
+  std::string NewSweepPublicId();
 
   // State changes, engine thread only.
   absl::Status Rebuild();
@@ -278,6 +300,14 @@ class Engine {
 
   store::Store* const store_;
   const EngineOptions options_;
+  Clock* const clock_;
+  std::mt19937_64 id_rng_;  // when options_.id_seed is set
+
+  // Without an own thread: the driving thread, and work posted from other threads (store
+  // completions), which RunUntilIdle takes in only once the store is flushed, so its order does
+  // not depend on thread timing.
+  std::thread::id driver_;
+  std::deque<std::function<void()>> foreign_tasks_ ABSL_GUARDED_BY(tasks_mu_);
 
   std::mutex tasks_mu_;
   std::condition_variable tasks_cv_;

@@ -533,10 +533,23 @@ Store::~Store() {
   }
 }
 
+void Store::CrashForSimulation() {
+  std::deque<PendingWrite> dropped;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    dropped.swap(queue_);
+    flushes_queued_ = 0;
+    stopping_ = true;
+  }
+  // The completions are destroyed unrun, as a killed process never runs them.
+  dropped.clear();
+}
+
 void Store::Enqueue(std::function<absl::Status(Writer&)> apply, WriteDone done, size_t rows) {
   {
     absl::MutexLock lock(&queue_mu_);
     if (!stopping_) {
+      if (!apply) ++flushes_queued_;
       queue_.push_back(PendingWrite{std::move(apply), std::move(done), rows});
       return;
     }
@@ -553,7 +566,9 @@ void Store::WriterLoop() {
       absl::MutexLock lock(&queue_mu_);
       queue_mu_.Await(absl::Condition(
           +[](Store* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->queue_mu_) {
-            return !s->queue_.empty() || s->stopping_;
+            if (s->stopping_) return true;
+            return s->options_.hold_writes_until_flush ? s->flushes_queued_ > 0
+                                                       : !s->queue_.empty();
           },
           this));
       if (queue_.empty() && stopping_) return;
@@ -562,6 +577,7 @@ void Store::WriterLoop() {
       while (!queue_.empty() && batch.size() < options_.max_batch_writes &&
              (batch.empty() || rows + queue_.front().rows <= options_.max_batch_rows)) {
         rows += queue_.front().rows;
+        if (!queue_.front().apply) --flushes_queued_;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }

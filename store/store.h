@@ -74,6 +74,9 @@ struct StoreOptions {
   double close_retry_seconds = 10.0;
   // Runs on the writer connection before each retry (tests lift a fault with it).
   std::function<void(Connection&)> before_retry;
+  // Deterministic simulation: writes wait in the queue until Flush (so which of them committed
+  // does not depend on thread timing), and CrashForSimulation can drop them as kill -9 would.
+  bool hold_writes_until_flush = false;
 };
 
 // Whether writes are committing. `degraded` while a storage fault holds up the writer.
@@ -265,6 +268,10 @@ class Store {
 
   WriterStats writer_stats() const;
 
+  // Simulation only (with hold_writes_until_flush): what kill -9 of sweepd leaves. Writes not yet
+  // flushed are dropped, their completions never run; the writer stops. Destroy the store next.
+  void CrashForSimulation();
+
  private:
   class Writer;
   class ReadConnection;
@@ -296,6 +303,8 @@ class Store {
   absl::Mutex queue_mu_;
   std::deque<PendingWrite> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // Flush markers queued (hold_writes_until_flush: the writer waits for one).
+  int64_t flushes_queued_ ABSL_GUARDED_BY(queue_mu_) = 0;
 
   mutable absl::Mutex stats_mu_;
   WriterStats stats_ ABSL_GUARDED_BY(stats_mu_);
