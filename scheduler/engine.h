@@ -6,7 +6,15 @@
 // through, and rebuilt from at start.
 //
 // Thread safety: the public methods are safe from any thread (they post to the engine thread and,
-// for the blocking ones, wait for the answer).
+// for the blocking ones, wait for the answer), except RunUntilIdle, RunQueuedWithoutCommit and
+// RunTick, which only the thread that started an engine without its own thread may call.
+//
+// Its definitions are split by concern: engine.cc (lifecycle, task queue, events, state setters),
+// engine_recovery.cc (rebuild from the store), engine_sweep_api.cc (SweepService operations),
+// engine_scheduling.cc (proposals, placement, stalls, stops, pruning), engine_agents.cc (the agent
+// registry: identity, streams, liveness, quarantine), engine_trials.cc (metric intake and acks,
+// trial ends and retries), engine_ask_tell.cc (external runners). Time comes from a Clock, so
+// tests/sim/engine_sim runs all of it in virtual time.
 
 #include <condition_variable>
 #include <cstdint>
