@@ -230,6 +230,26 @@ bool Engine::Live(const Trial& trial) const {
          trial.state == v1::TRIAL_STATE_RUNNING;
 }
 
+void Engine::Reindex(Trial& trial) {
+  for (const std::string& agent_id : trial.indexed_on) {
+    auto it = agent_trials_.find(agent_id);
+    if (it == agent_trials_.end()) continue;
+    it->second.erase(trial.id);
+    if (it->second.empty()) agent_trials_.erase(it);
+  }
+  trial.indexed_on.clear();
+  if (!Live(trial)) return;
+  for (const Node& node : trial.nodes) {
+    agent_trials_[node.agent_id].insert(trial.id);
+    trial.indexed_on.push_back(node.agent_id);
+  }
+}
+
+std::set<int64_t> Engine::TrialsOn(const std::string& agent_id) const {
+  auto it = agent_trials_.find(agent_id);
+  return it == agent_trials_.end() ? std::set<int64_t>{} : it->second;
+}
+
 v1::Sweep Engine::SweepSnapshot(const Sweep& sweep) {
   v1::Sweep out;
   out.set_id(sweep.public_id);
@@ -265,6 +285,7 @@ void Engine::SetTrialState(Trial& trial, v1::TrialState state, const std::string
     CountTrial(sweeps_.at(trial.sweep_id), state, +1);
   }
   trial.state = state;
+  Reindex(trial);
   update.id = trial.id;
   if (changed) update.state = state;
   if (!reason.empty()) update.reason = reason;

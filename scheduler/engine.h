@@ -178,7 +178,8 @@ class Engine {
     int64_t metric_reports = 0;
     double resource = 0;
     std::optional<double> resource_metric_value;
-    int64_t last_seq_seen = -1;  // redelivered reports are stored once and pruned on once
+    int64_t last_seq_seen = -1;           // redelivered reports are stored once and pruned on once
+    std::vector<std::string> indexed_on;  // agents whose agent_trials_ entry holds it
   };
 
   struct Sweep {
@@ -301,6 +302,10 @@ class Engine {
   Sweep* FindSweep(const std::string& public_id);
   Trial* FindTrial(const std::string& public_id);
   bool Live(const Trial& trial) const;
+  // Keeps agent_trials_ true for `trial` after its state or placement changed.
+  void Reindex(Trial& trial);
+  // The live trials with a node on the agent (a copy: callers change trials as they go).
+  std::set<int64_t> TrialsOn(const std::string& agent_id) const;
   static void CountTrial(Sweep& sweep, v1::TrialState state, int delta);
   v1::Sweep SweepSnapshot(const Sweep& sweep);
   v1::Agent AgentSnapshot(const Agent& agent) const;
@@ -337,6 +342,11 @@ class Engine {
   std::map<int64_t, Trial> trials_;
   std::map<std::string, int64_t> trial_ids_;
   std::map<std::string, Agent> agents_;
+  // Index: agent id -> live trials placed on it (every state change goes through SetTrialState,
+  // which keeps it), so an agent's trials are found without scanning every trial ever made.
+  std::map<std::string, std::set<int64_t>> agent_trials_;
+  // Trials that wait for their agents to reattach them after a restart.
+  std::set<int64_t> awaiting_reattach_;
   int64_t next_sweep_id_ = 1;
   int64_t next_trial_id_ = 1;
   int64_t next_incarnation_ = 1;

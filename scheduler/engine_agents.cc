@@ -211,8 +211,8 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
     // Trials sweepd placed here that the agent no longer has (it restarted, or never got the
     // assignment): lost now, not after a timeout.
     std::set<std::string> expected(previous.begin(), previous.end());
-    for (auto& [id, trial] : trials_) {
-      if (!Live(trial)) continue;
+    for (int64_t id : TrialsOn(agent.id)) {
+      const Trial& trial = trials_.at(id);
       for (const Node& node : trial.nodes) {
         if (node.agent_id == agent.id && !node.exited) expected.insert(trial.public_id);
       }
@@ -362,8 +362,8 @@ void Engine::AckExitWhenDurable(const std::shared_ptr<AgentChannel>& channel,
 
 void Engine::LoseAgentTrials(Agent& agent, const std::string& reason) {
   std::set<std::string> trial_ids(agent.slot_trial.begin(), agent.slot_trial.end());
-  for (auto& [id, trial] : trials_) {
-    if (!Live(trial)) continue;
+  for (int64_t id : TrialsOn(agent.id)) {
+    const Trial& trial = trials_.at(id);
     for (const Node& node : trial.nodes) {
       if (node.agent_id == agent.id && !node.exited) trial_ids.insert(trial.public_id);
     }
@@ -421,23 +421,23 @@ void Engine::Tick() {
   }
   // After a restart: nodes whose agents did not come back in time.
   std::vector<int64_t> overdue;
-  for (auto& [id, trial] : trials_) {
-    if (trial.reattach_deadline == 0) continue;
-    if (!Live(trial)) {
-      trial.reattach_deadline = 0;
-      continue;
-    }
-    const bool waiting = std::any_of(trial.nodes.begin(), trial.nodes.end(),
+  for (auto it = awaiting_reattach_.begin(); it != awaiting_reattach_.end();) {
+    Trial& trial = trials_.at(*it);
+    const bool waiting = trial.reattach_deadline != 0 && Live(trial) &&
+                         std::any_of(trial.nodes.begin(), trial.nodes.end(),
                                      [](const Node& n) { return !n.attached && !n.exited; });
     if (!waiting) {
       trial.reattach_deadline = 0;
-    } else if (now >= trial.reattach_deadline) {
-      overdue.push_back(id);
+      it = awaiting_reattach_.erase(it);
+      continue;
     }
+    if (now >= trial.reattach_deadline) overdue.push_back(*it);
+    ++it;
   }
   for (int64_t id : overdue) {
     Trial& trial = trials_.at(id);
     trial.reattach_deadline = 0;
+    awaiting_reattach_.erase(id);
     for (Node& node : trial.nodes) {
       if (node.attached || node.exited || !Live(trial)) continue;
       NodeEnded(sweeps_.at(trial.sweep_id), trial, node, v1::TRIAL_STATE_LOST,

@@ -137,6 +137,7 @@ absl::Status Engine::Rebuild() {
         }
         trial.agent_id = trial.nodes[0].agent_id;
         trial.reattach_deadline = deadline;
+        awaiting_reattach_.insert(trial.id);
         if (it->second.has_start_time()) {
           trial.start_us =
               google::protobuf::util::TimeUtil::TimestampToMicroseconds(it->second.start_time());
@@ -153,6 +154,7 @@ absl::Status Engine::Rebuild() {
     }
     if (trial.state == v1::TRIAL_STATE_QUEUED) sweep.queue.push_back(trial.id);
   }
+  for (auto& [id, trial] : trials_) Reindex(trial);
   spdlog::info("rebuilt {} sweeps and {} trials from the store", sweeps_.size(), trials_.size());
   return absl::OkStatus();
 }
