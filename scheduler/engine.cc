@@ -166,27 +166,35 @@ void Engine::Loop() {
   }
 }
 
+store::NewEvent Engine::MakeEvent(int64_t sweep_id, int64_t trial_id, const std::string& agent_id,
+                                  const std::string& kind, const std::string& from,
+                                  const std::string& to, const std::string& message) const {
+  return {.time_us = NowMicros(),
+          .sweep_id = sweep_id,
+          .trial_id = trial_id,
+          .agent_id = agent_id,
+          .kind = kind,
+          .from_state = from,
+          .to_state = to,
+          .message = message};
+}
+
+store::WriteDone Engine::EventStored(const char* what) {
+  return [this, what](absl::Status status) {
+    if (!status.ok()) spdlog::error("storing {} failed: {}", what, status.message());
+    {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      ++event_counter_;
+    }
+    events_cv_.notify_all();
+  };
+}
+
 void Engine::Event(int64_t sweep_id, int64_t trial_id, const std::string& agent_id,
                    const std::string& kind, const std::string& from, const std::string& to,
                    const std::string& message) {
-  store_->AppendEvent({.time_us = NowMicros(),
-                       .sweep_id = sweep_id,
-                       .trial_id = trial_id,
-                       .agent_id = agent_id,
-                       .kind = kind,
-                       .from_state = from,
-                       .to_state = to,
-                       .message = message},
-                      [this](absl::Status status) {
-                        if (!status.ok()) {
-                          spdlog::error("storing an event failed: {}", status.message());
-                        }
-                        {
-                          std::lock_guard<std::mutex> lock(events_mu_);
-                          ++event_counter_;
-                        }
-                        events_cv_.notify_all();
-                      });
+  store_->AppendEvent(MakeEvent(sweep_id, trial_id, agent_id, kind, from, to, message),
+                      EventStored("an event"));
 }
 
 int64_t Engine::WaitForEvents(int64_t seen, int timeout_ms) {
@@ -269,10 +277,11 @@ void Engine::SetSweepState(Sweep& sweep, v1::SweepState state, const std::string
       state == v1::SWEEP_STATE_FAILED) {
     update.end_us = NowMicros();
   }
-  store_->UpdateSweep(std::move(update), [](absl::Status s) {
-    if (!s.ok()) spdlog::error("storing a sweep state failed: {}", s.message());
-  });
-  Event(sweep.id, 0, "", "sweep.state", from, SweepStateName(state), reason);
+  // The state and its event in one write (the store's invariant: no transition without event).
+  store_->UpdateSweep(
+      std::move(update),
+      MakeEvent(sweep.id, 0, "", "sweep.state", from, SweepStateName(state), reason),
+      EventStored("a sweep state change"));
   spdlog::info("[sweep={}] {} -> {}: {}", sweep.public_id, from, SweepStateName(state), reason);
 }
 
@@ -291,15 +300,19 @@ void Engine::SetTrialState(Trial& trial, v1::TrialState state, const std::string
   if (!reason.empty()) update.reason = reason;
   Sweep& sweep = sweeps_.at(trial.sweep_id);
   if (trial.history_index < sweep.history.size()) sweep.history[trial.history_index].state = state;
-  store_->UpdateTrial(std::move(update), [](absl::Status s) {
-    if (!s.ok()) spdlog::error("storing a trial update failed: {}", s.message());
-  });
-  if (changed) {
-    Event(trial.sweep_id, trial.id, trial.agent_id, "trial.state", from, TrialStateName(state),
-          reason);
-    spdlog::info("[sweep={}][trial={}] {} -> {}{}{}", sweep.public_id, trial.public_id, from,
-                 TrialStateName(state), reason.empty() ? "" : ": ", reason);
+  if (!changed) {
+    store_->UpdateTrial(std::move(update), [](absl::Status s) {
+      if (!s.ok()) spdlog::error("storing a trial update failed: {}", s.message());
+    });
+    return;
   }
+  // The state and its event in one write (the store's invariant: no transition without event).
+  store_->UpdateTrial(std::move(update),
+                      MakeEvent(trial.sweep_id, trial.id, trial.agent_id, "trial.state", from,
+                                TrialStateName(state), reason),
+                      EventStored("a trial state change"));
+  spdlog::info("[sweep={}][trial={}] {} -> {}{}{}", sweep.public_id, trial.public_id, from,
+               TrialStateName(state), reason.empty() ? "" : ": ", reason);
 }
 
 }  // namespace sweepd::scheduler

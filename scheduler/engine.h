@@ -299,6 +299,11 @@ class Engine {
   void Event(int64_t sweep_id, int64_t trial_id, const std::string& agent_id,
              const std::string& kind, const std::string& from, const std::string& to,
              const std::string& message);
+  store::NewEvent MakeEvent(int64_t sweep_id, int64_t trial_id, const std::string& agent_id,
+                            const std::string& kind, const std::string& from, const std::string& to,
+                            const std::string& message) const;
+  // Completion of a write that stored an event: wakes watchers. `what` names it in errors.
+  store::WriteDone EventStored(const char* what);
   Sweep* FindSweep(const std::string& public_id);
   Trial* FindTrial(const std::string& public_id);
   bool Live(const Trial& trial) const;

@@ -743,6 +743,24 @@ void Store::RunOnWriter(std::function<absl::Status(Connection&)> fn, WriteDone d
   Enqueue([f = std::move(fn)](Writer& w) { return f(w.db()); }, std::move(done));
 }
 
+void Store::UpdateTrial(TrialUpdate update, NewEvent event, WriteDone done) {
+  Enqueue(
+      [u = std::move(update), e = std::move(event)](Writer& w) {
+        RETURN_IF_ERROR(w.UpdateTrial(u));
+        return w.AppendEvent(e);
+      },
+      std::move(done));
+}
+
+void Store::UpdateSweep(SweepUpdate update, NewEvent event, WriteDone done) {
+  Enqueue(
+      [u = std::move(update), e = std::move(event)](Writer& w) {
+        RETURN_IF_ERROR(w.UpdateSweep(u));
+        return w.AppendEvent(e);
+      },
+      std::move(done));
+}
+
 void Store::AppendEvent(NewEvent event, WriteDone done) {
   Enqueue([e = std::move(event)](Writer& w) { return w.AppendEvent(e); }, std::move(done));
 }

@@ -232,6 +232,10 @@ class Store {
   // Idempotent on (trial, seq, metric): a redelivered report is acknowledged and stored once.
   void AppendMetrics(int64_t trial_id, std::vector<MetricReport> reports, WriteDone done);
   void AppendEvent(NewEvent event, WriteDone done);
+  // A state change and the event that records it, as one write: both are stored or neither, so
+  // every stored transition has its event whatever a crash or a fault interrupts.
+  void UpdateTrial(TrialUpdate update, NewEvent event, WriteDone done);
+  void UpdateSweep(SweepUpdate update, NewEvent event, WriteDone done);
   void UpsertAgent(v1::Agent agent, WriteDone done);
 
   // Runs `fn` on the writer connection inside the next batch's transaction, like a write (for

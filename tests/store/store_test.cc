@@ -312,6 +312,60 @@ TEST(StoreTest, TrialDetailHasEventsAndDownsampledCurves) {
   EXPECT_EQ((*events)[0].trial_id(), "s-test1-0");
 }
 
+// A state change and its event are one write: both are stored, or (when the change fails)
+// neither, even when other writes share the batch.
+TEST(StoreTest, AStateChangeAndItsEventAreStoredTogetherOrNotAtAll) {
+  TempDir dir;
+  auto store = OpenStore(dir.File("s.db"));
+  ASSERT_TRUE(AddSweep(*store, TestSweep(1)).ok());
+  ASSERT_TRUE(AddTrial(*store, TestTrial(5, 1, 0)).ok());
+  auto event = [](int64_t trial, const std::string& to) {
+    return NewEvent{.time_us = 1,
+                    .sweep_id = 1,
+                    .trial_id = trial,
+                    .kind = "trial.state",
+                    .from_state = "queued",
+                    .to_state = to,
+                    .message = "test"};
+  };
+  std::vector<std::future<absl::Status>> results;
+  auto track = [&]() {
+    auto p = std::make_shared<std::promise<absl::Status>>();
+    results.push_back(p->get_future());
+    return [p](absl::Status s) { p->set_value(s); };
+  };
+  // One batch: a good transition, one of a trial that does not exist, another good one.
+  store->UpdateTrial({.id = 5, .state = v1::TRIAL_STATE_ASSIGNED}, event(5, "assigned"), track());
+  store->UpdateTrial({.id = 999, .state = v1::TRIAL_STATE_RUNNING}, event(5, "bogus"), track());
+  store->UpdateTrial({.id = 5, .state = v1::TRIAL_STATE_RUNNING}, event(5, "running"), track());
+  EXPECT_TRUE(results[0].get().ok());
+  EXPECT_EQ(results[1].get().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(results[2].get().ok());
+  auto detail = store->GetTrial("s-test1-0", {}, 0, /*with_curves=*/false);
+  ASSERT_TRUE(detail.ok()) << detail.status();
+  EXPECT_EQ(detail->trial.state(), v1::TRIAL_STATE_RUNNING);
+  std::vector<std::string> to;
+  for (const auto& e : detail->events) to.push_back(e.to_state());
+  EXPECT_THAT(to, ElementsAre("assigned", "running")) << "the failed change left no event";
+  // Sweeps likewise.
+  ASSERT_TRUE(Store::Wait([&](WriteDone d) {
+                store->UpdateSweep({.id = 1, .state = v1::SWEEP_STATE_PAUSED},
+                                   NewEvent{.time_us = 2,
+                                            .sweep_id = 1,
+                                            .kind = "sweep.state",
+                                            .from_state = "running",
+                                            .to_state = "paused",
+                                            .message = "test"},
+                                   std::move(d));
+              }).ok());
+  auto sweep = store->GetSweep("s-test1");
+  ASSERT_TRUE(sweep.ok());
+  EXPECT_EQ(sweep->state(), v1::SWEEP_STATE_PAUSED);
+  auto events = store->ListEvents("s-test1", 0, 100);
+  ASSERT_TRUE(events.ok());
+  EXPECT_EQ(events->back().to_state(), "paused");
+}
+
 TEST(StoreTest, ExportHasParamsAndFinalMetricsPerTrial) {
   TempDir dir;
   auto store = OpenStore(dir.File("s.db"));
