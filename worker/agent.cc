@@ -126,24 +126,9 @@ struct Agent::Trial {
   std::string cgroup_dir;               // its cgroup (trial_cgroup.h); empty: none
   bool client_reported = false;         // once the client reports, stdout lines are only logged
   bool finished = false;                // the client sent finish: later reports are refused
-  std::deque<v1::Report> unacked;       // in seq order; the oldest unacknowledged reports
-  // Newer unacknowledged reports past options_.max_buffered_reports, in seq order, as
-  // length-prefixed Report messages in spill_path from spill_read on.
-  std::string spill_path;
-  int spill_fd = -1;
-  int64_t spilled = 0;
-  uint64_t spill_read = 0, spill_size = 0;
-  int64_t spill_dropped = 0;
-  int64_t acked_seq = -1;  // the highest seq sweepd acknowledged
-
-  // The seq the oldest spilled report carries: the one after what is in memory.
-  int64_t NextSpilledSeq() const {
-    return unacked.empty() ? acked_seq + 1 : unacked.back().seq() + 1;
-  }
-  size_t sent = 0;           // how many of `unacked` went out on this connection
+  // Its reports until sweepd acknowledges them (numbering, spill file, what is in flight).
+  std::unique_ptr<ReportBuffer> reports;
   double waiting_since = 0;  // when the oldest sent report went out (or was last acked)
-  int64_t next_seq = 0;
-  int64_t first_seq = 0;
   int64_t next_step = 0;
   std::vector<int32_t> gpu_indices;
   int node_rank = 0;  // this node's rank in a multi-node trial; only node 0 relays metrics
@@ -152,9 +137,6 @@ struct Agent::Trial {
   std::string metric_pattern;
   std::string exit_file;  // where the shim records how the command ended
   double start_unix = 0;  // wall clock, for a restarted agent's wall_seconds
-  // False for a trial adopted from an earlier run of this agent until sweepd says which seq
-  // comes next (Registered.next_seqs): its reports wait unnumbered, and are not sent.
-  bool seq_known = true;
   double start = 0;
   bool stop_requested = false;
   bool interrupted = false;  // stopped by the agent itself, leaving
@@ -169,10 +151,6 @@ struct Agent::Trial {
   std::optional<v1::AgentMessage> exit_message;  // kept until sweepd says the exit is durable
   bool exit_acked = false;
   std::string stderr_path;
-
-  ~Trial() {
-    if (spill_fd >= 0) close(spill_fd);
-  }
 };
 
 namespace {
@@ -312,7 +290,7 @@ bool Agent::LeaveStep() {
   if (now - trials_gone_at_ > options_.leave_ack_seconds) {
     size_t reports = 0;
     for (const auto& [id, trial] : trials_) {
-      reports += trial->unacked.size() + static_cast<size_t>(trial->spilled);
+      reports += trial->reports->in_memory() + static_cast<size_t>(trial->reports->spilled());
     }
     spdlog::warn(
         "leaving without sweepd's acknowledgement of {} trial exit(s) and {} report(s) after {} s "
@@ -583,7 +561,9 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
     if (g.is_number_integer()) trial->gpu_indices.push_back(g.get<int32_t>());
   }
   trial->state_file = absl::StrCat(state_dir_, "/", trial->id);
-  trial->seq_known = false;
+  // Its reports wait unnumbered until sweepd says which seq comes next (Registered.next_seqs).
+  trial->reports = NewReportBuffer(*trial);
+  trial->reports->WaitForSequence();
   if (alive) {
     trial->process = std::move(running);
     // The reporting socket again, at the path the trial knows (SWEEP_SOCKET); its client
@@ -731,15 +711,12 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
       heartbeat_seconds_ = std::max(1, message.registered().heartbeat_seconds());
       for (const auto& [id, next_seq] : message.registered().next_seqs()) {
         auto it = trials_.find(id);
-        if (it == trials_.end() || it->second->seq_known) continue;
+        if (it == trials_.end() || it->second->reports->seq_known()) continue;
         // A trial taken over after a restart: its reports continue sweepd's sequence.
         Trial& trial = *it->second;
-        trial.seq_known = true;
-        trial.next_seq = trial.first_seq = std::max<int64_t>(0, next_seq);
-        trial.acked_seq = trial.first_seq - 1;
-        for (auto& report : trial.unacked) report.set_seq(trial.next_seq++);
+        trial.reports->ContinueAt(next_seq);
         spdlog::info("[trial={}] sweepd took it back; its reports continue at seq {}", id,
-                     trial.first_seq);
+                     trial.reports->first_seq());
       }
       for (const auto& id : message.registered().kill_trial_ids()) {
         auto it = trials_.find(id);
@@ -747,10 +724,7 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
         {
           // sweepd has given it up: its reports and its exit have no place there any more.
           Trial& given_up = *it->second;
-          given_up.seq_known = true;
-          given_up.unacked.clear();
-          given_up.sent = 0;
-          given_up.spilled = 0;
+          given_up.reports->Clear();
           given_up.exit_acked = true;  // forget it once it ends
         }
         if (it->second->process && !it->second->exited) {
@@ -788,15 +762,11 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
       }
       if (ack_log_.is_open()) {
         // An audit trail: trial, its first seq on this agent, and the seq now durable.
-        ack_log_ << trial.id << " " << trial.first_seq << " " << message.ack().seq() << "\n";
+        ack_log_ << trial.id << " " << trial.reports->first_seq() << " " << message.ack().seq()
+                 << "\n";
         ack_log_.flush();
       }
-      trial.acked_seq = std::max(trial.acked_seq, message.ack().seq());
-      while (!trial.unacked.empty() && trial.unacked.front().seq() <= message.ack().seq()) {
-        trial.unacked.pop_front();
-        if (trial.sent > 0) --trial.sent;
-      }
-      RefillFromSpill(trial);
+      trial.reports->Ack(message.ack().seq());
       trial.waiting_since = NowSeconds();
       break;
     }
@@ -854,9 +824,6 @@ void Agent::StartTrial(const v1::Assign& assign) {
   trial->sweep_id = assign.sweep_id();
   trial->gpu_indices.assign(assign.gpu_indices().begin(), assign.gpu_indices().end());
   trial->node_rank = assign.gang().node_rank();
-  trial->next_seq = std::max<int64_t>(0, assign.first_seq());
-  trial->first_seq = trial->next_seq;
-  trial->acked_seq = trial->first_seq - 1;
   trial->workdir =
       (std::filesystem::path(options_.workdir) / assign.sweep_id() / assign.trial_id()).string();
   std::error_code ec;
@@ -867,6 +834,8 @@ void Agent::StartTrial(const v1::Assign& assign) {
   }
   trial->workdir = std::filesystem::absolute(trial->workdir).string();
   trial->stderr_path = trial->workdir + "/stderr.log";
+  trial->reports = NewReportBuffer(*trial);
+  trial->reports->StartAt(assign.first_seq());
 
   // The command: W&B's template, program resolved against the code dir.
   const std::string code_dir = assign.code_dir().empty() ? options_.code_dir : assign.code_dir();
@@ -1048,106 +1017,20 @@ void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
     }
     return;
   }
-  if (!trial.seq_known && trial.unacked.size() >= options_.max_buffered_reports) {
-    // Numbered only once sweepd answers; until then they cannot go to the spill file.
-    if (trial.spill_dropped++ == 0) {
-      spdlog::error(
-          "[trial={}] {} reports wait for sweepd to take this trial back; dropping the "
-          "oldest",
-          trial.id, trial.unacked.size());
-    }
-    trial.unacked.pop_front();
-  }
   v1::Report report;
-  report.set_seq(trial.seq_known ? trial.next_seq++ : -1);
   report.set_step(step.value_or(trial.next_step));
   trial.next_step = report.step() + 1;
   report.set_time_us(NowMicros());
   for (auto& [name, value] : metrics) (*report.mutable_metrics())[name] = value;
-  if (trial.seq_known &&
-      (trial.spilled > 0 || trial.unacked.size() >= options_.max_buffered_reports)) {
-    SpillReport(trial, report);
-    return;
-  }
-  trial.unacked.push_back(std::move(report));
+  trial.reports->Add(std::move(report));
 }
 
-void Agent::SpillReport(Trial& trial, const v1::Report& report) {
-  if (trial.spill_fd < 0) {
-    trial.spill_path = trial.workdir + "/.unacked-reports";
-    trial.spill_fd =
-        open(trial.spill_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
-    if (trial.spill_fd < 0) {
-      spdlog::error("[trial={}] cannot open {}: {}; reports past {} in memory are dropped",
-                    trial.id, trial.spill_path, std::strerror(errno),
-                    options_.max_buffered_reports);
-    } else {
-      spdlog::warn(
-          "[trial={}] {} reports unacknowledged; keeping newer ones in {} until sweepd "
-          "acknowledges",
-          trial.id, trial.unacked.size(), trial.spill_path);
-    }
-  }
-  const std::string bytes = report.SerializeAsString();
-  const uint32_t size = static_cast<uint32_t>(bytes.size());
-  std::string record(reinterpret_cast<const char*>(&size), sizeof(size));
-  record += bytes;
-  bool kept = trial.spill_fd >= 0 &&
-              trial.spill_size - trial.spill_read + record.size() <= options_.max_spill_bytes;
-  if (kept &&
-      write(trial.spill_fd, record.data(), record.size()) != static_cast<ssize_t>(record.size())) {
-    // A short write (disk full) must not leave half a record for the reader.
-    (void)!ftruncate(trial.spill_fd, static_cast<off_t>(trial.spill_size));
-    kept = false;
-  }
-  if (!kept) {
-    if (trial.spill_dropped++ == 0) {
-      spdlog::error(
-          "[trial={}] cannot keep more unacknowledged reports (spill file {}, {} bytes): "
-          "dropping new ones until sweepd acknowledges",
-          trial.id, trial.spill_path, trial.spill_size);
-    }
-    // Its seq is given back: sweepd takes reports only in unbroken seq order.
-    --trial.next_seq;
-    return;
-  }
-  trial.spill_size += record.size();
-  ++trial.spilled;
-}
-
-void Agent::RefillFromSpill(Trial& trial) {
-  while (trial.spilled > 0 && trial.unacked.size() < options_.max_buffered_reports) {
-    uint32_t size = 0;
-    if (pread(trial.spill_fd, &size, sizeof(size), static_cast<off_t>(trial.spill_read)) !=
-        sizeof(size)) {
-      break;
-    }
-    v1::Report report;
-    std::string bytes;
-    const bool fits = size <= trial.spill_size - trial.spill_read - sizeof(size);
-    if (fits) bytes.resize(size);
-    if (!fits ||
-        pread(trial.spill_fd, bytes.data(), size,
-              static_cast<off_t>(trial.spill_read + sizeof(size))) != static_cast<ssize_t>(size) ||
-        !report.ParseFromString(bytes) || report.seq() != trial.NextSpilledSeq()) {
-      // Lost (the file was damaged). The seqs they held are given back, so what comes next
-      // follows on without a gap (sweepd takes reports only in unbroken order).
-      spdlog::error("[trial={}] {} is unreadable at offset {}; {} reports lost", trial.id,
-                    trial.spill_path, trial.spill_read, trial.spilled);
-      trial.next_seq = trial.NextSpilledSeq();
-      trial.spilled = 0;
-      trial.spill_read = trial.spill_size;
-      break;
-    }
-    trial.spill_read += sizeof(size) + size;
-    --trial.spilled;
-    trial.unacked.push_back(std::move(report));
-  }
-  if (trial.spilled == 0 && trial.spill_fd >= 0 && trial.spill_read > 0) {
-    // All back in memory: start the file over.
-    (void)!ftruncate(trial.spill_fd, 0);
-    trial.spill_read = trial.spill_size = 0;
-  }
+std::unique_ptr<ReportBuffer> Agent::NewReportBuffer(const Trial& trial) const {
+  return std::make_unique<ReportBuffer>(
+      ReportBuffer::Options{.trial_id = trial.id,
+                            .spill_path = trial.workdir + "/.unacked-reports",
+                            .max_in_memory = options_.max_buffered_reports,
+                            .max_spill_bytes = options_.max_spill_bytes});
 }
 
 std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer_pid) {
@@ -1355,7 +1238,7 @@ void Agent::SendPending() {
     // A new connection: everything unacknowledged goes out again.
     seen_generation_ = generation;
     for (auto& [id, trial] : trials_) {
-      trial->sent = 0;
+      trial->reports->Rewind();
       // An exit sent on the old stream may never have reached a durable store: again.
       const std::string& trial_id = id;  // (a structured binding cannot be captured in C++20)
       const bool queued =
@@ -1370,22 +1253,19 @@ void Agent::SendPending() {
   if (seen_generation_ == 0) return;  // never registered yet
   const double now = NowSeconds();
   for (auto& [id, trial] : trials_) {
-    if (!trial->seq_known) continue;  // waits for sweepd's Registered
-    if (trial->sent > 0 && now - trial->waiting_since > kResendAfterSeconds) {
+    ReportBuffer& reports = *trial->reports;
+    if (!reports.seq_known()) continue;  // waits for sweepd's Registered
+    if (reports.in_flight() > 0 && now - trial->waiting_since > kResendAfterSeconds) {
       spdlog::info("[trial={}] {} reports unacknowledged for {:.0f} s; sending them again", id,
-                   trial->sent, now - trial->waiting_since);
-      trial->sent = 0;
+                   reports.in_flight(), now - trial->waiting_since);
+      reports.Rewind();
     }
-    if (trial->sent == 0 && !trial->unacked.empty()) trial->waiting_since = now;
-    while (trial->sent < trial->unacked.size()) {
+    if (reports.in_flight() == 0 && reports.in_memory() > 0) trial->waiting_since = now;
+    while (true) {
       v1::AgentMessage message;
-      auto* batch = message.mutable_metric_batch();
-      batch->set_trial_id(id);
-      batch->set_first_seq(trial->unacked[trial->sent].seq());
-      const size_t end = std::min(trial->unacked.size(), trial->sent + kMaxBatchReports);
-      for (size_t i = trial->sent; i < end; ++i) *batch->add_reports() = trial->unacked[i];
+      if (!reports.Next(kMaxBatchReports, message.mutable_metric_batch())) break;
       if (!Send(message)) return;
-      trial->sent = end;
+      reports.MarkSent(message.metric_batch());
     }
   }
   // A trial's exit goes out only once sweepd has acknowledged all its reports: then the exit
@@ -1398,7 +1278,7 @@ void Agent::SendPending() {
     outbox_.pop_front();
     if (next.has_trial_exited()) {
       auto it = trials_.find(next.trial_exited().trial_id());
-      if (it != trials_.end() && (!it->second->unacked.empty() || it->second->spilled > 0)) {
+      if (it != trials_.end() && !it->second->reports->empty()) {
         waiting.push_back(std::move(next));
         continue;
       }
@@ -1424,8 +1304,8 @@ void Agent::SendPending() {
   // Trials whose metrics and exit sweepd has made durable are done here.
   for (auto it = trials_.begin(); it != trials_.end();) {
     const Trial& t = *it->second;
-    if (t.exited && t.unacked.empty() && t.spilled == 0 && t.exit_acked) {
-      if (!t.spill_path.empty()) unlink(t.spill_path.c_str());
+    if (t.exited && t.reports->empty() && t.exit_acked) {
+      if (t.reports->spill_used()) unlink(t.reports->spill_path().c_str());
       std::error_code ec;
       std::filesystem::remove(t.state_file, ec);
       if (!t.exit_file.empty()) std::filesystem::remove(t.exit_file, ec);
@@ -1483,13 +1363,8 @@ void Agent::UpdateRunningSnapshot() {
     v1::RunningTrial r;
     r.set_trial_id(id);
     r.set_node_rank(t->node_rank);
-    if (t->seq_known) {
-      r.set_last_seq(t->next_seq - 1);
-      r.set_acked_seq(t->unacked.empty() ? t->next_seq - 1 : t->unacked.front().seq() - 1);
-    } else {
-      r.set_last_seq(-1);
-      r.set_acked_seq(-1);
-    }
+    r.set_last_seq(t->reports->last_seq());
+    r.set_acked_seq(t->reports->acked_seq());
     for (int32_t g : t->gpu_indices) r.add_gpu_indices(g);
     snapshot.push_back(std::move(r));
   }

@@ -27,6 +27,7 @@
 #include "common/security.h"
 #include "sweepd/v1/agent_service.grpc.pb.h"
 #include "worker/gpu_monitor.h"
+#include "worker/report_buffer.h"
 
 namespace sweepd::worker {
 
@@ -123,10 +124,8 @@ class Agent {
   std::string HandleRequest(Trial& trial, const std::string& line, int peer_pid);
   void AddReport(Trial& trial, std::optional<int64_t> step,
                  std::vector<std::pair<std::string, double>> metrics);
-  // Reports past the in-memory bound go to the trial's spill file, and come back as the
-  // acknowledgements make room.
-  void SpillReport(Trial& trial, const v1::Report& report);
-  void RefillFromSpill(Trial& trial);
+  // The trial's report buffer (worker/report_buffer.h), with its spill file in its workdir.
+  std::unique_ptr<ReportBuffer> NewReportBuffer(const Trial& trial) const;
   void CheckExit(Trial& trial);
   // Kills whatever the trial left running once its leader has ended (its group; and, with a
   // trial cgroup, every process in it).
