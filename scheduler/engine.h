@@ -311,6 +311,10 @@ class Engine {
   void Reindex(Trial& trial);
   // The live trials with a node on the agent (a copy: callers change trials as they go).
   std::set<int64_t> TrialsOn(const std::string& agent_id) const;
+  // Public ids of the trials an agent holds: those in `slots` (its slot table) and every live
+  // trial with a node on it that has not exited.
+  std::set<std::string> TrialsHeldBy(const std::string& agent_id,
+                                     const std::vector<std::string>& slots) const;
   static void CountTrial(Sweep& sweep, v1::TrialState state, int delta);
   v1::Sweep SweepSnapshot(const Sweep& sweep);
   v1::Agent AgentSnapshot(const Agent& agent) const;

@@ -210,15 +210,7 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
     }
     // Trials sweepd placed here that the agent no longer has (it restarted, or never got the
     // assignment): lost now, not after a timeout.
-    std::set<std::string> expected(previous.begin(), previous.end());
-    for (int64_t id : TrialsOn(agent.id)) {
-      const Trial& trial = trials_.at(id);
-      for (const Node& node : trial.nodes) {
-        if (node.agent_id == agent.id && !node.exited) expected.insert(trial.public_id);
-      }
-    }
-    expected.erase("");
-    for (const std::string& trial_id : expected) {
+    for (const std::string& trial_id : TrialsHeldBy(agent.id, previous)) {
       if (reported.contains(trial_id)) continue;
       Trial* trial = FindTrial(trial_id);
       Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent.id);
@@ -360,16 +352,21 @@ void Engine::AckExitWhenDurable(const std::shared_ptr<AgentChannel>& channel,
   });
 }
 
-void Engine::LoseAgentTrials(Agent& agent, const std::string& reason) {
-  std::set<std::string> trial_ids(agent.slot_trial.begin(), agent.slot_trial.end());
-  for (int64_t id : TrialsOn(agent.id)) {
+std::set<std::string> Engine::TrialsHeldBy(const std::string& agent_id,
+                                           const std::vector<std::string>& slots) const {
+  std::set<std::string> held(slots.begin(), slots.end());
+  for (int64_t id : TrialsOn(agent_id)) {
     const Trial& trial = trials_.at(id);
     for (const Node& node : trial.nodes) {
-      if (node.agent_id == agent.id && !node.exited) trial_ids.insert(trial.public_id);
+      if (node.agent_id == agent_id && !node.exited) held.insert(trial.public_id);
     }
   }
-  trial_ids.erase("");
-  for (const std::string& trial_id : trial_ids) {
+  held.erase("");
+  return held;
+}
+
+void Engine::LoseAgentTrials(Agent& agent, const std::string& reason) {
+  for (const std::string& trial_id : TrialsHeldBy(agent.id, agent.slot_trial)) {
     Trial* trial = FindTrial(trial_id);
     Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent.id);
     if (node == nullptr || node->exited || !Live(*trial)) continue;

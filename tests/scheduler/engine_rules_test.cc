@@ -17,38 +17,21 @@
 #include "scheduler/engine.h"
 #include "spdlog/spdlog.h"
 #include "store/store.h"
+#include "tests/testing/recording_channel.h"
 
 namespace sweepd::scheduler {
 namespace {
 
-class Channel : public AgentChannel {
+// The engine's end of an agent's stream, with the Assigns it sent taken out.
+class Channel : public testing::RecordingChannel {
  public:
-  void Send(v1::SchedulerMessage message) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!closed_) inbox_.push_back(std::move(message));
-  }
-  void Close() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-  }
-  bool closed() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return closed_;
-  }
   std::vector<v1::Assign> TakeAssigns() {
-    std::lock_guard<std::mutex> lock(mu_);
     std::vector<v1::Assign> out;
-    for (auto& m : inbox_) {
+    for (auto& m : Take()) {
       if (m.has_assign()) out.push_back(m.assign());
     }
-    inbox_.clear();
     return out;
   }
-
- private:
-  std::mutex mu_;
-  std::deque<v1::SchedulerMessage> inbox_;
-  bool closed_ = false;
 };
 
 constexpr double kTimeout = 30;

@@ -41,6 +41,7 @@
 #include "spdlog/spdlog.h"
 #include "store/sqlite.h"
 #include "store/store.h"
+#include "tests/testing/recording_channel.h"
 
 namespace sweepd::sim {
 namespace {
@@ -52,31 +53,7 @@ using scheduler::EngineOptions;
 constexpr double kAgentTimeout = 30;
 constexpr double kReattach = 120;
 
-// The engine's end of an agent's stream: what it sends waits in `inbox` until the agent reads.
-class SimChannel : public AgentChannel {
- public:
-  void Send(v1::SchedulerMessage message) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!closed_) inbox_.push_back(std::move(message));
-  }
-  void Close() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-  }
-  bool closed() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return closed_;
-  }
-  std::deque<v1::SchedulerMessage> Take() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return std::exchange(inbox_, {});
-  }
-
- private:
-  std::mutex mu_;
-  std::deque<v1::SchedulerMessage> inbox_;
-  bool closed_ = false;
-};
+using SimChannel = testing::RecordingChannel;
 
 struct SimTrial {
   std::string id;
