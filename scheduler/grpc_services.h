@@ -4,6 +4,14 @@
 // validate requests, call the Engine (state changes) or the Store (reads), and convert
 // absl::Status to grpc::Status; they hold no state of their own. Thread-safe (gRPC's sync server
 // calls them from its thread pool).
+//
+// Why the synchronous API and not the callback one (STYLE.md's default): every call either
+// reads the store or posts to the engine's single thread and waits for its answer, so a handler
+// thread only ever waits on the engine or SQLite, never on the network; each agent stream has
+// one reader (its handler thread) and one writer thread draining an outbox, so a slow agent
+// never blocks the engine. sweepd serves the few tens of agents of a small lab, where a thread
+// per stream costs some megabytes of stack; the callback API earns its complexity at thousands
+// of streams. bench/sweep_bench (64 agents) keeps this choice honest.
 
 #include <grpcpp/grpcpp.h>
 
