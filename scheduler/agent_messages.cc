@@ -85,14 +85,16 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& message) {
       const auto& r = message.register_();
       if (auto st = CheckId("register.agent_id", r.agent_id()); !st.ok()) return st;
       if (r.gpus_size() == 0) {
-        return Invalid("register.gpus", "an agent advertises 1 to 1024 GPUs or CPU slots");
+        return Invalid("register.gpus", absl::StrCat("an agent advertises 1 to ", kMaxGpusPerAgent,
+                                                     " GPUs or CPU slots"));
       }
       if (auto st = CheckGpus("register.gpus", r.gpus()); !st.ok()) return st;
       if (r.hostname().size() > 255 || r.address().size() > 255 || r.version().size() > 64) {
         return Invalid("register", "hostname and address may have at most 255 bytes, version 64");
       }
       if (r.running_trials_size() > kMaxRunningTrials || r.labels_size() > 64) {
-        return Invalid("register", "at most 4096 running trials and 64 labels");
+        return Invalid("register", absl::StrCat("at most ", kMaxRunningTrials,
+                                                " running trials and 64 labels"));
       }
       for (const auto& t : r.running_trials()) {
         if (auto st = CheckId("register.running_trials.trial_id", t.trial_id()); !st.ok()) {

@@ -21,6 +21,7 @@
 #include "common/state_names.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "scheduler/agent_messages.h"
 #include "scheduler/engine.h"
 #include "scheduler/engine_internal.h"
 
@@ -108,12 +109,15 @@ void Engine::CountAgentFailure(Agent& agent, const std::string& trial_id) {
 
 absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& request,
                                                       std::shared_ptr<AgentChannel> channel) {
-  if (request.agent_id().empty() || request.agent_id().size() > 128) {
-    return absl::InvalidArgumentError("register.agent_id: required, at most 128 characters");
-  }
-  if (request.gpus_size() == 0 || request.gpus_size() > 1024) {
+  // The stream's handler validated the message already (ValidateAgentMessage); the engine checks
+  // again what it relies on, with the same limits, for callers that are not the stream.
+  if (request.agent_id().empty() || request.agent_id().size() > kMaxIdBytes) {
     return absl::InvalidArgumentError(
-        "register.gpus: an agent advertises 1 to 1024 GPUs or CPU slots");
+        absl::StrCat("register.agent_id: required, at most ", kMaxIdBytes, " bytes"));
+  }
+  if (request.gpus_size() == 0 || request.gpus_size() > kMaxGpusPerAgent) {
+    return absl::InvalidArgumentError(absl::StrCat("register.gpus: an agent advertises 1 to ",
+                                                   kMaxGpusPerAgent, " GPUs or CPU slots"));
   }
   return Call<absl::StatusOr<v1::Registered>>([&]() -> absl::StatusOr<v1::Registered> {
     if (auto it = agents_.find(request.agent_id());
