@@ -8,6 +8,9 @@
 // pattern such as `(a|aa)*(a|aa)*b` pin an agent's CPU for good. RE2's syntax is Go's (Katib's
 // collector uses Go's regexp, so its patterns carry over); back-references and look-arounds,
 // which need backtracking, are refused when the spec is checked.
+//
+// Thread safety: a compiled pattern is immutable and RE2 matching is thread-safe, so one
+// shared_ptr serves every reader thread.
 
 #include <memory>
 #include <string>

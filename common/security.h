@@ -9,6 +9,9 @@
 //   - AgentService: a client certificate signed by --tls-ca whose common name is the agent id
 //     it registers as (mutual TLS); without --tls-ca, the token.
 // The engine then only accepts an agent's messages about trials assigned to that agent.
+//
+// Thread safety: the functions are stateless; TokenAuthProcessor is immutable after construction
+// and gRPC calls it from any thread.
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/auth_metadata_processor.h>

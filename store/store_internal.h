@@ -1,7 +1,8 @@
 #pragma once
 
 // Store internals shared by store.cc (lifecycle, writer, group commit) and store_queries.cc
-// (reads); not for use outside the store.
+// (reads); not for use outside the store. Thread safety: a ReadConnection is used by one thread
+// at a time (the Lease holding it); the pool behind Store::AcquireReader is locked.
 
 #include <memory>
 #include <string>

@@ -11,6 +11,8 @@
 //
 // One agent per workdir: an exclusive lock (common/file_lock.h), taken before anything in the
 // workdir is touched, so a second agent on it is refused at start and never races the first.
+//
+// Thread safety: free functions without shared state; ClaimWorkdir runs once, at start.
 
 #include <optional>
 #include <string>

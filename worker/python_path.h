@@ -1,5 +1,8 @@
 #pragma once
 
+// Where the files that ship with the agent are. Thread safety: pure functions of the binary's
+// location and the file system.
+
 #include <string>
 
 namespace sweepd::worker {

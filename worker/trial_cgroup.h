@@ -6,6 +6,8 @@
 // Kubernetes use for the same job. Where cgroup v2 is not mounted or not writable (no
 // delegation), the agent falls back on being a subreaper (trial_process.h: KillAdoptedOrphans)
 // and the shim's own clean-up (trial_shim.cc); both paths are tested.
+//
+// Thread safety: free functions over the cgroup file system; callers own each trial's directory.
 
 #include <cstdint>
 #include <optional>
