@@ -65,18 +65,7 @@ absl::Status Engine::Start() {
 
 void Engine::RunUntilIdle() {
   while (true) {
-    std::function<void()> task;
-    {
-      std::lock_guard<std::mutex> lock(tasks_mu_);
-      if (!tasks_.empty()) {
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-    }
-    if (task) {
-      task();
-      continue;
-    }
+    RunQueuedWithoutCommit();
     // Nothing of its own left: let the store commit what the engine wrote, then take in the
     // completions that posted work, in the order the writer ran them.
     (void)store_->Flush();

@@ -117,6 +117,17 @@ class EngineRulesTest : public ::testing::Test {
     m.mutable_trial_started()->set_trial_id(trial_id);
     Send(agent_id, std::move(m));
   }
+  // The one Assign the agent got is started; returns its trial id (empty, and a failure, when
+  // the agent got no Assign or several).
+  std::string StartOnlyTrial(Channel& channel, const std::string& agent_id = "a") {
+    const auto assigns = channel.TakeAssigns();
+    if (assigns.size() != 1) {
+      ADD_FAILURE() << "expected one Assign, got " << assigns.size();
+      return "";
+    }
+    Started(agent_id, assigns[0].trial_id());
+    return assigns[0].trial_id();
+  }
   void Exited(const std::string& agent_id, const std::string& trial_id, int code,
               double wall_seconds) {
     v1::AgentMessage m;
@@ -163,10 +174,8 @@ class EngineRulesTest : public ::testing::Test {
 TEST_F(EngineRulesTest, SilentAgentKeepsItsTrialUntilTheTimeoutThenItIsLostAndRetried) {
   auto channel = Register("a");
   CreateSweep(1);
-  auto assigns = channel->TakeAssigns();
-  ASSERT_EQ(assigns.size(), 1u);
-  const std::string trial = assigns[0].trial_id();
-  Started("a", trial);
+  const std::string trial = StartOnlyTrial(*channel);
+  ASSERT_FALSE(trial.empty());
   // Silent for just under the timeout: still its trial.
   Advance(kTimeout - 0.5);
   EXPECT_FALSE(channel->closed());
@@ -182,22 +191,19 @@ TEST_F(EngineRulesTest, SilentAgentKeepsItsTrialUntilTheTimeoutThenItIsLostAndRe
 TEST_F(EngineRulesTest, HeartbeatsKeepABusyAgentForAsLongAsItRuns) {
   auto channel = Register("a");
   CreateSweep(1);
-  auto assigns = channel->TakeAssigns();
-  ASSERT_EQ(assigns.size(), 1u);
-  Started("a", assigns[0].trial_id());
+  const std::string trial = StartOnlyTrial(*channel);
+  ASSERT_FALSE(trial.empty());
   Advance(3600, {"a"});
   EXPECT_FALSE(channel->closed());
-  EXPECT_EQ(Trial(assigns[0].trial_id()).state(), v1::TRIAL_STATE_RUNNING);
-  EXPECT_EQ(Trial(assigns[0].trial_id()).attempt(), 1);
+  EXPECT_EQ(Trial(trial).state(), v1::TRIAL_STATE_RUNNING);
+  EXPECT_EQ(Trial(trial).attempt(), 1);
 }
 
 TEST_F(EngineRulesTest, AnAgentBackWithinTheTimeoutKeepsItsTrialAndNothingRestarts) {
   auto channel = Register("a");
   CreateSweep(1);
-  auto assigns = channel->TakeAssigns();
-  ASSERT_EQ(assigns.size(), 1u);
-  const std::string trial = assigns[0].trial_id();
-  Started("a", trial);
+  const std::string trial = StartOnlyTrial(*channel);
+  ASSERT_FALSE(trial.empty());
   engine_->AgentDisconnected("a", channel.get());
   engine_->RunUntilIdle();
   Advance(kTimeout - 1);
@@ -211,10 +217,8 @@ TEST_F(EngineRulesTest, AnAgentBackWithinTheTimeoutKeepsItsTrialAndNothingRestar
 TEST_F(EngineRulesTest, AfterARestartRunningTrialsWaitTheReattachWindowThenAreLost) {
   auto channel = Register("a");
   CreateSweep(1);
-  auto assigns = channel->TakeAssigns();
-  ASSERT_EQ(assigns.size(), 1u);
-  const std::string trial = assigns[0].trial_id();
-  Started("a", trial);
+  const std::string trial = StartOnlyTrial(*channel);
+  ASSERT_FALSE(trial.empty());
   RestartSweepd();
   Advance(kReattach - 1);
   EXPECT_EQ(Trial(trial).state(), v1::TRIAL_STATE_RUNNING);
@@ -226,10 +230,8 @@ TEST_F(EngineRulesTest, AfterARestartRunningTrialsWaitTheReattachWindowThenAreLo
 TEST_F(EngineRulesTest, AnAgentThatReattachesAfterARestartKeepsItsTrial) {
   auto channel = Register("a");
   CreateSweep(1);
-  auto assigns = channel->TakeAssigns();
-  ASSERT_EQ(assigns.size(), 1u);
-  const std::string trial = assigns[0].trial_id();
-  Started("a", trial);
+  const std::string trial = StartOnlyTrial(*channel);
+  ASSERT_FALSE(trial.empty());
   RestartSweepd();
   Advance(kReattach - 1);
   auto again = Register("a", {trial});
@@ -244,11 +246,10 @@ TEST_F(EngineRulesTest, ThreeQuickFailuresWithinTheWindowQuarantineTheAgent) {
   auto channel = Register("a");
   CreateSweep(10);
   for (int i = 0; i < 3; ++i) {
-    auto assigns = channel->TakeAssigns();
-    ASSERT_EQ(assigns.size(), 1u) << "failure " << i;
-    Started("a", assigns[0].trial_id());
+    const std::string trial = StartOnlyTrial(*channel);
+    ASSERT_FALSE(trial.empty()) << "failure " << i;
     Advance(10, {"a"});
-    Exited("a", assigns[0].trial_id(), 1, 10);
+    Exited("a", trial, 1, 10);
   }
   EXPECT_EQ(AgentState("a"), v1::AGENT_STATE_QUARANTINED);
   EXPECT_TRUE(channel->TakeAssigns().empty());
@@ -263,11 +264,10 @@ TEST_F(EngineRulesTest, FailuresSpreadBeyondTheWindowDoNotQuarantine) {
   auto channel = Register("a");
   CreateSweep(10);
   for (int i = 0; i < 4; ++i) {
-    auto assigns = channel->TakeAssigns();
-    ASSERT_EQ(assigns.size(), 1u) << "failure " << i;
-    Started("a", assigns[0].trial_id());
+    const std::string trial = StartOnlyTrial(*channel);
+    ASSERT_FALSE(trial.empty()) << "failure " << i;
     Advance(31, {"a"});  // three failures span more than 60 s
-    Exited("a", assigns[0].trial_id(), 1, 10);
+    Exited("a", trial, 1, 10);
   }
   EXPECT_EQ(AgentState("a"), v1::AGENT_STATE_CONNECTED);
 }

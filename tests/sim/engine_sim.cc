@@ -280,14 +280,32 @@ class World {
     engine_->RunUntilIdle();
   }
 
-  void SendReports(SimAgent& agent, const SimTrial& trial) {
-    if (trial.unacked.empty() || !trial.seq_known) return;
+  // The trial reports once more (numbered when its agent knows the sequence) and keeps the
+  // report until it is acknowledged.
+  const v1::Report& NewReport(SimTrial& trial, double loss) {
+    v1::Report report;
+    report.set_seq(trial.seq_known ? trial.next_seq++ : -1);
+    report.set_step(report.seq());
+    report.set_time_us(clock_.NowMicros());
+    (*report.mutable_metrics())["loss"] = loss;
+    ++trial.reports;
+    trial.unacked.push_back(std::move(report));
+    return trial.unacked.back();
+  }
+
+  // Every unacknowledged report of the trial, as the real agent re-sends them.
+  static v1::AgentMessage UnackedBatch(const SimTrial& trial) {
     v1::AgentMessage message;
     auto* batch = message.mutable_metric_batch();
     batch->set_trial_id(trial.id);
     batch->set_first_seq(trial.unacked.front().seq());
     for (const auto& r : trial.unacked) *batch->add_reports() = r;
-    Send(agent, std::move(message));
+    return message;
+  }
+
+  void SendReports(SimAgent& agent, const SimTrial& trial) {
+    if (trial.unacked.empty() || !trial.seq_known) return;
+    Send(agent, UnackedBatch(trial));
   }
 
   // The agent reads what sweepd sent it.
@@ -349,7 +367,6 @@ class World {
           agent.exited.erase(ack.trial_id());
           break;
         }
-        acked_[ack.trial_id()] = std::max(acked_[ack.trial_id()], ack.seq());
         auto it = agent.trials.find(ack.trial_id());
         if (it == agent.trials.end()) break;
         SimTrial& trial = it->second;
@@ -482,14 +499,9 @@ class World {
       return;  // a gang's other nodes only run; node 0 reports
     } else if (trial.rank == 0 && trial.reports < 8 && !Chance(0.04)) {
       // One more report: a falling loss curve, the seed and trial making it distinct.
-      v1::Report report;
-      report.set_seq(trial.seq_known ? trial.next_seq++ : -1);
-      report.set_step(report.seq());
-      report.set_time_us(clock_.NowMicros());
-      (*report.mutable_metrics())["loss"] =
-          1.0 / (1 + trial.reports) + static_cast<double>(std::hash<std::string>{}(id) % 97) / 97;
-      ++trial.reports;
-      trial.unacked.push_back(report);
+      const v1::Report report =
+          NewReport(trial, 1.0 / (1 + trial.reports) +
+                               static_cast<double>(std::hash<std::string>{}(id) % 97) / 97);
       if (trial.seq_known && agent->connected && !agent->hung) {
         v1::AgentMessage message;
         auto* batch = message.mutable_metric_batch();
@@ -583,17 +595,8 @@ class World {
       if (!agent.trials.empty() && Chance(0.7)) {
         SimTrial& trial = agent.trials.begin()->second;
         if (trial.rank == 0 && trial.seq_known) {
-          v1::Report report;
-          report.set_seq(trial.next_seq++);
-          report.set_step(report.seq());
-          report.set_time_us(clock_.NowMicros());
-          (*report.mutable_metrics())["loss"] = 0.5;
-          ++trial.reports;
-          trial.unacked.push_back(report);
-          auto* batch = message.mutable_metric_batch();
-          batch->set_trial_id(trial.id);
-          batch->set_first_seq(trial.unacked.front().seq());
-          for (const auto& r : trial.unacked) *batch->add_reports() = r;
+          NewReport(trial, 0.5);
+          message = UnackedBatch(trial);
         }
       }
       if (message.kind_case() == v1::AgentMessage::KIND_NOT_SET) message.mutable_heartbeat();
@@ -789,7 +792,6 @@ class World {
   std::unique_ptr<Engine> engine_;
   std::vector<SimAgent> agents_;
   std::string sweep_id_;
-  std::map<std::string, int64_t> acked_;
   std::map<std::string, std::set<int64_t>> acked_seqs_;
   std::vector<std::string> violations_;
   std::string history_;
