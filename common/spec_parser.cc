@@ -26,10 +26,38 @@
 namespace sweepd {
 namespace {
 
-// U+FFFE or U+FFFF in UTF-8 text.
-bool HasNoncharacter(absl::string_view text) {
-  return text.find("\xEF\xBF\xBE") != absl::string_view::npos ||
-         text.find("\xEF\xBF\xBF") != absl::string_view::npos;
+// yaml-cpp's emitter writes these code points back as U+FFFD, so a spec holding them would not
+// survive its own normal form (found by fuzz_spec_parser and fuzz_spec_numbers): Unicode's
+// noncharacters (U+FDD0..U+FDEF and the last two of every plane), and what is not a Unicode
+// scalar at all (UTF-16 surrogates, past U+10FFFF), which a `\u` escape can still spell.
+bool IsNotText(uint32_t code_point) {
+  return (code_point >= 0xFDD0 && code_point <= 0xFDEF) || (code_point & 0xFFFE) == 0xFFFE ||
+         (code_point >= 0xD800 && code_point <= 0xDFFF) || code_point > 0x10FFFF;
+}
+
+// The first code point of UTF-8 `text` that IsNotText, if any. Bytes that are not UTF-8 are
+// skipped: the prescan has refused them in the spec's text already.
+std::optional<uint32_t> FirstNonText(absl::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const int extra = (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 0;
+    if (extra == 0 || i + extra >= text.size()) {  // ASCII, or not UTF-8
+      ++i;
+      continue;
+    }
+    uint32_t code_point = c & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      code_point = (code_point << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+    }
+    if (IsNotText(code_point)) return code_point;
+    i += extra + 1;
+  }
+  return std::nullopt;
+}
+
+std::string CodePointName(uint32_t code_point) {
+  return absl::StrCat("U+",
+                      absl::AsciiStrToUpper(absl::StrCat(absl::Hex(code_point, absl::kZeroPad4))));
 }
 
 }  // namespace
@@ -222,12 +250,6 @@ absl::Status PrescanInput(absl::string_view text) {
           "spec: line ", line, " column ", i - line_start + 1, ": control character 0x",
           absl::Hex(c, absl::kZeroPad2), " is not allowed; a spec is YAML text"));
     }
-    if (c == 0xEF && (text.substr(i, 3) == "\xEF\xBF\xBE" || text.substr(i, 3) == "\xEF\xBF\xBF")) {
-      // Noncharacters: YAML's emitter writes them back as U+FFFD (found by fuzz_spec_parser).
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec: line ", line, " column ", i - line_start + 1,
-                       ": U+FFFE and U+FFFF are not text; a spec is YAML text"));
-    }
     if (c == 0xEF && text.substr(i, 3) == "\xEF\xBB\xBF") {
       // U+FEFF inside the text: yaml-cpp and its emitter disagree on it (found by
       // fuzz_spec_parser), and it is invisible to whoever reads the spec.
@@ -249,6 +271,11 @@ absl::Status PrescanInput(absl::string_view text) {
         return absl::InvalidArgumentError(absl::StrCat(
             "spec: line ", line, " column ", i - line_start + 1, ": byte 0x",
             absl::Hex(c, absl::kZeroPad2), " is not valid UTF-8; a spec is YAML text"));
+      }
+      if (auto bad = FirstNonText(text.substr(i, extra + 1))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("spec: line ", line, " column ", i - line_start + 1, ": ",
+                         CodePointName(*bad), " is a Unicode noncharacter, not text"));
       }
       i += extra;
       at_line_start = false;
@@ -520,8 +547,8 @@ class SpecReader {
         return std::nullopt;
       }
     }
-    if (HasNoncharacter(node.Scalar())) {
-      Error(path, "must not contain U+FFFE or U+FFFF (not text)");
+    if (auto bad = FirstNonText(node.Scalar())) {
+      Error(path, absl::StrCat("must not contain ", CodePointName(*bad), " (not text)"));
       return std::nullopt;
     }
     return node.Scalar();
@@ -628,10 +655,10 @@ class SpecReader {
                 return std::nullopt;
               }
             }
-            // U+FFFE and U+FFFF come back from the normal form's YAML as U+FFFD (found by
-            // fuzz_spec_parser).
-            if (HasNoncharacter(s.text)) {
-              Error(path, "a string value must not contain U+FFFE or U+FFFF (not text)");
+            // Noncharacters come back from the normal form's YAML as U+FFFD.
+            if (auto bad = FirstNonText(s.text)) {
+              Error(path, absl::StrCat("a string value must not contain ", CodePointName(*bad),
+                                       " (not text)"));
               return std::nullopt;
             }
             return nlohmann::ordered_json(s.text);
