@@ -245,6 +245,12 @@ class Engine {
   void Tick();
   // The agent is dead: every node it ran is lost.
   void LoseAgentTrials(Agent& agent, const std::string& reason);
+  // Sends `message` once every write the engine made before this call is committed, and only
+  // then: what an agent is told to do (start a trial, stop one) is on disk first, so a sweepd
+  // killed at any moment never has a trial running that its store does not place there (found by
+  // engine_sim: an Assign sent before its commit, then a restart, ran the trial on two agents).
+  // Every message to agents goes this way, so each channel keeps the order they were sent in.
+  void SendWhenDurable(const std::shared_ptr<AgentChannel>& channel, v1::SchedulerMessage message);
   // Tells the agent a trial's exit is durable, so it can forget the trial.
   void AckExitWhenDurable(const std::shared_ptr<AgentChannel>& channel,
                           const std::string& trial_id);

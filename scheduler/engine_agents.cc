@@ -30,6 +30,11 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
+std::vector<int32_t> Sorted(std::vector<int32_t> values) {
+  std::sort(values.begin(), values.end());
+  return values;
+}
+
 }  // namespace
 
 v1::Agent Engine::AgentSnapshot(const Agent& agent) const {
@@ -179,7 +184,16 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
     for (const auto& running : request.running_trials()) {
       Trial* trial = FindTrial(running.trial_id());
       Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent.id);
-      if (node == nullptr || node->exited || !Live(*trial)) {
+      // Fencing: only the placement sweepd holds is taken back (attempt, rank and GPUs). A
+      // process of an earlier attempt can outlive what sweepd stored about it: its retry was
+      // placed and then lost with a restart (found by engine_sim with disk faults).
+      std::vector<int32_t> gpus(running.gpu_indices().begin(), running.gpu_indices().end());
+      std::sort(gpus.begin(), gpus.end());
+      const bool same_placement = node != nullptr &&
+                                  (running.attempt() == 0 || running.attempt() == trial->attempt) &&
+                                  running.node_rank() == node - trial->nodes.data() &&
+                                  (gpus.empty() || gpus == Sorted(node->gpu_indices));
+      if (node == nullptr || node->exited || !Live(*trial) || !same_placement) {
         reply.add_kill_trial_ids(running.trial_id());
         continue;
       }
@@ -209,7 +223,7 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
         stop.mutable_stop()->set_trial_id(trial->public_id);
         stop.mutable_stop()->set_reason(trial->stop_reason);
         stop.mutable_stop()->set_grace_seconds(options_.stop_grace_seconds);
-        agent.channel->Send(std::move(stop));
+        SendWhenDurable(agent.channel, std::move(stop));
       }
     }
     // Trials sweepd placed here that the agent no longer has (it restarted, or never got the
@@ -340,20 +354,26 @@ void Engine::OnTrialStarted(Agent& agent, const v1::TrialStarted& started) {
 void Engine::AckExitWhenDurable(const std::shared_ptr<AgentChannel>& channel,
                                 const std::string& trial_id) {
   // Runs after the state change this exit causes (posted to the engine after this returns).
-  Post([this, weak = std::weak_ptr<AgentChannel>(channel), trial_id] {
-    // The writer commits in order: once this no-op is committed, so is the trial's end.
-    store_->RunOnWriter([](store::Connection&) { return absl::OkStatus(); },
-                        [weak, trial_id](absl::Status status) {
-                          if (!status.ok()) return;  // not acknowledged: the agent re-sends it
-                          if (auto c = weak.lock()) {
-                            v1::SchedulerMessage ack;
-                            ack.mutable_ack()->set_trial_id(trial_id);
-                            ack.mutable_ack()->set_seq(-1);
-                            ack.mutable_ack()->set_exited(true);
-                            c->Send(std::move(ack));
-                          }
-                        });
+  Post([this, channel, trial_id] {
+    v1::SchedulerMessage ack;
+    ack.mutable_ack()->set_trial_id(trial_id);
+    ack.mutable_ack()->set_seq(-1);
+    ack.mutable_ack()->set_exited(true);
+    SendWhenDurable(channel, std::move(ack));  // not acknowledged if not: the agent re-sends it
   });
+}
+
+void Engine::SendWhenDurable(const std::shared_ptr<AgentChannel>& channel,
+                             v1::SchedulerMessage message) {
+  if (channel == nullptr) return;
+  // The writer commits in order and runs completions in order: once this no-op is committed, so
+  // is everything written before it, and messages leave in the order they were given.
+  store_->RunOnWriter([](store::Connection&) { return absl::OkStatus(); },
+                      [weak = std::weak_ptr<AgentChannel>(channel),
+                       message = std::move(message)](absl::Status status) mutable {
+                        if (!status.ok()) return;  // not on disk: not said
+                        if (auto c = weak.lock()) c->Send(std::move(message));
+                      });
 }
 
 std::set<std::string> Engine::TrialsHeldBy(const std::string& agent_id,

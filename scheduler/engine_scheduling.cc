@@ -335,7 +335,7 @@ void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {
   gang->set_gpus_per_node(static_cast<int32_t>(node.gpu_indices.size()));
   gang->set_world_size(static_cast<int32_t>(trial.nodes.size() * node.gpu_indices.size()));
   node.assigned = true;
-  agent.channel->Send(std::move(message));
+  SendWhenDurable(agent.channel, std::move(message));
 }
 
 Engine::Node* Engine::NodeOn(Trial& trial, const std::string& agent_id) {
@@ -368,7 +368,7 @@ void Engine::StopTrial(Trial& trial, v1::TrialState stop_as, const std::string& 
     message.mutable_stop()->set_trial_id(trial.public_id);
     message.mutable_stop()->set_reason(reason);
     message.mutable_stop()->set_grace_seconds(options_.stop_grace_seconds);
-    it->second.channel->Send(std::move(message));
+    SendWhenDurable(it->second.channel, std::move(message));
   }
   Event(trial.sweep_id, trial.id, trial.agent_id, "trial.stop", TrialStateName(trial.state), "",
         reason);

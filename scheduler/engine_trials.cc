@@ -127,6 +127,8 @@ void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
   AckExitWhenDurable(agent.channel, exited.trial_id());
   Trial* trial = FindTrial(exited.trial_id());
   if (trial == nullptr || !Live(*trial)) return;
+  // An earlier attempt's exit (re-sent after a restart) says nothing about this one.
+  if (exited.attempt() != 0 && exited.attempt() != trial->attempt) return;
   Node* node = NodeOn(*trial, agent.id);
   if (node == nullptr || node->exited || !node->assigned) return;
   Sweep& sweep = sweeps_.at(trial->sweep_id);

@@ -481,6 +481,7 @@ void Store::CrashForSimulation() {
     dropped.swap(queue_);
     flushes_queued_ = 0;
     stopping_ = true;
+    crashed_ = true;
   }
   // The completions are destroyed unrun, as a killed process never runs them.
   dropped.clear();
@@ -524,9 +525,23 @@ void Store::WriterLoop() {
       }
     }
     results.assign(batch.size(), absl::OkStatus());
-    absl::Status commit = ApplyBatch(batch, results);
-    if (!commit.ok() && options_.retry_storage_faults && IsStorageFault(commit)) {
-      commit = RetryBatch(batch, results, commit);
+    absl::Status commit;
+    if (gave_up_closing_) {
+      // An earlier batch was given up on as the store closed: nothing after it may commit, or
+      // the file would hold later writes without the earlier ones they follow (a trial running
+      // an attempt whose assignment was never stored; found by engine_sim with disk faults).
+      // What is stored stays a prefix of what was written, as after a kill -9.
+      commit = absl::UnavailableError(
+          "the store closed while its writes were failing; later writes are not attempted");
+    } else {
+      commit = ApplyBatch(batch, results);
+      if (!commit.ok() && options_.retry_storage_faults && IsStorageFault(commit)) {
+        commit = RetryBatch(batch, results, commit);
+        if (!commit.ok() && IsStorageFault(commit)) {
+          absl::MutexLock lock(&queue_mu_);
+          gave_up_closing_ = stopping_;  // RetryBatch gives up on a storage fault only then
+        }
+      }
     }
     if (!commit.ok()) {
       writer_->Rollback();
@@ -544,6 +559,10 @@ void Store::WriterLoop() {
       } else {
         ++stats_.failed_commits;
       }
+    }
+    {
+      absl::MutexLock lock(&queue_mu_);
+      if (crashed_) return;  // killed: no completion runs
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(results[i]);
@@ -590,9 +609,9 @@ bool IsStorageFault(const absl::Status& status) {
 
 absl::Status Store::RetryBatch(std::vector<PendingWrite>& batch, std::vector<absl::Status>& results,
                                absl::Status fault) {
-  using Clock = std::chrono::steady_clock;
-  const auto began = Clock::now();
-  auto last_log = began;
+  Clock& clock = *options_.clock;
+  const double began = clock.SteadySeconds();
+  double last_log = began;
   double backoff = 0.05;
   int64_t retries = 0;
   auto waiting = [&] {
@@ -604,9 +623,7 @@ absl::Status Store::RetryBatch(std::vector<PendingWrite>& batch, std::vector<abs
     absl::MutexLock lock(&stats_mu_);
     health_ = {.degraded = true,
                .error = FaultReason(fault),
-               .since_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count(),
+               .since_us = clock.NowMicros(),
                .waiting_writes = waiting_now,
                .retries = 0};
     ++stats_.failed_commits;
@@ -617,37 +634,19 @@ absl::Status Store::RetryBatch(std::vector<PendingWrite>& batch, std::vector<abs
       "their reports and API calls that change state are refused. Free space on the store's "
       "disk (or fix the I/O error); writes resume by themselves.",
       options_.path, FaultReason(fault));
-  auto closing = [&] {
-    absl::MutexLock lock(&queue_mu_);
-    return stopping_;
-  };
   while (true) {
     writer_->Rollback();
-    // Closing: retry for close_retry_seconds in all (not per batch), then fail what is left,
-    // one attempt per batch. None of it was acknowledged.
-    if (closing() && !closing_since_) closing_since_ = Clock::now();
-    if (closing_since_ && std::chrono::duration<double>(Clock::now() - *closing_since_).count() >
-                              options_.close_retry_seconds) {
-      if (!close_failure_logged_) {
-        close_failure_logged_ = true;
-        spdlog::error("store {} closing while writes still fail; {} writes were not stored: {}",
-                      options_.path, waiting(), FaultReason(fault));
-      }
-      break;
-    }
-    // Sleep in short steps so closing the store is noticed.
-    const auto wake = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(backoff));
-    while (Clock::now() < wake && !(closing() && !closing_since_)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    const bool retry = options_.hold_writes_until_flush
+                           ? WaitForFlushToRetry(batch, fault)
+                           : WaitToRetry(backoff, fault, [&] { return waiting(); });
+    if (!retry) break;
     backoff = std::min(backoff * 2, options_.max_retry_seconds);
     if (options_.before_retry) options_.before_retry(writer_->db());
     results.assign(batch.size(), absl::OkStatus());
     fault = ApplyBatch(batch, results);
     ++retries;
     if (fault.ok() || !IsStorageFault(fault)) break;
-    const auto now = Clock::now();
+    const double now = clock.SteadySeconds();
     {
       const int64_t waiting_now = waiting();
       absl::MutexLock lock(&stats_mu_);
@@ -656,16 +655,15 @@ absl::Status Store::RetryBatch(std::vector<PendingWrite>& batch, std::vector<abs
       health_.retries = retries;
       ++stats_.failed_commits;
     }
-    if (std::chrono::duration<double>(now - last_log).count() >= 30) {
+    if (now - last_log >= 30) {
       last_log = now;
       spdlog::error("store writes still failing after {:.0f} s ({} writes waiting): {}",
-                    std::chrono::duration<double>(now - began).count(), waiting(),
-                    FaultReason(fault));
+                    now - began, waiting(), FaultReason(fault));
     }
   }
   if (fault.ok()) {
     spdlog::warn("store writes resumed after {:.1f} s and {} retries; {} writes waited",
-                 std::chrono::duration<double>(Clock::now() - began).count(), retries, waiting());
+                 clock.SteadySeconds() - began, retries, waiting());
   }
   {
     absl::MutexLock lock(&stats_mu_);
@@ -673,6 +671,61 @@ absl::Status Store::RetryBatch(std::vector<PendingWrite>& batch, std::vector<abs
   }
   degraded_ = false;
   return fault;
+}
+
+bool Store::WaitToRetry(double backoff, const absl::Status& fault,
+                        const std::function<int64_t()>& waiting) {
+  Clock& clock = *options_.clock;
+  auto closing = [&] {
+    absl::MutexLock lock(&queue_mu_);
+    return stopping_;
+  };
+  // Closing: retry for close_retry_seconds in all (not per batch), then fail what is left, one
+  // attempt per batch. None of it was acknowledged.
+  if (closing() && !closing_since_) closing_since_ = clock.SteadySeconds();
+  if (closing_since_ && clock.SteadySeconds() - *closing_since_ > options_.close_retry_seconds) {
+    if (!close_failure_logged_) {
+      close_failure_logged_ = true;
+      spdlog::error("store {} closing while writes still fail; {} writes were not stored: {}",
+                    options_.path, waiting(), FaultReason(fault));
+    }
+    return false;
+  }
+  // Sleep in short steps so closing the store is noticed.
+  const double wake = clock.SteadySeconds() + backoff;
+  while (clock.SteadySeconds() < wake && !(closing() && !closing_since_)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+bool Store::WaitForFlushToRetry(std::vector<PendingWrite>& batch, const absl::Status& fault) {
+  // Every Flush waiting now is answered: what was queued before it is not stored yet. Flush
+  // markers carry no write, so taking them out of the batch and the queue loses nothing.
+  std::vector<WriteDone> answer;
+  for (auto& write : batch) {
+    if (!write.apply && write.done) answer.push_back(std::move(write.done));
+  }
+  std::erase_if(batch, [](const PendingWrite& write) { return !write.apply; });
+  {
+    absl::MutexLock lock(&queue_mu_);
+    for (auto& write : queue_) {
+      if (!write.apply && write.done) answer.push_back(std::move(write.done));
+    }
+    std::erase_if(queue_, [](const PendingWrite& write) { return !write.apply; });
+    flushes_queued_ = 0;
+  }
+  const absl::Status unavailable = absl::UnavailableError(absl::StrCat(
+      "the store cannot write (", FaultReason(fault), "); nothing queued is stored yet"));
+  for (auto& done : answer) done(unavailable);
+  // The next Flush is the next retry; closing (or a simulated kill) ends the retries at once.
+  absl::MutexLock lock(&queue_mu_);
+  queue_mu_.Await(absl::Condition(
+      +[](Store* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->queue_mu_) {
+        return s->stopping_ || s->flushes_queued_ > 0;
+      },
+      this));
+  return !stopping_;
 }
 
 StoreHealth Store::Health() const {

@@ -39,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "store/sqlite.h"
 #include "sweepd/v1/resources.pb.h"
 #include "sweepd/v1/spec.pb.h"
@@ -76,7 +77,11 @@ struct StoreOptions {
   std::function<void(Connection&)> before_retry;
   // Deterministic simulation: writes wait in the queue until Flush (so which of them committed
   // does not depend on thread timing), and CrashForSimulation can drop them as kill -9 would.
+  // A storage fault is then retried once per Flush instead of on a timer: each Flush while the
+  // fault holds returns UNAVAILABLE, and nothing queued is lost or acknowledged meanwhile.
   bool hold_writes_until_flush = false;
+  // What the retry backoff and the degraded-since time are measured on. Not owned.
+  Clock* clock = &RealClock();
 };
 
 // Whether writes are committing. `degraded` while a storage fault holds up the writer.
@@ -307,6 +312,8 @@ class Store {
   absl::Mutex queue_mu_;
   std::deque<PendingWrite> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // CrashForSimulation: the writer runs no completion any more, as a killed process would not.
+  bool crashed_ ABSL_GUARDED_BY(queue_mu_) = false;
   // Flush markers queued (hold_writes_until_flush: the writer waits for one).
   int64_t flushes_queued_ ABSL_GUARDED_BY(queue_mu_) = 0;
 
@@ -315,11 +322,20 @@ class Store {
   StoreHealth health_ ABSL_GUARDED_BY(stats_mu_);
   std::atomic<bool> degraded_{false};
   // Writer thread only: when closing while degraded began, and whether that was logged.
-  std::optional<std::chrono::steady_clock::time_point> closing_since_;
+  std::optional<double> closing_since_;  // options_.clock's steady seconds
+  // A batch with a storage fault failed as the store closed; later batches fail unattempted.
+  bool gave_up_closing_ = false;
   bool close_failure_logged_ = false;
   // Retries a batch that hit a storage fault until it commits (or the store closes).
   absl::Status RetryBatch(std::vector<PendingWrite>& batch, std::vector<absl::Status>& results,
                           absl::Status fault);
+  // Between two retries: waits `backoff` seconds on the clock; false once the store has been
+  // closing for close_retry_seconds.
+  bool WaitToRetry(double backoff, const absl::Status& fault,
+                   const std::function<int64_t()>& waiting);
+  // The same under hold_writes_until_flush: answers waiting Flushes with UNAVAILABLE and waits
+  // for the next one; false once the store closes.
+  bool WaitForFlushToRetry(std::vector<PendingWrite>& batch, const absl::Status& fault);
 
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<ReadConnection>> idle_readers_ ABSL_GUARDED_BY(readers_mu_);

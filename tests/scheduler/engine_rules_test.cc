@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -240,6 +241,75 @@ TEST_F(EngineRulesTest, AnAgentThatReattachesAfterARestartKeepsItsTrial) {
   EXPECT_EQ(Trial(trial).state(), v1::TRIAL_STATE_RUNNING);
   EXPECT_EQ(Trial(trial).attempt(), 1);
 }
+
+// What an agent is told to do is on disk first: sweepd killed between deciding an Assign and
+// committing it must not leave a trial running that its store does not place anywhere (found by
+// engine_sim: the same trial then ran on two agents after the restart).
+TEST_F(EngineRulesTest, AnAssignLeavesOnlyOnceTheAssignmentIsStored) {
+  auto channel = Register("a");
+  CreateSweep(2);
+  const std::string first = StartOnlyTrial(*channel);
+  ASSERT_FALSE(first.empty());
+  // The first trial ends; the engine places the second, and nothing is committed yet.
+  v1::AgentMessage exited;
+  exited.mutable_trial_exited()->set_trial_id(first);
+  exited.mutable_trial_exited()->set_wall_seconds(10);
+  engine_->AgentMessageReceived("a", exited);
+  engine_->RunQueuedWithoutCommit();
+  EXPECT_TRUE(channel->TakeAssigns().empty()) << "an Assign left before its commit";
+  engine_->RunUntilIdle();
+  const auto assigns = channel->TakeAssigns();
+  ASSERT_EQ(assigns.size(), 1u) << "and leaves once it is committed";
+  EXPECT_EQ(Trial(assigns[0].trial_id()).state(), v1::TRIAL_STATE_ASSIGNED);
+}
+
+// Fencing on re-registration: sweepd takes a trial back only as the attempt, node rank and GPUs
+// it stored. A process of another attempt (sweepd placed a retry, then lost that in a restart)
+// is killed, and the GPU it holds is not counted as the stored attempt's.
+class EngineFencingTest : public EngineRulesTest,
+                          public ::testing::WithParamInterface<std::tuple<int, int, bool>> {};
+
+TEST_P(EngineFencingTest, AReturningAgentKeepsOnlyTheStoredPlacement) {
+  const auto [attempt, gpu, kept] = GetParam();
+  auto channel = Register("a");
+  CreateSweep(1);
+  const std::string trial = StartOnlyTrial(*channel);
+  ASSERT_FALSE(trial.empty());
+  RestartSweepd();
+  v1::Register reg;
+  reg.set_agent_id("a");
+  reg.set_hostname("a");
+  reg.set_workdir_key("key-a");
+  reg.add_gpus()->set_index(0);
+  reg.add_gpus()->set_index(1);
+  auto* running = reg.add_running_trials();
+  running->set_trial_id(trial);
+  running->set_attempt(attempt);
+  running->add_gpu_indices(gpu);
+  auto registered = engine_->AgentConnected(reg, std::make_shared<Channel>());
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  engine_->RunUntilIdle();
+  if (kept) {
+    EXPECT_EQ(registered->kill_trial_ids_size(), 0);
+    EXPECT_EQ(Trial(trial).state(), v1::TRIAL_STATE_RUNNING);
+    EXPECT_EQ(Trial(trial).attempt(), 1);
+  } else {
+    ASSERT_EQ(registered->kill_trial_ids_size(), 1);
+    EXPECT_EQ(registered->kill_trial_ids(0), trial);
+    EXPECT_NE(Trial(trial).attempt(), 1) << "the stored attempt is lost and retried";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Placements, EngineFencingTest,
+    ::testing::Values(std::make_tuple(1, 0, true),    // the stored attempt on its GPU
+                      std::make_tuple(0, 0, true),    // an agent that does not say its attempt
+                      std::make_tuple(2, 0, false),   // a later attempt
+                      std::make_tuple(1, 1, false),   // the stored attempt's id on another GPU
+                      std::make_tuple(0, 1, false)),  // no attempt, another GPU
+    [](const auto& info) {
+      return absl::StrCat("attempt", std::get<0>(info.param), "gpu", std::get<1>(info.param));
+    });
 
 // W&B's flapping rule: three quick failures within the window quarantine the agent.
 TEST_F(EngineRulesTest, ThreeQuickFailuresWithinTheWindowQuarantineTheAgent) {

@@ -4,7 +4,8 @@
 // Each seed builds a world of 2-4 agents and one sweep, then takes random steps: time passes
 // (agents heartbeat, the engine runs its periodic checks), trials report and exit, agents' streams
 // break (messages in flight are lost), agents hang, crash with their trials, or restart keeping
-// them, sweepd is killed and rebuilt from its store, operators pause, resume and enqueue. Then the
+// them, sweepd is killed and rebuilt from its store, the store's disk fills (real SQLITE_FULL, from
+// a page cap on the writer's connection) and frees, operators pause, resume and enqueue. Then the
 // faults stop and the sweep must finish. After every step it checks:
 //   - an Assign never names a trial another agent still runs, unless sweepd has had the time to
 //     declare that agent lost (its stream down past the dead-agent timeout), and never a GPU its
@@ -88,7 +89,8 @@ struct SimAgent {
 // What the seeds did, summed, so a run says how much it exercised.
 struct Totals {
   int64_t steps = 0, assigns = 0, gang_sweeps = 0, reports_acked = 0, stream_drops = 0, hangs = 0,
-          crashes = 0, sweepd_restarts = 0, agent_leaves = 0, cancels = 0;
+          crashes = 0, sweepd_restarts = 0, agent_leaves = 0, cancels = 0, disk_fills = 0,
+          steps_with_disk_full = 0;
   int64_t trials = 0, completed = 0, pruned = 0, failed = 0, lost = 0, canceled = 0;
 };
 
@@ -125,6 +127,7 @@ class World {
     CreateSweep();
     for (int step = 0; step < max_steps_ && violations_.empty(); ++step) {
       ++totals_.steps;
+      if (disk_full_) ++totals_.steps_with_disk_full;
       RandomStep(/*faults=*/true);
       Deliver();
     }
@@ -154,6 +157,10 @@ class World {
     options.path = dir_ + "/sweepd.db";
     options.synchronous = store::Synchronous::kNormal;  // kill -9, not power loss, is simulated
     options.hold_writes_until_flush = true;
+    // A full disk is retried once per Flush; once the simulation frees it, the retry lifts the cap.
+    options.before_retry = [this](store::Connection& db) {
+      if (!disk_full_) (void)db.Exec("PRAGMA max_page_count = 1073741823");
+    };
     auto store = store::Store::Open(options);
     if (!store.ok()) return store.status();
     store_ = std::move(*store);
@@ -211,10 +218,13 @@ class World {
       running->set_last_seq(trial.next_seq - 1);
       running->set_acked_seq(trial.acked_seq);
       for (int32_t g : trial.gpus) running->add_gpu_indices(g);
+      running->set_attempt(trial.attempt);
     }
     for (const auto& [id, exit] : agent.exited) {
       auto* running = reg.add_running_trials();
       running->set_trial_id(id);
+      running->set_node_rank(exit.first.node_rank());
+      running->set_attempt(exit.first.attempt());
       for (int32_t g : exit.second) running->add_gpu_indices(g);
     }
     auto channel = std::make_shared<SimChannel>();
@@ -451,6 +461,8 @@ class World {
       Leave(agents_[Pick(static_cast<int>(agents_.size()))]);
     } else if (roll < 93) {
       Operate();
+    } else if (roll < 94 || (disk_full_ && roll < 97)) {
+      DiskFillsOrFrees();
     } else {
       AdvanceTime(Pick(2) == 0 ? kAgentTimeout + 1 : 5);
     }
@@ -492,6 +504,7 @@ class World {
     exit.set_trial_id(id);
     exit.set_wall_seconds(clock_.SteadySeconds() - trial.started_at);
     exit.set_node_rank(trial.rank);
+    exit.set_attempt(trial.attempt);
     if (trial.stop_requested) {
       exit.set_signal(15);
       exit.set_stopped_by_scheduler(true);
@@ -566,6 +579,7 @@ class World {
       auto* exit = message.mutable_trial_exited();
       exit->set_trial_id(id);
       exit->set_node_rank(trial.rank);
+      exit->set_attempt(trial.attempt);
       exit->set_signal(15);
       exit->set_interrupted(true);
       exit->set_wall_seconds(clock_.SteadySeconds() - trial.started_at);
@@ -623,8 +637,31 @@ class World {
     }
     engine_.reset();
     store_.reset();
+    disk_full_ = false;
     CheckStoredReports("after a restart");
     if (auto s = OpenSweepd(); !s.ok()) Violation("reopen: " + s.ToString());
+  }
+
+  // The store's disk fills: the writer's connection may not grow the file past its size now, so
+  // the next write that needs a page fails with SQLITE_FULL, as on a full disk. Freeing it lets
+  // the store's next retry through. A restarted sweepd starts on a disk with room.
+  void DiskFillsOrFrees() {
+    if (disk_full_) {
+      disk_full_ = false;
+      Log("the store's disk frees");
+    } else {
+      disk_full_ = true;
+      ++totals_.disk_fills;
+      Log("the store's disk fills");
+      store_->RunOnWriter(
+          [](store::Connection& db) -> absl::Status {
+            auto pages = db.QueryInt("PRAGMA page_count");
+            if (!pages.ok()) return pages.status();
+            return db.Exec(absl::StrCat("PRAGMA max_page_count = ", *pages));
+          },
+          nullptr);
+    }
+    engine_->RunUntilIdle();
   }
 
   void Operate() {
@@ -655,6 +692,7 @@ class World {
   void Heal() {
     if (!violations_.empty()) return;
     Log("healing: no more faults");
+    if (disk_full_) DiskFillsOrFrees();
     (void)engine_->ResumeSweep(sweep_id_);
     for (int step = 0; step < 4000; ++step) {
       for (auto& agent : agents_) {
@@ -793,6 +831,7 @@ class World {
   std::vector<SimAgent> agents_;
   std::string sweep_id_;
   std::map<std::string, std::set<int64_t>> acked_seqs_;
+  bool disk_full_ = false;
   std::vector<std::string> violations_;
   std::string history_;
 };
@@ -858,7 +897,7 @@ int Main(int argc, char** argv) {
       "engine_sim: %lld seeds from %llu, %lld failed\n"
       "  %lld steps, %lld assigns (%lld sweeps of 2-node gangs), %lld reports acknowledged\n"
       "  faults: %lld stream drops, %lld hangs, %lld agent crashes, %lld agent shutdowns, "
-      "%lld sweepd restarts, %lld cancels\n"
+      "%lld sweepd restarts, %lld cancels, %lld disk fills (%lld steps with the disk full)\n"
       "  trials: %lld (%lld completed, %lld pruned, %lld failed, %lld lost, %lld canceled)\n",
       static_cast<long long>(seeds), static_cast<unsigned long long>(first_seed),
       static_cast<long long>(failed), static_cast<long long>(totals.steps),
@@ -866,7 +905,8 @@ int Main(int argc, char** argv) {
       static_cast<long long>(totals.reports_acked), static_cast<long long>(totals.stream_drops),
       static_cast<long long>(totals.hangs), static_cast<long long>(totals.crashes),
       static_cast<long long>(totals.agent_leaves), static_cast<long long>(totals.sweepd_restarts),
-      static_cast<long long>(totals.cancels), static_cast<long long>(totals.trials),
+      static_cast<long long>(totals.cancels), static_cast<long long>(totals.disk_fills),
+      static_cast<long long>(totals.steps_with_disk_full), static_cast<long long>(totals.trials),
       static_cast<long long>(totals.completed), static_cast<long long>(totals.pruned),
       static_cast<long long>(totals.failed), static_cast<long long>(totals.lost),
       static_cast<long long>(totals.canceled));

@@ -495,6 +495,129 @@ TEST(StoreTest, AFullDiskStallsWritesUntilSpaceReturnsAndLosesNothing) {
   EXPECT_GE(store->writer_stats().failed_commits, 3);
 }
 
+// Under deterministic simulation (hold_writes_until_flush) the same fault is retried once per
+// Flush, not on a timer: each Flush while the disk is full answers UNAVAILABLE without storing or
+// acknowledging anything, and the Flush after space returns commits every held write, once.
+TEST(StoreTest, UnderSimulationAFullDiskIsRetriedOncePerFlush) {
+  TempDir dir;
+  bool space_returns = false;
+  int retries = 0;
+  auto opened =
+      Store::Open({.path = dir.File("s.db"),
+                   .before_retry =
+                       [&](Connection& db) {
+                         ++retries;
+                         if (space_returns) {
+                           ASSERT_TRUE(db.Exec("PRAGMA max_page_count = 1073741823").ok());
+                         }
+                       },
+                   .hold_writes_until_flush = true});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto store = std::move(*opened);
+  auto flushed = [&](auto write) {
+    std::optional<absl::Status> result;
+    write([&](absl::Status s) { result = s; });
+    EXPECT_TRUE(store->Flush().ok());
+    return result;
+  };
+  ASSERT_EQ(flushed([&](WriteDone d) { store->CreateSweep(TestSweep(1), std::move(d)); }),
+            absl::OkStatus());
+  ASSERT_EQ(flushed([&](WriteDone d) { store->CreateTrial(TestTrial(1, 1, 0), std::move(d)); }),
+            absl::OkStatus());
+  ASSERT_EQ(flushed([&](WriteDone d) {
+              store->RunOnWriter(
+                  [](Connection& db) -> absl::Status {
+                    auto pages = db.QueryInt("PRAGMA page_count");
+                    if (!pages.ok()) return pages.status();
+                    return db.Exec("PRAGMA max_page_count = " + std::to_string(*pages + 2));
+                  },
+                  std::move(d));
+            }),
+            absl::OkStatus());
+
+  std::vector<MetricReport> big;
+  for (int i = 0; i < 20000; ++i) big.push_back(Report(i, i, 1.0 / (i + 1)));
+  std::atomic<int> big_done{0}, small_done{0};
+  store->AppendMetrics(1, big, [&](absl::Status s) { big_done += s.ok() ? 1 : 100; });
+  store->UpdateTrial({.id = 1, .state = v1::TRIAL_STATE_RUNNING},
+                     [&](absl::Status s) { small_done += s.ok() ? 1 : 100; });
+  for (int flush = 1; flush <= 3; ++flush) {
+    const absl::Status status = store->Flush();
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+    EXPECT_THAT(status.message(), HasSubstr("full"));
+    EXPECT_EQ(retries, flush - 1) << "one retry per Flush, none on a timer";
+    EXPECT_TRUE(store->Degraded());
+    EXPECT_EQ(big_done, 0);
+    EXPECT_EQ(small_done, 0);
+    EXPECT_EQ(store->GetTrial("s-test1-0", {}, 0)->curves.size(), 0u);
+  }
+  space_returns = true;
+  EXPECT_TRUE(store->Flush().ok());
+  EXPECT_EQ(big_done, 1) << "acknowledged once";
+  EXPECT_EQ(small_done, 1);
+  EXPECT_FALSE(store->Degraded());
+  auto detail = store->GetTrial("s-test1-0", {}, 0);
+  ASSERT_EQ(detail->curves.size(), 1u);
+  EXPECT_EQ(detail->curves[0].points_size(), 20000);
+  EXPECT_EQ(detail->trial.state(), v1::TRIAL_STATE_RUNNING);
+}
+
+// Closing while a batch cannot be stored: what is on disk stays a prefix of what was written. A
+// later write that would fit (an in-place update) is not committed without the earlier one it
+// follows (found by engine_sim: a trial's new state stored without its assignment).
+TEST(StoreTest, ClosingWhileTheDiskIsFullStoresNoLaterWriteWithoutTheEarlierOnes) {
+  TempDir dir;
+  auto opened = Store::Open({.path = dir.File("s.db"), .hold_writes_until_flush = true});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto store = std::move(*opened);
+  store->CreateSweep(TestSweep(1), nullptr);
+  store->CreateTrial(TestTrial(1, 1, 0), nullptr);
+  store->RunOnWriter([](Connection& db) { return db.Exec("PRAGMA max_page_count = 1"); }, nullptr);
+  ASSERT_TRUE(store->Flush().ok());
+  std::vector<MetricReport> big;
+  for (int i = 0; i < 5000; ++i) big.push_back(Report(i, i, 1.0));
+  std::optional<absl::Status> metrics, update;
+  store->AppendMetrics(1, big, [&](absl::Status s) { metrics = s; });
+  EXPECT_EQ(store->Flush().code(), absl::StatusCode::kUnavailable);
+  store->UpdateTrial({.id = 1, .state = v1::TRIAL_STATE_RUNNING},
+                     [&](absl::Status s) { update = s; });
+  store.reset();
+  ASSERT_TRUE(metrics.has_value());
+  EXPECT_FALSE(metrics->ok());
+  ASSERT_TRUE(update.has_value());
+  EXPECT_FALSE(update->ok()) << "a later write committed after an earlier one was given up";
+  auto reopened = OpenStore(dir.File("s.db"));
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->GetTrial("s-test1-0", {}, 0)->trial.state(), v1::TRIAL_STATE_QUEUED);
+  EXPECT_EQ(reopened->GetTrial("s-test1-0", {}, 0)->curves.size(), 0u);
+}
+
+// A simulated kill -9 while the disk is full runs no completion: nothing held is acknowledged.
+TEST(StoreTest, UnderSimulationAKillWhileTheDiskIsFullAcknowledgesNothing) {
+  TempDir dir;
+  auto opened = Store::Open({.path = dir.File("s.db"), .hold_writes_until_flush = true});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto store = std::move(*opened);
+  std::optional<absl::Status> created;
+  store->CreateSweep(TestSweep(1), [&](absl::Status s) { created = s; });
+  ASSERT_TRUE(store->Flush().ok());
+  ASSERT_EQ(created, absl::OkStatus());
+  store->CreateTrial(TestTrial(1, 1, 0), nullptr);
+  store->RunOnWriter([](Connection& db) { return db.Exec("PRAGMA max_page_count = 1"); }, nullptr);
+  ASSERT_TRUE(store->Flush().ok());
+  std::atomic<int> completions{0};
+  std::vector<MetricReport> big;
+  for (int i = 0; i < 5000; ++i) big.push_back(Report(i, i, 1.0));
+  store->AppendMetrics(1, big, [&](absl::Status) { ++completions; });
+  EXPECT_EQ(store->Flush().code(), absl::StatusCode::kUnavailable);
+  store->CrashForSimulation();
+  store.reset();
+  EXPECT_EQ(completions, 0);
+  auto reopened = OpenStore(dir.File("s.db"));
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->GetTrial("s-test1-0", {}, 0)->curves.size(), 0u);
+}
+
 // Closing a store whose disk stays full does not hang: it gives up after close_retry_seconds
 // and fails what it could not store (none of it was acknowledged).
 TEST(StoreTest, ClosingWhileTheDiskStaysFullGivesUp) {
