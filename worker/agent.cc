@@ -29,10 +29,10 @@
 #include "worker/agent_identity.h"
 #include "worker/report_protocol.h"
 #include "worker/trial_cgroup.h"
+#include "worker/trial_launch.h"
 #include "worker/trial_output.h"
 #include "worker/trial_process.h"
-
-extern char** environ;
+#include "worker/trial_state_file.h"
 
 namespace sweepd::worker {
 namespace {
@@ -56,11 +56,6 @@ int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-bool SafeId(const std::string& id) {
-  static const std::regex kId(R"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})");
-  return std::regex_match(id, kId) && id.find("..") == std::string::npos;
 }
 
 std::string Hostname() {
@@ -131,7 +126,8 @@ struct Agent::Trial {
   double waiting_since = 0;  // when the oldest sent report went out (or was last acked)
   int64_t next_step = 0;
   std::vector<int32_t> gpu_indices;
-  int node_rank = 0;  // this node's rank in a multi-node trial; only node 0 relays metrics
+  int node_rank = 0;    // this node's rank in a multi-node trial; only node 0 relays metrics
+  int32_t attempt = 0;  // Assign.attempt: sweepd takes back only the attempt it placed (0: unknown)
   bool warned_not_rank0 = false;
   std::string state_file;
   std::string metric_pattern;
@@ -179,41 +175,29 @@ double UnixSeconds() {
 }  // namespace
 
 // Written when a trial starts (and when its client first reports): what a restarted agent needs
-// to take the trial over, or at least to kill it.
+// to take the trial over, or at least to kill it (worker/trial_state_file.h).
 void Agent::WriteStateFile(const Trial& trial) {
-  nlohmann::json state = {
-      {"trial", trial.id},
-      {"sweep", trial.sweep_id},
-      {"pid", trial.process->pid()},
-      {"start_ticks", trial.process->start_ticks()},
-      {"keep_fd", trial.process->keep_fd()},
-      {"exit_file", trial.exit_file},
-      {"gpus", trial.gpu_indices},
-      {"node_rank", trial.node_rank},
-      {"socket", trial.socket_path},
-      {"workdir", trial.workdir},
-      {"metric_pattern", trial.metric_pattern},
-      {"client_reported", trial.client_reported},
-      {"cgroup", trial.cgroup_dir},
-      {"finished", trial.finished},
-      {"start_unix", trial.start_unix},
-  };
-  // Whole or not at all: a torn file would leave a restarted agent unable to take the trial
-  // over or even kill it. On failure (a full disk) the previous file stays.
-  const std::string tmp = trial.state_file + ".tmp";
-  std::ofstream out(tmp, std::ios::trunc);
-  out << state.dump() << "\n";
-  out.flush();
-  std::error_code ec;
-  if (!out) {
-    spdlog::error("[trial={}] cannot write {}; a restarted agent may not find this trial", trial.id,
-                  tmp);
-    std::filesystem::remove(tmp, ec);
-    return;
+  const absl::Status written =
+      WriteTrialState(trial.state_file, {.trial_id = trial.id,
+                                         .sweep_id = trial.sweep_id,
+                                         .pid = trial.process->pid(),
+                                         .start_ticks = trial.process->start_ticks(),
+                                         .keep_fd = trial.process->keep_fd(),
+                                         .exit_file = trial.exit_file,
+                                         .gpu_indices = trial.gpu_indices,
+                                         .node_rank = trial.node_rank,
+                                         .attempt = trial.attempt,
+                                         .socket_path = trial.socket_path,
+                                         .workdir = trial.workdir,
+                                         .metric_pattern = trial.metric_pattern,
+                                         .cgroup_dir = trial.cgroup_dir,
+                                         .client_reported = trial.client_reported,
+                                         .finished = trial.finished,
+                                         .start_unix = trial.start_unix});
+  if (!written.ok()) {
+    spdlog::error("[trial={}] {}; a restarted agent may not find this trial", trial.id,
+                  written.message());
   }
-  out.close();
-  std::filesystem::rename(tmp, trial.state_file, ec);
-  if (ec) spdlog::error("[trial={}] cannot write {}: {}", trial.id, trial.state_file, ec.message());
 }
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
@@ -491,43 +475,29 @@ void Agent::AdoptLeftoverTrials() {
       std::filesystem::remove(entry.path(), ec);
       continue;
     }
-    std::ifstream in(entry.path());
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto state = nlohmann::json::parse(text, nullptr, false);
-    pid_t pid = 0;
-    uint64_t start_ticks = 0;
-    if (state.is_object()) {
-      pid = state.value("pid", 0);
-      start_ticks = state.value("start_ticks", uint64_t{0});
-    } else {
-      std::istringstream(text) >> pid >> start_ticks;  // an older agent's "pid ticks gpus"
-    }
+    const ReadTrialStateResult read = ReadTrialState(entry.path().string());
     const std::string name = entry.path().filename().string();
-    auto adopted = state.is_object() ? AdoptTrial(state) : absl::InvalidArgumentError("old format");
+    const absl::Status adopted = read.state.ok() ? AdoptTrial(*read.state) : read.state.status();
     if (adopted.ok()) continue;  // its state file stays
-    if (pid > 1 && start_ticks != 0 && ProcessStartTicks(pid) == start_ticks) {
+    if (read.pid > 1 && read.start_ticks != 0 && ProcessStartTicks(read.pid) == read.start_ticks) {
       spdlog::warn(
           "[trial={}] left running by an earlier run of this agent (pid {}), cannot "
           "take it over ({}); killing it so its GPUs are free",
-          name, pid, adopted.message());
-      kill(-pid, SIGKILL);
+          name, read.pid, adopted.message());
+      kill(-read.pid, SIGKILL);
     }
     std::filesystem::remove(entry.path(), ec);
   }
 }
 
-absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
+absl::Status Agent::AdoptTrial(const TrialState& state) {
   auto trial = std::make_unique<Trial>();
-  trial->id = state.value("trial", "");
-  trial->sweep_id = state.value("sweep", "");
-  if (!SafeId(trial->id) || !SafeId(trial->sweep_id)) {
-    return absl::InvalidArgumentError("no trial id");
-  }
-  const pid_t pid = state.value("pid", 0);
-  const uint64_t start_ticks = state.value("start_ticks", uint64_t{0});
-  const int keep_fd = state.value("keep_fd", -1);
-  trial->exit_file = state.value("exit_file", "");
-  if (keep_fd < 0 || trial->exit_file.empty()) {
+  trial->id = state.trial_id;
+  trial->sweep_id = state.sweep_id;
+  const pid_t pid = state.pid;
+  const uint64_t start_ticks = state.start_ticks;
+  trial->exit_file = state.exit_file;
+  if (state.keep_fd < 0 || trial->exit_file.empty()) {
     return absl::FailedPreconditionError("it was started without sweep-trial-shim");
   }
   bool alive = ProcessStartTicks(pid) == start_ticks && start_ticks != 0;
@@ -536,7 +506,7 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
   }
   std::unique_ptr<TrialProcess> running;
   if (alive) {
-    auto process = TrialProcess::Adopt(pid, start_ticks, keep_fd, trial->exit_file);
+    auto process = TrialProcess::Adopt(pid, start_ticks, state.keep_fd, trial->exit_file);
     if (process.ok()) {
       running = std::move(*process);
     } else if (ProcessStartTicks(pid) != start_ticks && std::filesystem::exists(trial->exit_file)) {
@@ -547,19 +517,18 @@ absl::Status Agent::AdoptTrial(const nlohmann::json& state) {
       return process.status();
     }
   }
-  trial->workdir = state.value("workdir", "");
+  trial->workdir = state.workdir;
   trial->stderr_path = trial->workdir + "/stderr.log";
-  trial->socket_path = state.value("socket", "");
-  trial->metric_pattern = state.value("metric_pattern", "");
-  trial->client_reported = state.value("client_reported", false);
-  trial->cgroup_dir = state.value("cgroup", "");
-  trial->finished = state.value("finished", false);
-  trial->node_rank = state.value("node_rank", 0);
-  trial->start_unix = state.value("start_unix", UnixSeconds());
+  trial->socket_path = state.socket_path;
+  trial->metric_pattern = state.metric_pattern;
+  trial->client_reported = state.client_reported;
+  trial->cgroup_dir = state.cgroup_dir;
+  trial->finished = state.finished;
+  trial->node_rank = state.node_rank;
+  trial->attempt = state.attempt;
+  trial->start_unix = state.start_unix > 0 ? state.start_unix : UnixSeconds();
   trial->start = NowSeconds() - std::max(0.0, UnixSeconds() - trial->start_unix);
-  for (const auto& g : state.value("gpus", nlohmann::json::array())) {
-    if (g.is_number_integer()) trial->gpu_indices.push_back(g.get<int32_t>());
-  }
+  trial->gpu_indices = state.gpu_indices;
   trial->state_file = absl::StrCat(state_dir_, "/", trial->id);
   // Its reports wait unnumbered until sweepd says which seq comes next (Registered.next_seqs).
   trial->reports = NewReportBuffer(*trial);
@@ -781,6 +750,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
     v1::AgentMessage exited;
     exited.mutable_trial_exited()->set_trial_id(assign.trial_id());
     exited.mutable_trial_exited()->set_node_rank(assign.gang().node_rank());
+    exited.mutable_trial_exited()->set_attempt(assign.attempt());
     exited.mutable_trial_exited()->set_exit_code(127);
     exited.mutable_trial_exited()->set_stderr_tail(why);
     if (spec_error) exited.mutable_trial_exited()->set_spec_error(why);
@@ -799,6 +769,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
     v1::AgentMessage exited;
     exited.mutable_trial_exited()->set_trial_id(assign.trial_id());
     exited.mutable_trial_exited()->set_node_rank(assign.gang().node_rank());
+    exited.mutable_trial_exited()->set_attempt(assign.attempt());
     exited.mutable_trial_exited()->set_interrupted(true);
     exited.mutable_trial_exited()->set_stderr_tail("the agent is leaving; not started");
     outbox_.push_back(std::move(exited));
@@ -824,6 +795,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
   trial->sweep_id = assign.sweep_id();
   trial->gpu_indices.assign(assign.gpu_indices().begin(), assign.gpu_indices().end());
   trial->node_rank = assign.gang().node_rank();
+  trial->attempt = assign.attempt();
   trial->workdir =
       (std::filesystem::path(options_.workdir) / assign.sweep_id() / assign.trial_id()).string();
   std::error_code ec;
@@ -837,115 +809,33 @@ void Agent::StartTrial(const v1::Assign& assign) {
   trial->reports = NewReportBuffer(*trial);
   trial->reports->StartAt(assign.first_seq());
 
-  // The command: W&B's template, program resolved against the code dir.
-  const std::string code_dir = assign.code_dir().empty() ? options_.code_dir : assign.code_dir();
-  // The code dir as the kernel sees it: where `program` must lie and where commands run.
-  std::error_code base_ec;
-  const auto base = std::filesystem::weakly_canonical(std::filesystem::absolute(code_dir), base_ec);
-  std::string program = assign.program();
-  if (!program.empty()) {
-    // The program must be inside the code dir: a spec cannot make the agent run (or name)
-    // anything else on the node, through "..", an absolute path or a symlink.
-    std::error_code path_ec = base_ec;
-    const auto resolved = std::filesystem::weakly_canonical(base / program, path_ec);
-    const auto inside = resolved.lexically_relative(base);
-    if (path_ec || inside.empty() || *inside.begin() == "..") {
-      fail_spec(absl::StrCat("program '", program, "' is outside the code dir ", base.string()));
-      return;
-    }
-    if (!std::filesystem::exists(resolved)) {
-      fail(absl::StrCat("program '", program, "' not found in ", base.string()));
-      return;
-    }
-    program = resolved.string();
-  }
-  std::vector<v1::TrialParam> params(assign.params().begin(), assign.params().end());
-  const std::string params_json = NestedParamsJson(params);
-  const std::string params_file = trial->workdir + "/params.json";
-  std::ofstream(params_file) << params_json << "\n";
-  nlohmann::ordered_json flat = nlohmann::ordered_json::object();
-  for (const auto& p : params) {
-    auto v = nlohmann::ordered_json::parse(p.value_json(), nullptr, false);
-    flat[p.name()] = v.is_discarded() ? nlohmann::ordered_json(p.value_json()) : v;
-  }
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string entry(*e);
-    const size_t eq = entry.find('=');
-    if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
-  }
-  // GPUs and the gang, before the command is expanded: ${envvar:SWEEP_NNODES} and the others
-  // may appear in it (the torchrun launcher uses them).
-  std::vector<std::string> gpus;
-  for (int32_t g : trial->gpu_indices) gpus.push_back(std::to_string(g));
-  env["SWEEP_GPUS"] = absl::StrJoin(gpus, ",");
-  if (has_gpus_) {
-    env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(gpus, ",");
-    // CUDA numbers GPUs fastest-first unless told otherwise; NVML and nvidia-smi by PCI bus.
-    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";
-  }
-  const v1::Gang& gang = assign.gang();
-  const int nnodes = std::max(1, gang.nnodes());
-  const int nproc = std::max<int>(1, static_cast<int>(trial->gpu_indices.size()));
-  int master_port = gang.master_port();
-  if (trial->node_rank == 0 && master_port == 0) master_port = FreePort();
-  std::string master_addr = gang.master_addr();
-  if (master_addr.empty()) {
-    master_addr = options_.advertise_address.empty() ? Hostname() : options_.advertise_address;
-  }
-  env["SWEEP_NNODES"] = std::to_string(nnodes);
-  env["SWEEP_NODE_RANK"] = std::to_string(trial->node_rank);
-  env["SWEEP_GPUS_PER_NODE"] = std::to_string(has_gpus_ ? trial->gpu_indices.size() : 0);
-  env["SWEEP_NPROC_PER_NODE"] = std::to_string(nproc);
-  env["MASTER_ADDR"] = master_addr;
-  env["MASTER_PORT"] = std::to_string(master_port);
-  env["WORLD_SIZE"] = std::to_string(nnodes * nproc);
-  CommandContext context{.interpreter = options_.interpreter,
-                         .program = program,
-                         .args_json_file = params_file,
-                         .getenv = [&env](const std::string& name) -> std::optional<std::string> {
-                           auto it = env.find(name);
-                           if (it == env.end()) return std::nullopt;
-                           return it->second;
-                         }};
-  std::vector<std::string> command(assign.command().begin(), assign.command().end());
-  auto argv = ExpandCommand(command, params, context);
-  if (!argv.ok()) {
-    fail_spec(std::string(argv.status().message()));
-    return;
-  }
-
   // The reporting socket, in a short private folder (socket paths are limited to 107 bytes).
   trial->socket_path = absl::StrCat(runtime_dir_, "/", next_socket_++, ".sock");
+  // The command and environment (worker/trial_launch.h).
+  auto plan =
+      PlanLaunch(assign, trial->workdir, trial->socket_path,
+                 {.code_dir = options_.code_dir,
+                  .interpreter = options_.interpreter,
+                  .python_path = options_.python_path,
+                  .has_gpus = has_gpus_,
+                  .advertise_address =
+                      options_.advertise_address.empty() ? Hostname() : options_.advertise_address,
+                  .base_env = ProcessEnvironment(),
+                  .free_port = FreePort});
+  if (!plan.ok()) {
+    // INVALID_ARGUMENT: the spec's fault (any node would refuse it); otherwise this node's.
+    fail(std::string(plan.status().message()),
+         /*spec_error=*/plan.status().code() == absl::StatusCode::kInvalidArgument);
+    return;
+  }
+  std::ofstream(plan->params_file) << plan->params_json << "\n";
   trial->listen_fd = ListenOn(trial->socket_path);
   if (trial->listen_fd < 0) {
     fail(absl::StrCat("reporting socket ", trial->socket_path, ": ", std::strerror(errno)));
     return;
   }
-
-  env["SWEEP_ID"] = assign.sweep_id();
-  env["SWEEP_TRIAL_ID"] = assign.trial_id();
-  env["SWEEP_PARAMS_JSON"] =
-      flat.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-  env["SWEEP_SOCKET"] = trial->socket_path;
-  env["SWEEP_ATTEMPT"] = std::to_string(std::max(1, assign.attempt()));
-  // Its own folder (logs, params.json, checkpoints of its own) wherever the command runs.
-  env["SWEEP_TRIAL_DIR"] = trial->workdir;
-  for (const auto& [k, v] : assign.env()) env[k] = v;
-  if (!options_.python_path.empty()) {
-    auto it = env.find("PYTHONPATH");
-    env["PYTHONPATH"] = it == env.end() || it->second.empty()
-                            ? options_.python_path
-                            : absl::StrCat(options_.python_path, ":", it->second);
-  }
-  // Python buffers stdout when it is a pipe; metric lines should arrive as printed.
-  env.emplace("PYTHONUNBUFFERED", "1");
-
   trial->exit_file = trial->workdir + "/.exit";
   std::filesystem::remove(trial->exit_file, ec);
-  // Where W&B's agent runs commands: the code dir, so `python -m pkg.train`, `src/train.py`
-  // and relative data paths work as under `wandb agent`; or the trial's folder on request.
-  const std::string run_dir = assign.run_in_trial_dir() ? trial->workdir : base.string();
   if (!cgroup_parent_.empty()) {
     auto cgroup =
         CreateTrialCgroup(cgroup_parent_, absl::StrCat("sweep-", agent_id_, "-", trial->id));
@@ -955,9 +845,9 @@ void Agent::StartTrial(const v1::Assign& assign) {
       spdlog::warn("[trial={}] {}; it runs without a cgroup", trial->id, cgroup.status().message());
     }
   }
-  auto process = TrialProcess::Start({.argv = *argv,
-                                      .env = env,
-                                      .workdir = run_dir,
+  auto process = TrialProcess::Start({.argv = plan->argv,
+                                      .env = plan->env,
+                                      .workdir = plan->run_dir,
                                       .stderr_path = trial->stderr_path,
                                       .shim = options_.trial_shim,
                                       .exit_file = trial->exit_file,
@@ -987,9 +877,10 @@ void Agent::StartTrial(const v1::Assign& assign) {
   // (or kills it, when it cannot).
   trial->state_file = absl::StrCat(state_dir_, "/", trial->id);
   WriteStateFile(*trial);
-  spdlog::info("[trial={}] started pid {}{}: {}", trial->id, trial->process->pid(),
-               nnodes > 1 ? absl::StrCat(" as node ", trial->node_rank, " of ", nnodes) : "",
-               absl::StrJoin(*argv, " "));
+  spdlog::info(
+      "[trial={}] started pid {}{}: {}", trial->id, trial->process->pid(),
+      plan->nnodes > 1 ? absl::StrCat(" as node ", trial->node_rank, " of ", plan->nnodes) : "",
+      absl::StrJoin(plan->argv, " "));
   v1::AgentMessage started;
   auto* s = started.mutable_trial_started();
   s->set_trial_id(trial->id);
@@ -999,8 +890,8 @@ void Agent::StartTrial(const v1::Assign& assign) {
   s->set_stderr_path(trial->stderr_path);
   s->set_node_rank(trial->node_rank);
   if (trial->node_rank == 0) {
-    s->set_master_addr(master_addr);
-    s->set_master_port(master_port);
+    s->set_master_addr(plan->master_addr);
+    s->set_master_port(plan->master_port);
   }
   outbox_.push_back(std::move(started));
   trials_[trial->id] = std::move(trial);
@@ -1219,6 +1110,7 @@ void Agent::CheckExit(Trial& trial) {
   auto* e = message.mutable_trial_exited();
   e->set_trial_id(trial.id);
   e->set_node_rank(trial.node_rank);
+  e->set_attempt(trial.attempt);
   e->set_exit_code(exit->exit_code);
   e->set_signal(exit->signal);
   e->set_stopped_by_scheduler(trial.stop_requested && !trial.interrupted);
@@ -1363,6 +1255,7 @@ void Agent::UpdateRunningSnapshot() {
     v1::RunningTrial r;
     r.set_trial_id(id);
     r.set_node_rank(t->node_rank);
+    r.set_attempt(t->attempt);
     r.set_last_seq(t->reports->last_seq());
     r.set_acked_seq(t->reports->acked_seq());
     for (int32_t g : t->gpu_indices) r.add_gpu_indices(g);

@@ -28,6 +28,7 @@
 #include "sweepd/v1/agent_service.grpc.pb.h"
 #include "worker/gpu_monitor.h"
 #include "worker/report_buffer.h"
+#include "worker/trial_state_file.h"
 
 namespace sweepd::worker {
 
@@ -108,7 +109,7 @@ class Agent {
   // Takes over the trials an earlier run of this agent left running (from their state files),
   // or kills those it cannot take over, so their GPUs are never handed out twice.
   void AdoptLeftoverTrials();
-  absl::Status AdoptTrial(const nlohmann::json& state);
+  absl::Status AdoptTrial(const TrialState& state);
   void WriteStateFile(const Trial& trial);
   void GpuMonitorLoop();
   void ConnectionLoop();
