@@ -22,12 +22,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "common/file_lock.h"
 #include "common/security.h"
 #include "sweepd/v1/agent_service.grpc.pb.h"
 #include "worker/gpu_monitor.h"
 #include "worker/report_buffer.h"
+#include "worker/scheduler_connection.h"
 #include "worker/trial_state_file.h"
 
 namespace sweepd::worker {
@@ -112,7 +114,8 @@ class Agent {
   absl::Status AdoptTrial(const TrialState& state);
   void WriteStateFile(const Trial& trial);
   void GpuMonitorLoop();
-  void ConnectionLoop();
+  // The Register sent on each (re)connection: identity, slots, and the trials it still has.
+  v1::AgentMessage Hello();
   void HandleMessage(const v1::SchedulerMessage& message);
   void StartTrial(const v1::Assign& assign);
   void PollOnce();
@@ -147,8 +150,7 @@ class Agent {
   std::optional<FileLock> workdir_lock_;  // one agent per workdir, for the life of Run()
   // Why Run() ends with an error found on the connection thread (the id is taken).
   std::mutex fatal_mu_;
-  absl::Status fatal_;
-  std::atomic<bool> ever_registered_{false};
+  absl::Status fatal_ ABSL_GUARDED_BY(fatal_mu_);
   std::atomic<bool> refused_{false};
   std::string state_dir_;           // per-trial state files (pid, start time, GPUs)
   std::vector<v1::Gpu> resources_;  // what Register advertises, by slot
@@ -158,29 +160,22 @@ class Agent {
   std::unique_ptr<GpuMonitor> gpu_monitor_;
   std::thread gpu_thread_;
   std::mutex gpu_mu_;
-  std::vector<v1::Gpu> gpu_readings_;  // latest utilisation and memory
+  std::vector<v1::Gpu> gpu_readings_ ABSL_GUARDED_BY(gpu_mu_);  // latest utilisation and memory
   std::atomic<bool> stopping_{false};
-  // The goodbye is sent: the connection thread waits for sweepd to end the stream, then stops
-  // without reconnecting.
-  std::atomic<bool> goodbye_sent_{false};
   std::atomic<bool> leave_requested_{false};
   std::string runtime_dir_;  // holds the reporting sockets (short paths)
   int wake_pipe_[2] = {-1, -1};
 
   // Messages from the scheduler, handed from the connection thread to the trial loop.
   std::mutex inbox_mu_;
-  std::deque<v1::SchedulerMessage> inbox_;
-  std::atomic<int64_t> connection_generation_{0};  // bumps on every (re)connect
+  std::deque<v1::SchedulerMessage> inbox_ ABSL_GUARDED_BY(inbox_mu_);
 
-  // The stream; writes from the trial loop, reads on the connection thread.
-  std::mutex stream_mu_;
-  std::unique_ptr<grpc::ClientContext> context_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::SchedulerMessage>> stream_;
-  std::thread connection_thread_;
+  // The stream to sweepd (worker/scheduler_connection.h), on its own thread; created by Run().
+  std::unique_ptr<SchedulerConnection> connection_;
 
   // The trials Register reports, refreshed by the trial loop.
   std::mutex running_mu_;
-  std::vector<v1::RunningTrial> running_snapshot_;
+  std::vector<v1::RunningTrial> running_snapshot_ ABSL_GUARDED_BY(running_mu_);
 
   // Trial-loop state.
   std::map<std::string, std::unique_ptr<Trial>> trials_;
