@@ -11,33 +11,16 @@
 #include "common/logging.h"
 #include "common/metric_name.h"
 #include "common/security.h"
+#include "common/status_macros.h"
 #include "scheduler/agent_messages.h"
+#include "scheduler/api_requests.h"
 
 namespace sweepd::scheduler {
 namespace {
 
-// Page tokens are offsets, opaque to clients.
-absl::StatusOr<int64_t> PageOffset(const std::string& token) {
-  if (token.empty()) return 0;
-  int64_t offset = 0;
-  if (!absl::SimpleAtoi(token, &offset) || offset < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_token: '", token.substr(0, 40), "' is not a token this server gave"));
-  }
-  return offset;
-}
-
 // How long an API call waits for its change to be durable before it answers UNAVAILABLE (the
 // change stays queued and is stored when the store recovers).
 constexpr double kDurableWithinSeconds = 30;
-
-absl::Status CheckId(const std::string& field, const std::string& id) {
-  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
-  if (id.size() > 64) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": at most 64 characters"));
-  }
-  return absl::OkStatus();
-}
 
 // The engine's side of one agent stream: an outbox drained by a writer thread, so the engine
 // never blocks on the network.
@@ -154,65 +137,43 @@ absl::StatusOr<v1::Sweep> SweepServiceImpl::LoadSweep(const std::string& id) {
 grpc::Status SweepServiceImpl::CreateSweep(grpc::ServerContext* context,
                                            const v1::CreateSweepRequest* request,
                                            v1::CreateSweepResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (request->spec_yaml().empty()) {
-    return ToGrpc(absl::InvalidArgumentError("spec_yaml: required (the sweep spec as YAML)"));
-  }
-  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
-  auto created = engine_->CreateSweep(*request);
-  if (!created.ok()) return ToGrpc(created.status());
-  *response = std::move(*created);
-  auto stored = LoadSweep(response->sweep().id());
-  if (stored.ok()) *response->mutable_sweep() = std::move(*stored);
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(StoreWritable());
+    ASSIGN_OR_RETURN(*response, engine_->CreateSweep(*request));
+    auto stored = LoadSweep(response->sweep().id());
+    if (stored.ok()) *response->mutable_sweep() = std::move(*stored);
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status SweepServiceImpl::GetSweep(grpc::ServerContext* context,
                                         const v1::GetSweepRequest* request,
                                         v1::GetSweepResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  auto sweep = LoadSweep(request->sweep_id());
-  if (!sweep.ok()) return ToGrpc(sweep.status());
-  *response->mutable_sweep() = std::move(*sweep);
-  response->set_warning(StoreWarning());
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response->mutable_sweep(), LoadSweep(request->sweep_id()));
+    response->set_warning(StoreWarning());
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status SweepServiceImpl::ListSweeps(grpc::ServerContext* context,
                                           const v1::ListSweepsRequest* request,
                                           v1::ListSweepsResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (request->limit() < 0 || request->limit() > 1000) {
-    return ToGrpc(absl::InvalidArgumentError(
-        absl::StrCat("limit: must be 0 (default 100) to 1000; got ", request->limit())));
-  }
-  auto offset = PageOffset(request->page_token());
-  if (!offset.ok()) return ToGrpc(offset.status());
-  const int64_t limit = request->limit() == 0 ? 100 : request->limit();
-  std::vector<v1::SweepState> states;
-  for (int s : request->states()) {
-    if (!v1::SweepState_IsValid(s) || s == v1::SWEEP_STATE_UNSPECIFIED) {
-      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a state")));
+  return Serve(*context, *request, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const int64_t offset, PageOffset(request->page_token()));
+    const int64_t limit = request->limit() == 0 ? 100 : request->limit();
+    std::vector<v1::SweepState> states;
+    for (int s : request->states()) states.push_back(static_cast<v1::SweepState>(s));
+    ASSIGN_OR_RETURN(auto sweeps, store_->ListSweeps(states, limit + 1, offset));
+    for (size_t i = 0; i < sweeps.size() && static_cast<int64_t>(i) < limit; ++i) {
+      *response->add_sweeps() = std::move(sweeps[i]);
     }
-    states.push_back(static_cast<v1::SweepState>(s));
-  }
-  auto sweeps = store_->ListSweeps(states, limit + 1, *offset);
-  if (!sweeps.ok()) return ToGrpc(sweeps.status());
-  for (size_t i = 0; i < sweeps->size() && static_cast<int64_t>(i) < limit; ++i) {
-    *response->add_sweeps() = std::move((*sweeps)[i]);
-  }
-  if (static_cast<int64_t>(sweeps->size()) > limit) {
-    response->set_next_page_token(std::to_string(*offset + limit));
-  }
-  response->set_warning(StoreWarning());
-  return grpc::Status::OK;
+    if (static_cast<int64_t>(sweeps.size()) > limit) {
+      response->set_next_page_token(std::to_string(offset + limit));
+    }
+    response->set_warning(StoreWarning());
+    return absl::OkStatus();
+  });
 }
 
 absl::Status SweepServiceImpl::StoreWritable() const {
@@ -235,262 +196,181 @@ std::string SweepServiceImpl::StoreWarning() const {
                       "disk");
 }
 
+// Pause, resume and cancel answer once the change is durable (acknowledged = on disk).
 grpc::Status SweepServiceImpl::PauseSweep(grpc::ServerContext* context,
                                           const v1::PauseSweepRequest* request,
                                           v1::PauseSweepResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
-  auto sweep = engine_->PauseSweep(request->sweep_id());
-  if (!sweep.ok()) return ToGrpc(sweep.status());
-  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok())
-    return ToGrpc(st);  // acknowledged = durable
-  auto stored = LoadSweep(request->sweep_id());
-  *response->mutable_sweep() = stored.ok() ? *stored : *sweep;
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(StoreWritable());
+    ASSIGN_OR_RETURN(auto sweep, engine_->PauseSweep(request->sweep_id()));
+    return Durable(request->sweep_id(), std::move(sweep), response->mutable_sweep());
+  });
 }
 
 grpc::Status SweepServiceImpl::ResumeSweep(grpc::ServerContext* context,
                                            const v1::ResumeSweepRequest* request,
                                            v1::ResumeSweepResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
-  auto sweep = engine_->ResumeSweep(request->sweep_id());
-  if (!sweep.ok()) return ToGrpc(sweep.status());
-  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
-  auto stored = LoadSweep(request->sweep_id());
-  *response->mutable_sweep() = stored.ok() ? *stored : *sweep;
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(StoreWritable());
+    ASSIGN_OR_RETURN(auto sweep, engine_->ResumeSweep(request->sweep_id()));
+    return Durable(request->sweep_id(), std::move(sweep), response->mutable_sweep());
+  });
 }
 
 grpc::Status SweepServiceImpl::CancelSweep(grpc::ServerContext* context,
                                            const v1::CancelSweepRequest* request,
                                            v1::CancelSweepResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  if (request->reason().size() > 1024) {
-    return ToGrpc(absl::InvalidArgumentError("reason: at most 1024 characters"));
-  }
-  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
-  auto sweep = engine_->CancelSweep(request->sweep_id(), request->reason());
-  if (!sweep.ok()) return ToGrpc(sweep.status());
-  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
-  auto stored = LoadSweep(request->sweep_id());
-  *response->mutable_sweep() = stored.ok() ? *stored : *sweep;
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(StoreWritable());
+    ASSIGN_OR_RETURN(auto sweep, engine_->CancelSweep(request->sweep_id(), request->reason()));
+    return Durable(request->sweep_id(), std::move(sweep), response->mutable_sweep());
+  });
+}
+
+absl::Status SweepServiceImpl::Durable(const std::string& sweep_id, v1::Sweep changed,
+                                       v1::Sweep* out) {
+  RETURN_IF_ERROR(store_->Flush(kDurableWithinSeconds));
+  auto stored = LoadSweep(sweep_id);
+  *out = stored.ok() ? std::move(*stored) : std::move(changed);
+  return absl::OkStatus();
 }
 
 grpc::Status SweepServiceImpl::ListTrials(grpc::ServerContext* context,
                                           const v1::ListTrialsRequest* request,
                                           v1::ListTrialsResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  if (request->limit() < 0 || request->limit() > 10000) {
-    return ToGrpc(absl::InvalidArgumentError(
-        absl::StrCat("limit: must be 0 (default 100) to 10000; got ", request->limit())));
-  }
-  if (request->sort_metric().size() > 256) {
-    return ToGrpc(absl::InvalidArgumentError("sort_metric: at most 256 characters"));
-  }
-  auto offset = PageOffset(request->page_token());
-  if (!offset.ok()) return ToGrpc(offset.status());
-  store::TrialQuery query{.sweep_public_id = request->sweep_id(),
-                          .sort_metric = request->sort_metric(),
-                          .sort_by_last = request->sort_by_last(),
-                          .descending = request->descending(),
-                          .limit = request->limit() == 0 ? 100 : request->limit(),
-                          .offset = *offset};
-  for (int s : request->states()) {
-    if (!v1::TrialState_IsValid(s) || s == v1::TRIAL_STATE_UNSPECIFIED) {
-      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a state")));
+  return Serve(*context, *request, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const int64_t offset, PageOffset(request->page_token()));
+    store::TrialQuery query{.sweep_public_id = request->sweep_id(),
+                            .sort_metric = request->sort_metric(),
+                            .sort_by_last = request->sort_by_last(),
+                            .descending = request->descending(),
+                            .limit = request->limit() == 0 ? 100 : request->limit(),
+                            .offset = offset};
+    for (int s : request->states()) query.states.push_back(static_cast<v1::TrialState>(s));
+    ASSIGN_OR_RETURN(auto page, store_->ListTrials(query));
+    for (auto& t : page.trials) *response->add_trials() = std::move(t);
+    response->set_total(page.total);
+    if (offset + response->trials_size() < page.total) {
+      response->set_next_page_token(std::to_string(offset + response->trials_size()));
     }
-    query.states.push_back(static_cast<v1::TrialState>(s));
-  }
-  auto page = store_->ListTrials(query);
-  if (!page.ok()) return ToGrpc(page.status());
-  for (auto& t : page->trials) *response->add_trials() = std::move(t);
-  response->set_total(page->total);
-  if (*offset + response->trials_size() < page->total) {
-    response->set_next_page_token(std::to_string(*offset + response->trials_size()));
-  }
-  return grpc::Status::OK;
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status SweepServiceImpl::GetTrial(grpc::ServerContext* context,
                                         const v1::GetTrialRequest* request,
                                         v1::GetTrialResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("trial_id", request->trial_id()); !st.ok()) return ToGrpc(st);
-  if (request->max_points() < 0) {
-    return ToGrpc(absl::InvalidArgumentError("max_points: must be >= 0"));
-  }
-  std::vector<std::string> names(request->metric_names().begin(), request->metric_names().end());
-  auto detail = store_->GetTrial(request->trial_id(), names, request->max_points(),
-                                 !request->without_metrics());
-  if (!detail.ok()) return ToGrpc(detail.status());
-  *response->mutable_trial() = std::move(detail->trial);
-  for (auto& e : detail->events) *response->add_events() = std::move(e);
-  for (auto& c : detail->curves) *response->add_curves() = std::move(c);
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    std::vector<std::string> names(request->metric_names().begin(), request->metric_names().end());
+    ASSIGN_OR_RETURN(auto detail,
+                     store_->GetTrial(request->trial_id(), names, request->max_points(),
+                                      !request->without_metrics()));
+    *response->mutable_trial() = std::move(detail.trial);
+    for (auto& e : detail.events) *response->add_events() = std::move(e);
+    for (auto& c : detail.curves) *response->add_curves() = std::move(c);
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status SweepServiceImpl::WatchSweep(grpc::ServerContext* context,
                                           const v1::WatchSweepRequest* request,
                                           grpc::ServerWriter<v1::Event>* writer) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  if (auto sweep = store_->GetSweep(request->sweep_id()); !sweep.ok()) {
-    return ToGrpc(sweep.status());
-  }
-  int64_t after = std::max<int64_t>(0, request->after_event_id());
-  int64_t seen = engine_->WaitForEvents(-1, 0);
-  while (!context->IsCancelled()) {
-    // Read the "done" state before the events, so the last events are never missed.
-    const bool done = engine_->SweepDone(request->sweep_id());
-    // The engine's last writes (the final events, the sweep's end state) may still be queued at
-    // the store: once they commit, a client reading the store after the stream sees the end.
-    if (done) (void)store_->Flush(kDurableWithinSeconds);
-    auto events = store_->ListEvents(request->sweep_id(), after, 1000);
-    if (!events.ok()) return ToGrpc(events.status());
-    for (const auto& e : *events) {
-      if (!writer->Write(e)) return grpc::Status::OK;  // client went away
-      after = e.id();
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(store_->GetSweep(request->sweep_id()).status());
+    int64_t after = std::max<int64_t>(0, request->after_event_id());
+    int64_t seen = engine_->WaitForEvents(-1, 0);
+    while (!context->IsCancelled()) {
+      // Read the "done" state before the events, so the last events are never missed.
+      const bool done = engine_->SweepDone(request->sweep_id());
+      // The engine's last writes (the final events, the sweep's end state) may still be queued
+      // at the store: once they commit, a client reading the store after the stream sees the
+      // end.
+      if (done) (void)store_->Flush(kDurableWithinSeconds);
+      ASSIGN_OR_RETURN(auto events, store_->ListEvents(request->sweep_id(), after, 1000));
+      for (const auto& e : events) {
+        if (!writer->Write(e)) return absl::OkStatus();  // client went away
+        after = e.id();
+      }
+      if (events.size() == 1000) continue;
+      if (done) return absl::OkStatus();
+      seen = engine_->WaitForEvents(seen, 1000);
     }
-    if (events->size() == 1000) continue;
-    if (done) return grpc::Status::OK;
-    seen = engine_->WaitForEvents(seen, 1000);
-  }
-  return grpc::Status::OK;
+    return absl::OkStatus();
+  });
 }
 
+// The calls that change a trial answer once the change is durable.
 grpc::Status SweepServiceImpl::EnqueueTrial(grpc::ServerContext* context,
                                             const v1::EnqueueTrialRequest* request,
                                             v1::EnqueueTrialResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  if (request->params_size() > 10000) {
-    return ToGrpc(absl::InvalidArgumentError("params: at most 10000"));
-  }
-  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
-  auto trial = engine_->EnqueueTrial(*request);
-  if (!trial.ok()) return ToGrpc(trial.status());
-  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
-  *response->mutable_trial() = std::move(*trial);
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(StoreWritable());
+    ASSIGN_OR_RETURN(*response->mutable_trial(), engine_->EnqueueTrial(*request));
+    return store_->Flush(kDurableWithinSeconds);
+  });
 }
 
 grpc::Status SweepServiceImpl::AskTrial(grpc::ServerContext* context,
                                         const v1::AskTrialRequest* request,
                                         v1::AskTrialResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
-  auto trial = engine_->AskTrial(request->sweep_id());
-  if (!trial.ok()) return ToGrpc(trial.status());
-  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
-  *response->mutable_trial() = std::move(*trial);
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(StoreWritable());
+    ASSIGN_OR_RETURN(*response->mutable_trial(), engine_->AskTrial(request->sweep_id()));
+    return store_->Flush(kDurableWithinSeconds);
+  });
 }
 
 grpc::Status SweepServiceImpl::ReportTrial(grpc::ServerContext* context,
                                            const v1::ReportTrialRequest* request,
                                            v1::ReportTrialResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("trial_id", request->trial_id()); !st.ok()) return ToGrpc(st);
-  if (request->step() < 0) return ToGrpc(absl::InvalidArgumentError("step: must be >= 0"));
-  if (request->metrics().empty() || request->metrics_size() > 1000) {
-    return ToGrpc(absl::InvalidArgumentError("metrics: give 1 to 1000 metrics"));
-  }
-  for (const auto& [name, value] : request->metrics()) {
-    if (auto st = CheckMetricName(name); !st.ok()) {
-      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("metrics: ", st.message())));
-    }
-  }
-  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
-  auto answer = engine_->ReportTrial(*request);
-  if (!answer.ok()) return ToGrpc(answer.status());
-  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
-  *response = std::move(*answer);
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(StoreWritable());
+    ASSIGN_OR_RETURN(*response, engine_->ReportTrial(*request));
+    return store_->Flush(kDurableWithinSeconds);
+  });
 }
 
 grpc::Status SweepServiceImpl::TellTrial(grpc::ServerContext* context,
                                          const v1::TellTrialRequest* request,
                                          v1::TellTrialResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("trial_id", request->trial_id()); !st.ok()) return ToGrpc(st);
-  if (!v1::TrialState_IsValid(request->state())) {
-    return ToGrpc(absl::InvalidArgumentError("state: not a trial state"));
-  }
-  if (auto st = StoreWritable(); !st.ok()) return ToGrpc(st);
-  auto trial = engine_->TellTrial(*request);
-  if (!trial.ok()) return ToGrpc(trial.status());
-  if (auto st = store_->Flush(kDurableWithinSeconds); !st.ok()) return ToGrpc(st);
-  *response->mutable_trial() = std::move(*trial);
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    RETURN_IF_ERROR(StoreWritable());
+    ASSIGN_OR_RETURN(*response->mutable_trial(), engine_->TellTrial(*request));
+    return store_->Flush(kDurableWithinSeconds);
+  });
 }
 
 grpc::Status SweepServiceImpl::ExportSweep(grpc::ServerContext* context,
                                            const v1::ExportSweepRequest* request,
                                            v1::ExportSweepResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("sweep_id", request->sweep_id()); !st.ok()) return ToGrpc(st);
-  auto table = store_->ExportSweep(request->sweep_id());
-  if (!table.ok()) return ToGrpc(table.status());
-  for (auto& c : table->columns) response->add_columns(std::move(c));
-  for (auto& row : table->rows) {
-    auto* out = response->add_rows();
-    for (auto& cell : row) out->add_cells(std::move(cell));
-  }
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(auto table, store_->ExportSweep(request->sweep_id()));
+    for (auto& c : table.columns) response->add_columns(std::move(c));
+    for (auto& row : table.rows) {
+      auto* out = response->add_rows();
+      for (auto& cell : row) out->add_cells(std::move(cell));
+    }
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status SweepServiceImpl::ListAgents(grpc::ServerContext* context,
                                           const v1::ListAgentsRequest* request,
                                           v1::ListAgentsResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  auto agents = engine_->ListAgents(request->all());
-  if (!agents.ok()) return ToGrpc(agents.status());
-  for (auto& a : *agents) *response->add_agents() = std::move(a);
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(auto agents, engine_->ListAgents(request->all()));
+    for (auto& a : agents) *response->add_agents() = std::move(a);
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status SweepServiceImpl::ReleaseAgent(grpc::ServerContext* context,
                                             const v1::ReleaseAgentRequest* request,
                                             v1::ReleaseAgentResponse* response) {
-  if (auto st = AuthorizeApiCall(*context, security_.tls, !security_.token.empty()); !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (auto st = CheckId("agent_id", request->agent_id()); !st.ok()) return ToGrpc(st);
-  auto agent = engine_->ReleaseAgent(request->agent_id());
-  if (!agent.ok()) return ToGrpc(agent.status());
-  *response->mutable_agent() = std::move(*agent);
-  return grpc::Status::OK;
+  return Serve(*context, *request, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response->mutable_agent(), engine_->ReleaseAgent(request->agent_id()));
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status AgentServiceImpl::Connect(

@@ -1,8 +1,9 @@
 #pragma once
 
-// The gRPC face of the scheduler: SweepService for clients, AgentService for agents. Handlers
-// validate requests, call the Engine (state changes) or the Store (reads), and convert
-// absl::Status to grpc::Status; they hold no state of their own. Thread-safe (gRPC's sync server
+// The gRPC face of the scheduler: SweepService for clients, AgentService for agents. Every
+// SweepService call is authorized and validated in one place (Serve, api_requests.h); agent
+// streams by ValidateAgentMessage and AuthorizeAgent. Handlers then call the Engine (state
+// changes) or the Store (reads); they hold no state of their own. Thread-safe (gRPC's sync server
 // calls them from its thread pool).
 //
 // Why the synchronous API and not the callback one (STYLE.md's default): every call either
@@ -15,6 +16,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/security.h"
+#include "scheduler/api_requests.h"
 #include "scheduler/engine.h"
 #include "store/store.h"
 #include "sweepd/v1/agent_service.grpc.pb.h"
@@ -71,6 +74,18 @@ class SweepServiceImpl final : public v1::SweepService::Service {
                             v1::ReleaseAgentResponse*) override;
 
  private:
+  // Every call goes through here: who may call (common/security.h), then the request's own
+  // validation (api_requests.h), then `body`, whose status the client gets.
+  template <typename Request, typename Body>
+  grpc::Status Serve(grpc::ServerContext& context, const Request& request, Body body) {
+    if (auto st = AuthorizeApiCall(context, security_.tls, !security_.token.empty()); !st.ok()) {
+      return ToGrpc(st);
+    }
+    if (auto st = ValidateRequest(request); !st.ok()) return ToGrpc(st);
+    return ToGrpc(body());
+  }
+  // After a change: waits until it is durable, then answers the sweep as stored.
+  absl::Status Durable(const std::string& sweep_id, v1::Sweep changed, v1::Sweep* out);
   // A sweep as stored, with the engine's view of its total (grid size).
   absl::StatusOr<v1::Sweep> LoadSweep(const std::string& id);
   // UNAVAILABLE, naming the fault, while the store cannot commit: calls that change state are
