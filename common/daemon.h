@@ -16,9 +16,9 @@
 
 namespace sweepd {
 
-// Sets spdlog's level and an ISO-8601 pattern. An unknown level exits with status 2 and the
-// allowed ones, as a malformed flag does: spdlog reads any other word as `off`, and a daemon
-// that logs nothing at all is worse than one that does not start.
+// Sets spdlog's level and the pattern: ISO-8601 time, level, component, message. An unknown level
+// exits with status 2 and the allowed ones, as a malformed flag does: spdlog reads any other word
+// as `off`, and a daemon that logs nothing at all is worse than one that does not start.
 inline void SetUpDaemonLogging(const std::string& level) {
   static constexpr const char* kLevels[] = {"trace", "debug",    "info", "warn",
                                             "error", "critical", "off"};
@@ -30,7 +30,10 @@ inline void SetUpDaemonLogging(const std::string& level) {
     std::exit(2);
   }
   spdlog::set_level(spdlog::level::from_str(level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  // The component (sweepd, sweep-agent) after the level: both daemons often log to one journal
+  // or terminal, and a line must say whose it is.
+  spdlog::set_pattern(std::string("%Y-%m-%dT%H:%M:%S.%e %^%l%$ ") + program_invocation_short_name +
+                      ": %v");
 }
 
 // Blocks SIGTERM and SIGINT in this thread and every thread it starts later (so exactly one

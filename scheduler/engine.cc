@@ -271,7 +271,7 @@ void Engine::SetSweepState(Sweep& sweep, v1::SweepState state, const std::string
       std::move(update),
       MakeEvent(sweep.id, 0, "", "sweep.state", from, SweepStateName(state), reason),
       EventStored("a sweep state change"));
-  spdlog::info("[sweep={}] {} -> {}: {}", sweep.public_id, from, SweepStateName(state), reason);
+  LogInfo({.sweep = sweep.public_id}, "{} -> {}: {}", from, SweepStateName(state), reason);
 }
 
 void Engine::SetTrialState(Trial& trial, v1::TrialState state, const std::string& reason,
@@ -300,8 +300,8 @@ void Engine::SetTrialState(Trial& trial, v1::TrialState state, const std::string
                       MakeEvent(trial.sweep_id, trial.id, trial.agent_id, "trial.state", from,
                                 TrialStateName(state), reason),
                       EventStored("a trial state change"));
-  spdlog::info("[sweep={}][trial={}] {} -> {}{}{}", sweep.public_id, trial.public_id, from,
-               TrialStateName(state), reason.empty() ? "" : ": ", reason);
+  LogInfo({.sweep = sweep.public_id, .trial = trial.public_id}, "{} -> {}{}{}", from,
+          TrialStateName(state), reason.empty() ? "" : ": ", reason);
 }
 
 }  // namespace sweepd::scheduler

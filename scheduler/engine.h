@@ -339,8 +339,8 @@ class Engine {
 
   std::mutex tasks_mu_;
   std::condition_variable tasks_cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(tasks_mu_);
+  bool stopping_ ABSL_GUARDED_BY(tasks_mu_) = false;
   std::thread thread_;
 
   // Stalled sweeps by public id, published by the engine thread for readers on any thread.
@@ -349,7 +349,7 @@ class Engine {
 
   std::mutex events_mu_;
   std::condition_variable events_cv_;
-  int64_t event_counter_ = 0;
+  int64_t event_counter_ ABSL_GUARDED_BY(events_mu_) = 0;
 
   // Engine-thread state.
   std::map<int64_t, Sweep> sweeps_;

@@ -83,7 +83,7 @@ absl::StatusOr<v1::Agent> Engine::ReleaseAgent(const std::string& agent_id) {
     agent.quarantine_reason.clear();
     agent.failure_times.clear();
     Event(0, 0, agent.id, "agent.released", "quarantined", "connected", "released by a user");
-    spdlog::info("[agent={}] released from quarantine", agent.id);
+    LogInfo({.agent = agent.id}, "released from quarantine");
     Schedule();
     return AgentSnapshot(agent);
   });
@@ -105,8 +105,8 @@ void Engine::CountAgentFailure(Agent& agent, const std::string& trial_id) {
       absl::StrCat(agent.failure_times.size(), " trials failed within ",
                    options_.quarantine_window_seconds, " s (last: ", trial_id, ")");
   Event(0, 0, agent.id, "agent.quarantined", "connected", "quarantined", agent.quarantine_reason);
-  spdlog::warn("[agent={}] quarantined: {}; `sweepctl agents --release {}` lifts it", agent.id,
-               agent.quarantine_reason, agent.id);
+  LogWarn({.agent = agent.id}, "quarantined: {}; `sweepctl agents --release {}` lifts it",
+          agent.quarantine_reason, agent.id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,8 +133,8 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
         // Another agent with the same id (two agents given one --agent-id, or a copied
         // workdir): taking the id over would lose the live one's trials and start them again
         // beside themselves. The live one is left exactly as it is.
-        spdlog::warn("[agent={}] refused a second agent with its id from {} pid {}", live.id,
-                     request.hostname(), request.pid());
+        LogWarn({.agent = live.id}, "refused a second agent with its id from {} pid {}",
+                request.hostname(), request.pid());
         return absl::AlreadyExistsError(absl::StrCat(
             "agent id ", live.id, " is connected from ", live.info.hostname(), " pid ", live.pid,
             " since ",
@@ -244,8 +244,8 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
     store_->UpsertAgent(agent.info, nullptr);
     Event(0, 0, agent.id, "agent.connected", "", "connected",
           absl::StrCat(request.hostname(), ", ", request.gpus_size(), " slots"));
-    spdlog::info("[agent={}] connected from {} with {} slots", agent.id, request.hostname(),
-                 request.gpus_size());
+    LogInfo({.agent = agent.id}, "connected from {} with {} slots", request.hostname(),
+            request.gpus_size());
     Post([this] { Schedule(); });
     return reply;
   });
@@ -258,7 +258,7 @@ void Engine::AgentDisconnected(const std::string& agent_id, const AgentChannel* 
     Agent& agent = it->second;
     agent.connected = false;
     agent.channel.reset();
-    spdlog::warn("[agent={}] disconnected", agent_id);
+    LogWarn({.agent = agent_id}, "disconnected");
     Event(0, 0, agent_id, "agent.disconnected", "connected", "disconnected", "stream ended");
     // Its trials keep running on the node; they are lost only if it stays away longer than
     // agent_timeout_seconds (Tick), so a scheduler or network blip restarts nothing.
@@ -277,7 +277,7 @@ void Engine::AgentLeft(const std::string& agent_id, const AgentChannel* channel,
     agent.draining = false;
     agent.channel.reset();
     agent.disconnected_at = 0;  // handled now, not after the timeout
-    spdlog::info("[agent={}] left: {}", agent_id, reason);
+    LogInfo({.agent = agent_id}, "left: {}", reason);
     Event(0, 0, agent_id, "agent.left", "connected", "disconnected", reason);
     LoseAgentTrials(agent, absl::StrCat("agent ", agent_id, " left (", reason, ")"));
     Schedule();
@@ -297,7 +297,7 @@ void Engine::AgentMessageReceived(const std::string& agent_id, v1::AgentMessage 
           agent.draining = true;
           Event(0, 0, agent.id, "agent.draining", "connected", "draining",
                 "finishing its trials before leaving; no new ones");
-          spdlog::info("[agent={}] draining: no new trials for it", agent.id);
+          LogInfo({.agent = agent.id}, "draining: no new trials for it");
         }
         // GPU utilisation and memory, by index (NVML or nvidia-smi on the agent).
         for (const v1::Gpu& reading : message.heartbeat().gpus()) {
@@ -330,7 +330,7 @@ void Engine::OnTrialStarted(Agent& agent, const v1::TrialStarted& started) {
   Trial* trial = FindTrial(started.trial_id());
   Node* node = trial == nullptr ? nullptr : NodeOn(*trial, agent.id);
   if (node == nullptr) {
-    spdlog::warn("[agent={}] started unknown trial {}", agent.id, started.trial_id());
+    LogWarn({.agent = agent.id}, "started unknown trial {}", started.trial_id());
     return;
   }
   if (node != &trial->nodes[0] || trial->state != v1::TRIAL_STATE_ASSIGNED) return;
@@ -421,8 +421,8 @@ void Engine::Tick() {
   for (auto& [id, agent] : agents_) {
     if (agent.connected && now - agent.last_seen > options_.agent_timeout_seconds) {
       // Connected but silent (a hung node, a half-open connection): treat it as gone.
-      spdlog::warn("[agent={}] silent for {:.0f} s; closing its stream", agent.id,
-                   now - agent.last_seen);
+      LogWarn({.agent = agent.id}, "silent for {:.0f} s; closing its stream",
+              now - agent.last_seen);
       Event(0, 0, agent.id, "agent.silent", "connected", "disconnected",
             absl::StrCat("no message for ", static_cast<int>(now - agent.last_seen), " s"));
       agent.connected = false;
@@ -435,8 +435,8 @@ void Engine::Tick() {
       agent.disconnected_at = 0;
       Event(0, 0, agent.id, "agent.lost", "disconnected", "lost",
             absl::StrCat("away for more than ", options_.agent_timeout_seconds, " s"));
-      spdlog::warn("[agent={}] away for more than {} s: its trials are lost", agent.id,
-                   options_.agent_timeout_seconds);
+      LogWarn({.agent = agent.id}, "away for more than {} s: its trials are lost",
+              options_.agent_timeout_seconds);
       LoseAgentTrials(agent, absl::StrCat("agent ", agent.id, " went away"));
     }
   }

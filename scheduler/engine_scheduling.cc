@@ -111,7 +111,7 @@ void Engine::JudgeRunningTrials(Sweep& sweep) {
     if (!decision.stop) continue;
     Event(sweep.id, trial.id, trial.agent_id, "trial.pruned", TrialStateName(trial.state), "pruned",
           decision.reason);
-    spdlog::info("[sweep={}][trial={}] {}", sweep.public_id, trial.public_id, decision.reason);
+    LogInfo({.sweep = sweep.public_id, .trial = trial.public_id}, "{}", decision.reason);
     StopTrial(trial, v1::TRIAL_STATE_PRUNED, decision.reason);
   }
 }
@@ -136,7 +136,7 @@ void Engine::UpdateStall(Sweep& sweep) {
     }
   }
   if (!reason.empty()) {
-    spdlog::warn("[sweep={}] stalled: {}", sweep.public_id, reason);
+    LogWarn({.sweep = sweep.public_id}, "stalled: {}", reason);
     Event(sweep.id, 0, "", "sweep.stalled", "running", "stalled", reason);
   } else if (sweep.state == v1::SWEEP_STATE_RUNNING) {
     Event(sweep.id, 0, "", "sweep.unstalled", "stalled", "running", "trials can start again");
@@ -408,7 +408,7 @@ void Engine::Prune(Sweep& sweep, Trial& trial, int64_t step,
   if (decision.stop) {
     Event(sweep.id, trial.id, trial.agent_id, "trial.pruned", TrialStateName(trial.state), "pruned",
           decision.reason);
-    spdlog::info("[sweep={}][trial={}] {}", sweep.public_id, trial.public_id, decision.reason);
+    LogInfo({.sweep = sweep.public_id, .trial = trial.public_id}, "{}", decision.reason);
     StopTrial(trial, v1::TRIAL_STATE_PRUNED, decision.reason);
   }
 }

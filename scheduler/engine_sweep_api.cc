@@ -148,9 +148,9 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
         v1::CreateSweepResponse out;
         *out.mutable_sweep() = SweepSnapshot(sweep);
         for (const auto& w : parsed->warnings) out.add_warnings(w);
-        spdlog::info("[sweep={}] created ({}, method {})", sweep.public_id,
-                     sweep.spec.name().empty() ? "unnamed" : sweep.spec.name(),
-                     SearchMethodName(sweep.spec.method()));
+        LogInfo({.sweep = sweep.public_id}, "created ({}, method {})",
+                sweep.spec.name().empty() ? "unnamed" : sweep.spec.name(),
+                SearchMethodName(sweep.spec.method()));
         sweep_ids_[sweep.public_id] = sweep.id;
         sweeps_[sweep.id] = std::move(sweep);
         Schedule();

@@ -29,7 +29,7 @@ namespace sweepd::scheduler {
 void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
   Trial* trial = FindTrial(batch.trial_id());
   if (trial == nullptr || trial->agent_id != agent.id) {
-    spdlog::warn("[agent={}] metrics for a trial it does not run: {}", agent.id, batch.trial_id());
+    LogWarn({.agent = agent.id}, "metrics for a trial it does not run: {}", batch.trial_id());
     return;
   }
   if (batch.reports_size() == 0) return;
@@ -37,8 +37,9 @@ void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
     // Acknowledgements are cumulative ("everything up to seq"), so a batch after a gap (an
     // earlier batch was refused) is not taken either: the agent re-sends from its oldest
     // unacknowledged report, and nothing is acknowledged that is not stored.
-    spdlog::debug("[trial={}] metrics from seq {} but {} is next; waiting for the re-send",
-                  trial->public_id, batch.first_seq(), trial->last_seq_seen + 1);
+    LogDebug({.trial = trial->public_id},
+             "metrics from seq {} but {} is next; waiting for the re-send", batch.first_seq(),
+             trial->last_seq_seen + 1);
     return;
   }
   if (store_->Degraded()) {
@@ -96,8 +97,8 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
                         [this, channel, trial_id = batch.trial_id(), first_seq = batch.first_seq(),
                          last_seq](absl::Status status) {
                           if (!status.ok()) {
-                            spdlog::error("[trial={}] storing metrics failed: {}", trial_id,
-                                          status.message());
+                            LogError({.trial = trial_id}, "storing metrics failed: {}",
+                                     status.message());
                             // Not acknowledged: the agent sends them again. Until then no later
                             // batch may be taken (its cumulative ack would cover these).
                             Post([this, trial_id, first_seq] {

@@ -403,7 +403,7 @@ grpc::Status AgentServiceImpl::Connect(
   while (stream->Read(&message)) {
     if (auto st = ValidateAgentMessage(message); !st.ok()) {
       // Nothing of it reaches the engine; the agent hears why.
-      spdlog::warn("[agent={}] invalid message, closing its stream: {}", agent_id, st.message());
+      LogWarn({.agent = agent_id}, "invalid message, closing its stream: {}", st.message());
       engine_->AgentDisconnected(agent_id, channel.get());
       channel->Finish();
       return ToGrpc(st);

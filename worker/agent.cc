@@ -60,16 +60,6 @@ constexpr double kOutputAfterExitSeconds = 5;
 // it can does not delay the others' turn.
 constexpr size_t kMaxReportsPerTurn = 5000;
 
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string Hostname() {
   char name[256] = {};
   gethostname(name, sizeof(name) - 1);
@@ -180,10 +170,6 @@ int ListenOn(const std::string& path) {
   return fd;
 }
 
-double UnixSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 }  // namespace
 
 // Written when a trial starts (and when its client first reports): what a restarted agent needs
@@ -207,8 +193,8 @@ void Agent::WriteStateFile(const Trial& trial) {
                                          .finished = trial.finished,
                                          .start_unix = trial.start_unix});
   if (!written.ok()) {
-    spdlog::error("[trial={}] {}; a restarted agent may not find this trial", trial.id,
-                  written.message());
+    LogError({.trial = trial.id}, "{}; a restarted agent may not find this trial",
+             written.message());
   }
 }
 
@@ -249,8 +235,8 @@ void Agent::StopTrialsForLeaving(const std::string& why) {
     trial->grace_seconds = options_.stop_grace_seconds;
     trial->term_at = now;
     trial->kill_at = now + options_.stop_grace_seconds;
-    spdlog::info("[trial={}] stopping: {} (SIGKILL in {} s if it does not exit)", id, why,
-                 options_.stop_grace_seconds);
+    LogInfo({.trial = id}, "stopping: {} (SIGKILL in {} s if it does not exit)", why,
+            options_.stop_grace_seconds);
   }
 }
 
@@ -403,10 +389,10 @@ void Agent::AdoptLeftoverTrials() {
     const absl::Status adopted = read.state.ok() ? AdoptTrial(*read.state) : read.state.status();
     if (adopted.ok()) continue;  // its state file stays
     if (read.pid > 1 && read.start_ticks != 0 && ProcessStartTicks(read.pid) == read.start_ticks) {
-      spdlog::warn(
-          "[trial={}] left running by an earlier run of this agent (pid {}), cannot "
-          "take it over ({}); killing it so its GPUs are free",
-          name, read.pid, adopted.message());
+      LogWarn({.trial = name},
+              "left running by an earlier run of this agent (pid {}), cannot "
+              "take it over ({}); killing it so its GPUs are free",
+              read.pid, adopted.message());
       kill(-read.pid, SIGKILL);
     }
     std::filesystem::remove(entry.path(), ec);
@@ -474,8 +460,8 @@ absl::Status Agent::AdoptTrial(const TrialState& state) {
     trial->process = TrialProcess::Ended(pid, trial->exit_file);
   }
   StartOutput(*trial, /*append=*/true);
-  spdlog::info("[trial={}] taken over from an earlier run of this agent (pid {}{})", trial->id, pid,
-               alive ? ", still running" : ", ended meanwhile");
+  LogInfo({.trial = trial->id}, "taken over from an earlier run of this agent (pid {}{})", pid,
+          alive ? ", still running" : ", ended meanwhile");
   trials_[trial->id] = std::move(trial);
   return absl::OkStatus();
 }
@@ -626,8 +612,8 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
         // A trial taken over after a restart: its reports continue sweepd's sequence.
         Trial& trial = *it->second;
         trial.reports->ContinueAt(next_seq);
-        spdlog::info("[trial={}] sweepd took it back; its reports continue at seq {}", id,
-                     trial.reports->first_seq());
+        LogInfo({.trial = id}, "sweepd took it back; its reports continue at seq {}",
+                trial.reports->first_seq());
       }
       for (const auto& id : message.registered().kill_trial_ids()) {
         auto it = trials_.find(id);
@@ -639,7 +625,7 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
           given_up.exit_acked = true;  // forget it once it ends
         }
         if (it->second->process && !it->second->exited) {
-          spdlog::warn("[trial={}] the scheduler no longer owns it; killing", id);
+          LogWarn({.trial = id}, "the scheduler no longer owns it; killing");
           it->second->stop_requested = true;
           it->second->process->SignalGroup(SIGKILL);
         }
@@ -659,8 +645,8 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
       trial.grace_seconds = std::max(0, message.stop().grace_seconds());
       trial.term_at = NowSeconds() + trial.grace_seconds;
       trial.kill_at = trial.term_at + trial.grace_seconds;
-      spdlog::info("[trial={}] stop: {} (SIGTERM in {} s)", trial.id, trial.stop_reason,
-                   trial.grace_seconds);
+      LogInfo({.trial = trial.id}, "stop: {} (SIGTERM in {} s)", trial.stop_reason,
+              trial.grace_seconds);
       break;
     }
     case v1::SchedulerMessage::kAck: {
@@ -688,7 +674,7 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
 
 void Agent::StartTrial(const v1::Assign& assign) {
   auto fail = [&](const std::string& why, bool spec_error = false) {
-    spdlog::error("[trial={}] cannot start: {}", assign.trial_id(), why);
+    LogError({.trial = assign.trial_id()}, "cannot start: {}", why);
     v1::AgentMessage exited;
     exited.mutable_trial_exited()->set_trial_id(assign.trial_id());
     exited.mutable_trial_exited()->set_node_rank(assign.gang().node_rank());
@@ -707,7 +693,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
   if (trials_.contains(assign.trial_id())) return;  // duplicate assign after a reconnect
   if (leaving_) {
     // Crossed with the draining heartbeat: hand it back, not failed, to run elsewhere.
-    spdlog::info("[trial={}] not started: the agent is leaving", assign.trial_id());
+    LogInfo({.trial = assign.trial_id()}, "not started: the agent is leaving");
     v1::AgentMessage exited;
     exited.mutable_trial_exited()->set_trial_id(assign.trial_id());
     exited.mutable_trial_exited()->set_node_rank(assign.gang().node_rank());
@@ -784,7 +770,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
     if (cgroup.ok()) {
       trial->cgroup_dir = *cgroup;
     } else {
-      spdlog::warn("[trial={}] {}; it runs without a cgroup", trial->id, cgroup.status().message());
+      LogWarn({.trial = trial->id}, "{}; it runs without a cgroup", cgroup.status().message());
     }
   }
   auto process = TrialProcess::Start({.argv = plan->argv,
@@ -819,10 +805,9 @@ void Agent::StartTrial(const v1::Assign& assign) {
   // (or kills it, when it cannot).
   trial->state_file = absl::StrCat(state_dir_, "/", trial->id);
   WriteStateFile(*trial);
-  spdlog::info(
-      "[trial={}] started pid {}{}: {}", trial->id, trial->process->pid(),
-      plan->nnodes > 1 ? absl::StrCat(" as node ", trial->node_rank, " of ", plan->nnodes) : "",
-      absl::StrJoin(plan->argv, " "));
+  LogInfo({.trial = trial->id}, "started pid {}{}: {}", trial->process->pid(),
+          plan->nnodes > 1 ? absl::StrCat(" as node ", trial->node_rank, " of ", plan->nnodes) : "",
+          absl::StrJoin(plan->argv, " "));
   v1::AgentMessage started;
   auto* s = started.mutable_trial_started();
   s->set_trial_id(trial->id);
@@ -844,8 +829,8 @@ void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
   if (trial.node_rank != 0) {
     // Only global rank 0 reports for a multi-node trial; the client reduces across ranks.
     if (!trial.warned_not_rank0) {
-      spdlog::info("[trial={}] node {} does not relay metrics; node 0 reports for the trial",
-                   trial.id, trial.node_rank);
+      LogInfo({.trial = trial.id}, "node {} does not relay metrics; node 0 reports for the trial",
+              trial.node_rank);
       trial.warned_not_rank0 = true;
     }
     return;
@@ -954,8 +939,8 @@ void Agent::StartOutput(Trial& trial, bool append) {
                                         .metric_pattern = trial.metric_pattern,
                                         .wake = [this] { Wake(); }});
   if (!output.ok()) {
-    spdlog::error("[trial={}] its stdout is not kept or parsed: {}", trial.id,
-                  output.status().message());
+    LogError({.trial = trial.id}, "its stdout is not kept or parsed: {}",
+             output.status().message());
     return;
   }
   trial.output = std::move(*output);
@@ -971,11 +956,11 @@ void Agent::ReleaseCgroup(Trial& trial) {
   if (trial.cgroup_dir.empty()) return;
   const CgroupUsage usage = ReadCgroupUsage(trial.cgroup_dir);
   if (usage.cpu_seconds || usage.peak_memory_bytes) {
-    spdlog::info("[trial={}] used {} CPU-seconds{}", trial.id,
-                 usage.cpu_seconds ? absl::StrFormat("%.1f", *usage.cpu_seconds) : "?",
-                 usage.peak_memory_bytes ? absl::StrFormat(", peak memory %.1f MiB",
-                                                           *usage.peak_memory_bytes / 1048576.0)
-                                         : "");
+    LogInfo({.trial = trial.id}, "used {} CPU-seconds{}",
+            usage.cpu_seconds ? absl::StrFormat("%.1f", *usage.cpu_seconds) : "?",
+            usage.peak_memory_bytes
+                ? absl::StrFormat(", peak memory %.1f MiB", *usage.peak_memory_bytes / 1048576.0)
+                : "");
   }
   // Its last processes may still be exiting: retried every second until it is empty.
   if (!RemoveCgroup(trial.cgroup_dir)) stale_cgroups_.push_back(trial.cgroup_dir);
@@ -1063,7 +1048,7 @@ void Agent::CheckExit(Trial& trial) {
   // acknowledged (re-sent after a reconnect).
   trial.exit_message = message;
   outbox_.push_back(std::move(message));
-  spdlog::info("[trial={}] exited: code {} signal {}", trial.id, exit->exit_code, exit->signal);
+  LogInfo({.trial = trial.id}, "exited: code {} signal {}", exit->exit_code, exit->signal);
 }
 
 void Agent::SendPending() {
@@ -1090,8 +1075,8 @@ void Agent::SendPending() {
     ReportBuffer& reports = *trial->reports;
     if (!reports.seq_known()) continue;  // waits for sweepd's Registered
     if (reports.in_flight() > 0 && now - trial->waiting_since > kResendAfterSeconds) {
-      spdlog::info("[trial={}] {} reports unacknowledged for {:.0f} s; sending them again", id,
-                   reports.in_flight(), now - trial->waiting_since);
+      LogInfo({.trial = id}, "{} reports unacknowledged for {:.0f} s; sending them again",
+              reports.in_flight(), now - trial->waiting_since);
       reports.Rewind();
     }
     if (reports.in_flight() == 0 && reports.in_memory() > 0) trial->waiting_since = now;

@@ -24,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "common/clock.h"
 #include "common/file_lock.h"
 #include "common/security.h"
 #include "sweepd/v1/agent_service.grpc.pb.h"
@@ -80,6 +81,9 @@ struct AgentOptions {
   int stop_grace_seconds = 10;
   // A cgroup (v2) per trial where the agent can create them (trial_cgroup.h); off: never.
   bool trial_cgroups = true;
+  // What every timeout of the trial loop (grace periods, re-sends, heartbeats, leaving) and the
+  // reports' times are measured on. Not owned.
+  Clock* clock = &RealClock();
   // After its trials are gone, how long a leaving agent waits for sweepd to acknowledge their
   // reports and exits before it goes anyway.
   double leave_ack_seconds = 30;
@@ -143,6 +147,9 @@ class Agent {
   void UpdateRunningSnapshot();
   bool Send(const v1::AgentMessage& message);
   void Wake();
+  double NowSeconds() const { return options_.clock->SteadySeconds(); }
+  int64_t NowMicros() const { return options_.clock->NowMicros(); }
+  double UnixSeconds() const { return static_cast<double>(options_.clock->NowMicros()) / 1e6; }
 
   const AgentOptions options_;
   std::string agent_id_;

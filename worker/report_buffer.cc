@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "spdlog/spdlog.h"
+#include "common/logging.h"
 
 namespace sweepd::worker {
 
@@ -36,10 +36,10 @@ void ReportBuffer::Add(v1::Report report) {
     // Numbered only once sweepd answers; until then they cannot go to the spill file.
     if (unacked_.size() >= options_.max_in_memory) {
       if (dropped_++ == 0) {
-        spdlog::error(
-            "[trial={}] {} reports wait for sweepd to take this trial back; dropping the "
-            "oldest",
-            options_.trial_id, unacked_.size());
+        LogError({.trial = options_.trial_id},
+                 "{} reports wait for sweepd to take this trial back; dropping the "
+                 "oldest",
+                 unacked_.size());
       }
       unacked_.pop_front();
     }
@@ -93,14 +93,14 @@ void ReportBuffer::Spill(const v1::Report& report) {
     spill_fd_ =
         open(options_.spill_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
     if (spill_fd_ < 0) {
-      spdlog::error("[trial={}] cannot open {}: {}; reports past {} in memory are dropped",
-                    options_.trial_id, options_.spill_path, std::strerror(errno),
-                    options_.max_in_memory);
+      LogError({.trial = options_.trial_id},
+               "cannot open {}: {}; reports past {} in memory are dropped", options_.spill_path,
+               std::strerror(errno), options_.max_in_memory);
     } else {
-      spdlog::warn(
-          "[trial={}] {} reports unacknowledged; keeping newer ones in {} until sweepd "
-          "acknowledges",
-          options_.trial_id, unacked_.size(), options_.spill_path);
+      LogWarn({.trial = options_.trial_id},
+              "{} reports unacknowledged; keeping newer ones in {} until sweepd "
+              "acknowledges",
+              unacked_.size(), options_.spill_path);
     }
   }
   const std::string bytes = report.SerializeAsString();
@@ -117,10 +117,10 @@ void ReportBuffer::Spill(const v1::Report& report) {
   }
   if (!kept) {
     if (dropped_++ == 0) {
-      spdlog::error(
-          "[trial={}] cannot keep more unacknowledged reports (spill file {}, {} bytes): "
-          "dropping new ones until sweepd acknowledges",
-          options_.trial_id, options_.spill_path, spill_size_);
+      LogError({.trial = options_.trial_id},
+               "cannot keep more unacknowledged reports (spill file {}, {} bytes): "
+               "dropping new ones until sweepd acknowledges",
+               options_.spill_path, spill_size_);
     }
     // Its seq is given back: sweepd takes reports only in unbroken seq order.
     --next_seq_;
@@ -146,8 +146,8 @@ void ReportBuffer::Refill() {
         !report.ParseFromString(bytes) || report.seq() != NextSpilledSeq()) {
       // Lost (the file was damaged). The seqs they held are given back, so what comes next
       // follows on without a gap (sweepd takes reports only in unbroken order).
-      spdlog::error("[trial={}] {} is unreadable at offset {}; {} reports lost", options_.trial_id,
-                    options_.spill_path, spill_read_, spilled_);
+      LogError({.trial = options_.trial_id}, "{} is unreadable at offset {}; {} reports lost",
+               options_.spill_path, spill_read_, spilled_);
       next_seq_ = NextSpilledSeq();
       spilled_ = 0;
       spill_read_ = spill_size_;

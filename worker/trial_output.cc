@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,13 +9,14 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 
 namespace sweepd::worker {
 
 absl::StatusOr<std::unique_ptr<TrialOutput>> TrialOutput::Start(int fd, Options options) {
   MetricLineParser parser(options.metric_pattern);
   if (!parser.pattern_error().empty()) {
-    spdlog::warn("[trial={}] {}", options.trial_id, parser.pattern_error());
+    LogWarn({.trial = options.trial_id}, "{}", parser.pattern_error());
   }
   std::unique_ptr<TrialOutput> output(new TrialOutput(fd, std::move(options), std::move(parser)));
   if (pipe2(output->stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -85,8 +85,8 @@ void TrialOutput::WriteLog(const char* data, size_t size) {
     log_full_said_ = true;
     fprintf(log_, "\n[sweep-agent: stdout.log reached %llu bytes; the rest is not kept]\n",
             static_cast<unsigned long long>(max));
-    spdlog::warn("[trial={}] stdout.log reached {} bytes (--max-log-mb); the rest is not kept",
-                 options_.trial_id, max);
+    LogWarn({.trial = options_.trial_id},
+            "stdout.log reached {} bytes (--max-log-mb); the rest is not kept", max);
   }
 }
 
@@ -150,20 +150,20 @@ void TrialOutput::ReadLoop() {
         line_cut_ = true;
         if (!long_line_said_) {
           long_line_said_ = true;
-          spdlog::info(
-              "[trial={}] a stdout line is longer than {} bytes: only its first {} are searched "
-              "for metrics",
-              options_.trial_id, kMaxParsedLineBytes, kMaxParsedLineBytes);
+          LogInfo({.trial = options_.trial_id},
+                  "a stdout line is longer than {} bytes: only its first {} are searched "
+                  "for metrics",
+                  kMaxParsedLineBytes, kMaxParsedLineBytes);
         }
       }
     }
     fflush(log_);
   }
   if (abandoned_) {
-    spdlog::warn(
-        "[trial={}] its stdout is still held open by a process outside the trial's control; "
-        "stopped reading it after {} bytes: what came after is not logged or parsed",
-        options_.trial_id, bytes_read_.load());
+    LogWarn({.trial = options_.trial_id},
+            "its stdout is still held open by a process outside the trial's control; "
+            "stopped reading it after {} bytes: what came after is not logged or parsed",
+            bytes_read_.load());
   } else if (!pending_.empty()) {
     HandleLine(pending_);  // the last line, without its newline
   }

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "worker/report_protocol.h"
 
@@ -83,7 +84,7 @@ class TrialOutput {
   std::atomic<uint64_t> bytes_read_{0};
   std::mutex mu_;
   std::condition_variable room_;  // the loop took reports: the reader may queue more
-  std::deque<MetricLineParser::Parsed> queue_;
+  std::deque<MetricLineParser::Parsed> queue_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
