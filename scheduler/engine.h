@@ -81,6 +81,9 @@ struct EngineOptions {
 
 class Engine {
  public:
+  // Shut down in this order (SchedulerServer::Shutdown): Stop(), then close `store`, then destroy
+  // the engine. Writes still queued (a full disk) complete into the engine's callbacks as the
+  // store closes (found under ASan by engine_sim with disk faults).
   Engine(store::Store* store, EngineOptions options);
   ~Engine();
   Engine(const Engine&) = delete;

@@ -48,8 +48,7 @@ class EngineRulesTest : public ::testing::Test {
     OpenSweepd();
   }
   void TearDown() override {
-    engine_.reset();
-    store_.reset();
+    CloseSweepd();
     std::filesystem::remove_all(dir_);
   }
 
@@ -73,9 +72,17 @@ class EngineRulesTest : public ::testing::Test {
     ASSERT_TRUE(engine_->Start().ok());
   }
 
-  void RestartSweepd() {
-    engine_.reset();
+  // As sweepd shuts down (SchedulerServer::Shutdown): the engine stops, the store closes while
+  // the engine still exists (writes still queued, with a full disk, complete into the engine's
+  // callbacks), then the engine goes.
+  void CloseSweepd() {
+    if (engine_) engine_->Stop();
     store_.reset();
+    engine_.reset();
+  }
+
+  void RestartSweepd() {
+    CloseSweepd();
     OpenSweepd();
   }
 

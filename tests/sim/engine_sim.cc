@@ -99,8 +99,7 @@ class World {
   World(uint64_t seed, int max_steps, bool verbose, Totals* totals)
       : seed_(seed), rng_(seed), max_steps_(max_steps), verbose_(verbose), totals_(*totals) {}
   ~World() {
-    engine_.reset();
-    store_.reset();
+    CloseSweepd();
     std::error_code ec;
     if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
   }
@@ -174,6 +173,15 @@ class World {
     engine_options.stop_grace_seconds = 5;
     engine_ = std::make_unique<Engine>(store_.get(), engine_options);
     return engine_->Start();
+  }
+
+  // As sweepd shuts down (SchedulerServer::Shutdown): the engine stops, the store closes while
+  // the engine still exists (writes still queued, with a full disk, complete into the engine's
+  // callbacks), then the engine goes.
+  void CloseSweepd() {
+    if (engine_) engine_->Stop();
+    store_.reset();
+    engine_.reset();
   }
 
   void CreateSweep() {
@@ -635,8 +643,7 @@ class World {
         (void)agent.channel->Take();
       }
     }
-    engine_.reset();
-    store_.reset();
+    CloseSweepd();
     disk_full_ = false;
     CheckStoredReports("after a restart");
     if (auto s = OpenSweepd(); !s.ok()) Violation("reopen: " + s.ToString());
@@ -805,8 +812,7 @@ class World {
     Log(absl::StrCat("end: ", SweepStateName(sweep->state()), ", ", page->trials.size(),
                      " trials, ", c.completed(), " completed, ", c.pruned(), " pruned, ",
                      c.failed(), " failed, ", c.lost(), " lost"));
-    engine_.reset();
-    store_.reset();
+    CloseSweepd();
     auto db = store::Connection::Open(dir_ + "/sweepd.db", store::Connection::Mode::kReadOnly);
     if (!db.ok()) {
       Violation("open for integrity_check: " + db.status().ToString());
