@@ -1,5 +1,5 @@
 // The store's lifecycle (open, schema, checkpoints), its writer (the write connection and the SQL
-// of each write) and group commit. About 800 lines: the writer's statements and the batch, retry
+// of each write) and group commit. About 850 lines: the writer's statements and the batch, retry
 // and fault handling they run under are one unit, whose invariant (a write is acknowledged only
 // once its batch committed) is easier to check in one file. Reads are in store_queries.cc.
 

@@ -1,4 +1,7 @@
-// The store's reads: each runs on a pooled read-only connection, in its own WAL snapshot.
+// The store's reads: each runs on a pooled read-only connection, in its own WAL snapshot. About
+// 670 lines, a little over the 600 the core aims for: each query is its SQL and the few lines
+// that turn rows into messages, and they share the pool and the row helpers at the top; split by
+// topic they would each need those helpers from a shared header for no gain in clarity.
 
 #include <algorithm>
 #include <chrono>
