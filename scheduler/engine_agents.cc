@@ -371,7 +371,9 @@ void Engine::SendWhenDurable(const std::shared_ptr<AgentChannel>& channel,
   store_->RunOnWriter([](store::Connection&) { return absl::OkStatus(); },
                       [weak = std::weak_ptr<AgentChannel>(channel),
                        message = std::move(message)](absl::Status status) mutable {
-                        if (!status.ok()) return;  // not on disk: not said
+                        // Not on disk: not said; except a Stop, which only ends work and is
+                        // safe to act on whether or not its reason was stored.
+                        if (!status.ok() && !message.has_stop()) return;
                         if (auto c = weak.lock()) c->Send(std::move(message));
                       });
 }

@@ -215,7 +215,10 @@ Agent::~Agent() {
 
 void Agent::Stop() {
   stopping_ = true;
-  if (connection_) connection_->Stop();
+  {
+    std::lock_guard<std::mutex> lock(connection_mu_);
+    if (connection_) connection_->Stop();
+  }
   Wake();
 }
 
@@ -538,7 +541,7 @@ absl::Status Agent::Run() {
         "leave behind as their subreaper");
   }
   if (gpu_monitor_) gpu_thread_ = std::thread([this] { GpuMonitorLoop(); });
-  connection_ = std::make_unique<SchedulerConnection>(
+  auto connection = std::make_unique<SchedulerConnection>(
       ConnectionOptions{.scheduler = options_.scheduler,
                         .credentials = credentials_,
                         .token = options_.token,
@@ -561,7 +564,13 @@ absl::Status Agent::Run() {
                                            }
                                            Stop();
                                          }});
-  connection_->Start();
+  {
+    // Stop() may come from the signal thread at any time, also before the connection existed.
+    std::lock_guard<std::mutex> lock(connection_mu_);
+    connection_ = std::move(connection);
+    if (stopping_) connection_->Stop();
+    connection_->Start();
+  }
   while (!stopping_) {
     PollOnce();
     if (leave_requested_ && LeaveStep()) {
@@ -606,6 +615,9 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
   switch (message.kind_case()) {
     case v1::SchedulerMessage::kRegistered: {
       heartbeat_seconds_ = std::max(1, message.registered().heartbeat_seconds());
+      // Assigns held back on the last stream are sweepd's to place again: it counts what this
+      // agent did not list as lost.
+      deferred_assigns_.clear();
       for (const auto& [id, next_seq] : message.registered().next_seqs()) {
         auto it = trials_.find(id);
         if (it == trials_.end() || it->second->reports->seq_known()) continue;
@@ -636,6 +648,18 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
       StartTrial(message.assign());
       break;
     case v1::SchedulerMessage::kStop: {
+      if (auto deferred = deferred_assigns_.find(message.stop().trial_id());
+          deferred != deferred_assigns_.end()) {
+        // Stopped before it could start: it ends here, as stopped.
+        v1::AgentMessage exited;
+        exited.mutable_trial_exited()->set_trial_id(deferred->first);
+        exited.mutable_trial_exited()->set_node_rank(deferred->second.gang().node_rank());
+        exited.mutable_trial_exited()->set_attempt(deferred->second.attempt());
+        exited.mutable_trial_exited()->set_stopped_by_scheduler(true);
+        outbox_.push_back(std::move(exited));
+        deferred_assigns_.erase(deferred);
+        break;
+      }
       auto it = trials_.find(message.stop().trial_id());
       if (it == trials_.end()) break;
       Trial& trial = *it->second;
@@ -690,7 +714,19 @@ void Agent::StartTrial(const v1::Assign& assign) {
     fail("trial or sweep id has characters not allowed in a path");
     return;
   }
-  if (trials_.contains(assign.trial_id())) return;  // duplicate assign after a reconnect
+  if (auto it = trials_.find(assign.trial_id()); it != trials_.end()) {
+    const int32_t running = it->second->attempt;
+    if (running == assign.attempt() || running == 0 || assign.attempt() == 0) {
+      return;  // a duplicate Assign after a reconnect
+    }
+    // An earlier attempt of this trial is still ending here (sweepd gave it up, then placed its
+    // retry on this agent again): the retry starts once that one is gone, so the two never share
+    // the trial's folder, socket or GPUs.
+    LogInfo({.trial = assign.trial_id()}, "attempt {} starts once attempt {} has ended",
+            assign.attempt(), running);
+    deferred_assigns_[assign.trial_id()] = assign;
+    return;
+  }
   if (leaving_) {
     // Crossed with the draining heartbeat: hand it back, not failed, to run elsewhere.
     LogInfo({.trial = assign.trial_id()}, "not started: the agent is leaving");
@@ -1132,6 +1168,16 @@ void Agent::SendPending() {
     } else {
       ++it;
     }
+  }
+  // Retries that waited for their earlier attempt to end here.
+  for (auto it = deferred_assigns_.begin(); it != deferred_assigns_.end();) {
+    if (trials_.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    const v1::Assign assign = std::move(it->second);
+    it = deferred_assigns_.erase(it);
+    StartTrial(assign);
   }
 }
 

@@ -178,6 +178,9 @@ class Agent {
   std::deque<v1::SchedulerMessage> inbox_ ABSL_GUARDED_BY(inbox_mu_);
 
   // The stream to sweepd (worker/scheduler_connection.h), on its own thread; created by Run().
+  // Set once under connection_mu_ (Stop() reads it from any thread); the trial loop and the
+  // destructor use it without the lock after that.
+  std::mutex connection_mu_;
   std::unique_ptr<SchedulerConnection> connection_;
 
   // The trials Register reports, refreshed by the trial loop.
@@ -187,6 +190,8 @@ class Agent {
   // Trial-loop state.
   std::map<std::string, std::unique_ptr<Trial>> trials_;
   std::deque<v1::AgentMessage> outbox_;  // started/exited messages not yet sent
+  // Assigns of a trial whose earlier attempt is still ending here, by trial id.
+  std::map<std::string, v1::Assign> deferred_assigns_;
   int64_t seen_generation_ = 0;
   // Leaving (trial loop): since when, whether trials are being stopped, and since when the last
   // trial is gone (waiting for acknowledgements).

@@ -167,6 +167,38 @@ parameters:
   EXPECT_THAT(cluster.Logs(), HasSubstr("the scheduler no longer owns it"));
 }
 
+// The same, with a retry: sweepd places the retry on the same (only) agent the moment it tells
+// it to kill the first attempt, whose process is still ending there. The agent starts the retry
+// once the first attempt is gone, instead of dropping it as a duplicate Assign (which left the
+// trial assigned for ever; found in review of the attempt fencing).
+TEST(RestartE2eTest, ARetryPlacedWhereItsKilledAttemptIsStillEndingStartsAfterIt) {
+  Cluster cluster(ClusterOptions{.agents = 1, .slots = 1, .sweepd_flags = {"--agent_timeout=3"}});
+  const std::string id = cluster.Submit(R"(
+program: gang_node.py
+method: random
+metric: {name: loss}
+run_cap: 1
+max_retries: 1
+parameters:
+  mode: {value: sleep_first_attempt}
+  seconds: {value: 300}
+  tag: {value: retry-here-5e02}
+)");
+  ASSERT_TRUE(WaitFor([] { return CountProcessesWith("retry-here-5e02") == 1; }, 30000))
+      << cluster.Logs();
+  cluster.SignalAgent(0, SIGSTOP);
+  // Silent past the timeout: the first attempt is lost and its retry waits for an agent.
+  ASSERT_TRUE(WaitFor(
+      [&] { return cluster.Logs().find("lost -> queued") != std::string::npos; }, 30000))
+      << cluster.Logs();
+  cluster.SignalAgent(0, SIGCONT);
+  // The agent kills the first attempt and runs the retry, which completes.
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 60000)) << cluster.Logs();
+  const auto status = cluster.Status(id);
+  EXPECT_EQ(Int(status["counts"], "completed"), 1) << cluster.Logs();
+  EXPECT_EQ(CountProcessesWith("retry-here-5e02"), 0);
+}
+
 TEST(RestartE2eTest, AFullDiskStopsAcknowledgementsAndLosesNothingWhenSpaceReturns) {
   const std::string flag =
       (std::filesystem::temp_directory_path() / ("sweepd-disk-full-" + std::to_string(getpid())))

@@ -7,6 +7,8 @@ node 0 runs --seconds. --mode=hold: like ok; meant to be stopped. --mode=sleep: 
 without talking to the agent (survives the agent's death). --mode=release: like sleep, but ends
 (exit 0) when the test creates `release` in the trial folder, so a test decides when it ends
 instead of racing a timer; exit 4 if that does not come within --seconds.
+--mode=sleep_first_attempt: attempt 1 (SWEEP_ATTEMPT) is --mode=sleep, later attempts --mode=ok
+for 0.3 s.
 """
 
 import json
@@ -21,6 +23,11 @@ def main():
     p = sweepd.flat_params()
     mode = p.get("mode", "ok")
     seconds = float(p.get("seconds", 0.3))
+    if mode == "sleep_first_attempt":
+        if os.environ.get("SWEEP_ATTEMPT", "1") == "1":
+            mode = "sleep"
+        else:
+            mode, seconds = "ok", 0.3
     rank = int(os.environ.get("SWEEP_NODE_RANK", "0"))
     keys = ["SWEEP_NODE_RANK", "SWEEP_NNODES", "SWEEP_GPUS", "SWEEP_GPUS_PER_NODE",
             "SWEEP_NPROC_PER_NODE", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE",
