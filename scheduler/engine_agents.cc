@@ -246,6 +246,12 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
           absl::StrCat(request.hostname(), ", ", request.gpus_size(), " slots"));
     LogInfo({.agent = agent.id}, "connected from {} with {} slots", request.hostname(),
             request.gpus_size());
+    // Registered goes first on the stream, before anything SendWhenDurable sends from the
+    // store's writer thread (an Assign or Stop that overtook it made the agent act on the new
+    // registration before it had it; found by RestartE2eTest in a clean CI run).
+    v1::SchedulerMessage registered;
+    *registered.mutable_registered() = reply;
+    agent.channel->Send(std::move(registered));
     Post([this] { Schedule(); });
     return reply;
   });

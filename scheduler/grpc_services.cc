@@ -395,10 +395,8 @@ grpc::Status AgentServiceImpl::Connect(
     channel->Finish(/*cancel=*/false);
     return ToGrpc(registered.status());
   }
+  // The engine has put Registered first on the stream.
   const std::string agent_id = registered->agent_id();
-  v1::SchedulerMessage reply;
-  *reply.mutable_registered() = std::move(*registered);
-  channel->Send(std::move(reply));
   v1::AgentMessage message;
   while (stream->Read(&message)) {
     if (auto st = ValidateAgentMessage(message); !st.ok()) {
