@@ -188,8 +188,8 @@ parameters:
       << cluster.Logs();
   cluster.SignalAgent(0, SIGSTOP);
   // Silent past the timeout: the first attempt is lost and its retry waits for an agent.
-  ASSERT_TRUE(WaitFor(
-      [&] { return cluster.Logs().find("lost -> queued") != std::string::npos; }, 30000))
+  ASSERT_TRUE(
+      WaitFor([&] { return cluster.Logs().find("lost -> queued") != std::string::npos; }, 30000))
       << cluster.Logs();
   cluster.SignalAgent(0, SIGCONT);
   // The agent kills the first attempt and runs the retry, which completes.
