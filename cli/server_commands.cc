@@ -865,9 +865,17 @@ int RunRun(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   spdlog::set_level(args.Has("verbose") ? spdlog::level::info : spdlog::level::warn);
   std::error_code ec;
   const std::string spec_dir = std::filesystem::absolute(path, ec).parent_path().string();
-  auto server = scheduler::SchedulerServer::Start(
-      {.listen = "127.0.0.1:0", .db_path = args.Get("db"), .engine = {.stop_grace_seconds = 10}});
+  std::string http = args.Has("no-http") ? "" : args.Get("http");
+  auto server = scheduler::SchedulerServer::Start({.listen = "127.0.0.1:0",
+                                                   .db_path = args.Get("db"),
+                                                   .engine = {.stop_grace_seconds = 10},
+                                                   .http_listen = http});
   if (!server.ok()) return Fail(err, std::string(server.status().message()));
+  if (!(*server)->dashboard_url().empty()) {
+    // On stderr with --output json, so stdout stays one JSON document.
+    (json ? err : out) << "dashboard: " << (*server)->dashboard_url() << "\n";
+    (json ? err : out).flush();
+  }
   // One embedded agent per node the spec's trials need: a multi-node spec runs on this machine
   // as that many loopback "nodes", each with CPU slots and its own trial folders.
   const int nodes = std::max(1, parsed->spec.resources().nodes());
@@ -1192,6 +1200,11 @@ std::vector<Command> ServerCommands() {
              .help = "trial folders",
              .default_value = "sweepd-work"},
             {.name = "verbose", .help = "log what the scheduler and agent do"},
+            {.name = "http",
+             .value_name = "ADDR",
+             .help = "serve the live dashboard here while the sweep runs (port 0: a free one)",
+             .default_value = "127.0.0.1:0"},
+            {.name = "no-http", .help = "no dashboard"},
             {.name = "output",
              .value_name = "FORMAT",
              .help = "output format",

@@ -186,6 +186,15 @@ void Engine::Event(int64_t sweep_id, int64_t trial_id, const std::string& agent_
                       EventStored("an event"));
 }
 
+Engine::Stats Engine::GetStats() {
+  Stats stats{.reports_received = reports_received_.load(std::memory_order_relaxed),
+              .reports_acknowledged = reports_acknowledged_.load(std::memory_order_relaxed),
+              .metric_batches_refused = batches_refused_total_.load(std::memory_order_relaxed)};
+  std::lock_guard<std::mutex> lock(tasks_mu_);
+  stats.queue_depth = static_cast<int64_t>(tasks_.size());
+  return stats;
+}
+
 int64_t Engine::WaitForEvents(int64_t seen, int timeout_ms) {
   std::unique_lock<std::mutex> lock(events_mu_);
   events_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),

@@ -16,6 +16,7 @@
 // trial ends and retries), engine_ask_tell.cc (external runners). Time comes from a Clock, so
 // tests/sim/engine_sim runs all of it in virtual time.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -134,6 +135,15 @@ class Engine {
   std::string StallReason(const std::string& sweep_id) const;
 
   store::Store& store() { return *store_; }
+
+  // Counters for sweepd's /metrics. Any thread; never waits on the engine thread.
+  struct Stats {
+    int64_t reports_received = 0;        // reports in the metric batches taken in
+    int64_t reports_acknowledged = 0;    // of those, stored and acknowledged to their agent
+    int64_t metric_batches_refused = 0;  // refused while the store could not commit
+    int64_t queue_depth = 0;             // tasks waiting for the engine thread
+  };
+  Stats GetStats();
 
   // ---- Driving an engine started with own_thread = false (the thread that called Start only).
   // Runs queued work until none is left, store completions included: after it returns, every
@@ -373,6 +383,9 @@ class Engine {
   // so agents re-send them).
   bool store_was_degraded_ = false;
   int64_t metric_batches_refused_ = 0;
+  std::atomic<int64_t> reports_received_{0};
+  std::atomic<int64_t> reports_acknowledged_{0};
+  std::atomic<int64_t> batches_refused_total_{0};
 };
 
 }  // namespace sweepd::scheduler

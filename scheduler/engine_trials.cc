@@ -47,6 +47,7 @@ void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
     // agent keeps the reports and sends them again (it re-sends what stays unacknowledged).
     store_was_degraded_ = true;
     ++metric_batches_refused_;
+    batches_refused_total_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   StoreReports(sweeps_.at(trial->sweep_id), *trial, std::move(batch), agent.channel);
@@ -58,6 +59,7 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
   const bool maximize = sweep.spec.metric().goal() == v1::GOAL_MAXIMIZE;
   std::vector<store::MetricReport> reports;
   reports.reserve(static_cast<size_t>(batch.reports_size()));
+  reports_received_.fetch_add(batch.reports_size(), std::memory_order_relaxed);
   int64_t last_seq = batch.first_seq();
   for (int i = 0; i < batch.reports_size(); ++i) {
     const auto& r = batch.reports(i);
@@ -95,7 +97,7 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
   std::weak_ptr<AgentChannel> channel = ack_to;
   store_->AppendMetrics(trial.id, std::move(reports),
                         [this, channel, trial_id = batch.trial_id(), first_seq = batch.first_seq(),
-                         last_seq](absl::Status status) {
+                         last_seq, count = batch.reports_size()](absl::Status status) {
                           if (!status.ok()) {
                             LogError({.trial = trial_id}, "storing metrics failed: {}",
                                      status.message());
@@ -108,6 +110,7 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
                             });
                             return;
                           }
+                          reports_acknowledged_.fetch_add(count, std::memory_order_relaxed);
                           if (auto c = channel.lock()) {
                             v1::SchedulerMessage ack;
                             ack.mutable_ack()->set_trial_id(trial_id);
@@ -232,6 +235,7 @@ void Engine::EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state,
     if (full > progress) {
       const double saved = gpu_seconds * (full - progress) / progress;
       store_->UpdateSweep({.id = sweep.id, .add_gpu_seconds_saved = saved}, nullptr);
+      update.add_gpu_seconds_saved = saved;
     }
   }
   SetTrialState(trial, final_state, reason, std::move(update));

@@ -1,7 +1,8 @@
 #pragma once
 
 // The gRPC face of the scheduler: SweepService for clients, AgentService for agents. Every
-// SweepService call is authorized and validated in one place (Serve, api_requests.h); agent
+// SweepService call is authorized in one place (Serve) and answered by SweepApi, which validates
+// it (api_requests.h) and is shared with the dashboard's HTTP API; agent
 // streams by ValidateAgentMessage and AuthorizeAgent. Handlers then call the Engine (state
 // changes) or the Store (reads); they hold no state of their own. Thread-safe (gRPC's sync server
 // calls them from its thread pool).
@@ -19,6 +20,7 @@
 #include "common/security.h"
 #include "scheduler/api_requests.h"
 #include "scheduler/engine.h"
+#include "scheduler/sweep_api.h"
 #include "store/store.h"
 #include "sweepd/v1/agent_service.grpc.pb.h"
 #include "sweepd/v1/sweep_service.grpc.pb.h"
@@ -38,7 +40,7 @@ struct SecurityPolicy {
 class SweepServiceImpl final : public v1::SweepService::Service {
  public:
   SweepServiceImpl(Engine* engine, store::Store* store, SecurityPolicy security = {})
-      : engine_(engine), store_(store), security_(std::move(security)) {}
+      : api_(engine, store), security_(std::move(security)) {}
 
   grpc::Status CreateSweep(grpc::ServerContext*, const v1::CreateSweepRequest*,
                            v1::CreateSweepResponse*) override;
@@ -74,28 +76,17 @@ class SweepServiceImpl final : public v1::SweepService::Service {
                             v1::ReleaseAgentResponse*) override;
 
  private:
-  // Every call goes through here: who may call (common/security.h), then the request's own
-  // validation (api_requests.h), then `body`, whose status the client gets.
+  // Every call goes through here: who may call (common/security.h), then `body` (a SweepApi
+  // call, which validates the request), whose status the client gets.
   template <typename Request, typename Body>
-  grpc::Status Serve(grpc::ServerContext& context, const Request& request, Body body) {
+  grpc::Status Serve(grpc::ServerContext& context, const Request& /*request*/, Body body) {
     if (auto st = AuthorizeApiCall(context, security_.tls, !security_.token.empty()); !st.ok()) {
       return ToGrpc(st);
     }
-    if (auto st = ValidateRequest(request); !st.ok()) return ToGrpc(st);
     return ToGrpc(body());
   }
-  // After a change: waits until it is durable, then answers the sweep as stored.
-  absl::Status Durable(const std::string& sweep_id, v1::Sweep changed, v1::Sweep* out);
-  // A sweep as stored, with the engine's view of its total (grid size).
-  absl::StatusOr<v1::Sweep> LoadSweep(const std::string& id);
-  // UNAVAILABLE, naming the fault, while the store cannot commit: calls that change state are
-  // refused rather than left hanging.
-  absl::Status StoreWritable() const;
-  // For read answers: empty, or why what they show may be behind (the store cannot write).
-  std::string StoreWarning() const;
 
-  Engine* const engine_;
-  store::Store* const store_;
+  SweepApi api_;
   const SecurityPolicy security_;
 };
 

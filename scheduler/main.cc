@@ -9,6 +9,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/daemon.h"
 #include "common/flag_names.h"
 #include "common/logging.h"
@@ -34,6 +36,11 @@ ABSL_FLAG(std::string, tls_ca, "",
 ABSL_FLAG(std::string, token_file, "",
           "file holding the API token clients must send (default $SWEEPD_TOKEN; TLS only)");
 ABSL_FLAG(std::string, address_file, "", "write the address served on to this file once ready");
+ABSL_FLAG(std::string, http, "auto",
+          "host:port of the web dashboard and Prometheus /metrics; auto: --listen's host and "
+          "port + 1 (a free port when --listen's is 0); off: none. Off loopback it needs "
+          "--tls-cert and --tls-key, and the token when one is set");
+ABSL_FLAG(std::string, dashboard_url_file, "", "write the dashboard's URL to this file once ready");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -80,6 +87,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.token = *token;
+  if (const std::string http = absl::GetFlag(FLAGS_http); http == "auto") {
+    const size_t colon = options.listen.rfind(':');
+    int port = 0;
+    if (colon != std::string::npos && absl::SimpleAtoi(options.listen.substr(colon + 1), &port)) {
+      options.http_listen =
+          absl::StrCat(options.listen.substr(0, colon), ":", port == 0 ? 0 : port + 1);
+    }
+  } else if (http != "off" && !http.empty()) {
+    options.http_listen = http;
+  }
   auto server = sweepd::scheduler::SchedulerServer::Start(options);
   if (!server.ok()) {
     std::cerr << "sweepd: " << server.status().message() << "\n";
@@ -96,6 +113,14 @@ int main(int argc, char** argv) {
         "sweepd listening on {} (store {}), plaintext: loopback only; give --tls-cert "
         "and --tls-key to serve other hosts",
         (*server)->address(), options.db_path);
+  }
+  if (!(*server)->dashboard_url().empty()) {
+    spdlog::info("dashboard at {} (Prometheus metrics at {}metrics)", (*server)->dashboard_url(),
+                 (*server)->dashboard_url());
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_dashboard_url_file); !path.empty()) {
+    std::ofstream(path + ".tmp") << (*server)->dashboard_url() << "\n";
+    std::rename((path + ".tmp").c_str(), path.c_str());
   }
   if (const std::string path = absl::GetFlag(FLAGS_address_file); !path.empty()) {
     std::ofstream(path + ".tmp") << (*server)->address() << "\n";

@@ -19,13 +19,15 @@ std::string NowText() {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone());
 }
 
+}  // namespace
+
 // --listen must be HOST:PORT or [IPV6]:PORT with a port of 0 to 65535. gRPC parses it leniently:
 // a port over 65535 wraps (99999 serves on 34463) and a missing one means 443, so a typo would
 // serve somewhere nobody looks.
-absl::Status CheckListenAddress(absl::string_view listen) {
+absl::Status CheckListenAddress(absl::string_view listen, absl::string_view flag) {
   const auto bad = [&](absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--listen '", listen, "': ", why,
+        flag, " '", listen, "': ", why,
         "; give HOST:PORT, e.g. 127.0.0.1:7777 or [::1]:7777 (port 0 picks a free one)"));
   };
   absl::string_view host, port;
@@ -53,12 +55,10 @@ absl::Status CheckListenAddress(absl::string_view listen) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
     const ServerOptions& options) {
   std::unique_ptr<SchedulerServer> server(new SchedulerServer());
-  if (auto st = CheckListenAddress(options.listen); !st.ok()) return st;
+  if (auto st = CheckListenAddress(options.listen, "--listen"); !st.ok()) return st;
   // Plaintext only on loopback: tokens and trial data never cross a network unencrypted.
   if (!options.tls.enabled() && !IsLoopbackAddress(options.listen)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -124,6 +124,14 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   server->address_ = absl::StrCat(host, ":", port);
+  if (!options.http_listen.empty()) {
+    server->http_api_ = std::make_unique<SweepApi>(server->engine_.get(), server->store_.get());
+    auto http = HttpServer::Start(
+        {.listen = options.http_listen, .tls = options.tls, .token = options.token},
+        server->http_api_.get());
+    if (!http.ok()) return http.status();
+    server->http_ = std::move(*http);
+  }
   (void)server->store_lock_->SetHolder(absl::StrCat(holder, ", serving on ", server->address_));
   return server;
 }
@@ -133,6 +141,8 @@ void SchedulerServer::Shutdown(int grace_ms) {
   shut_down_ = true;
   // The engine closes the agent streams first, so Shutdown does not wait on them. Any part may
   // be missing when Start failed half way.
+  // The dashboard first: its live streams wait on the engine's events.
+  if (http_) http_->Shutdown();
   if (engine_) engine_->Stop();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));

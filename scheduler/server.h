@@ -14,6 +14,7 @@
 #include "common/security.h"
 #include "scheduler/engine.h"
 #include "scheduler/grpc_services.h"
+#include "scheduler/http_server.h"
 #include "store/store.h"
 
 namespace sweepd::scheduler {
@@ -27,7 +28,13 @@ struct ServerOptions {
   // TLS (all empty: plaintext, allowed on loopback only) and the API token (may be empty).
   TlsFiles tls;
   std::string token;
+  // The dashboard and /metrics (http_server.h): host:port, or empty for none. Same TLS files
+  // and token as the gRPC API.
+  std::string http_listen;
 };
+
+// `listen` must be HOST:PORT or [IPV6]:PORT with a port of 0 to 65535; errors name `flag`.
+absl::Status CheckListenAddress(absl::string_view listen, absl::string_view flag);
 
 class SchedulerServer {
  public:
@@ -36,6 +43,8 @@ class SchedulerServer {
 
   // The address clients and agents dial, with the chosen port.
   const std::string& address() const { return address_; }
+  // The dashboard's URL ("http://127.0.0.1:7778/"), or empty when it is off.
+  std::string dashboard_url() const { return http_ ? http_->url() : ""; }
   // Stops handing out work, ends every stream, waits up to `grace_ms` for calls in flight, then
   // flushes the store.
   void Shutdown(int grace_ms = 2000);
@@ -53,6 +62,8 @@ class SchedulerServer {
   std::unique_ptr<SweepServiceImpl> sweep_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<SweepApi> http_api_;
+  std::unique_ptr<HttpServer> http_;
   std::string address_;
   bool shut_down_ = false;
 };

@@ -125,6 +125,11 @@ CREATE TABLE events (
 CREATE INDEX events_by_sweep ON events (sweep_id, id);
 CREATE INDEX events_by_trial ON events (trial_id, id);
 )sql",
+      // 2: each pruned trial's share of the GPU time pruning saved (the dashboard draws the
+      // savings over time; sweeps.gpu_seconds_saved stays their sum).
+      R"sql(
+ALTER TABLE trials ADD COLUMN gpu_seconds_saved REAL NOT NULL DEFAULT 0;
+)sql",
   };
   return *kSteps;
 }

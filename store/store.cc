@@ -65,7 +65,8 @@ class Store::Writer {
                         exit_signal = COALESCE(?6, exit_signal), attempt = COALESCE(?7, attempt),
                         reason = COALESCE(?8, reason), agent_ids = COALESCE(?9, agent_ids),
                         gpus = COALESCE(?10, gpus), workdir = COALESCE(?11, workdir),
-                        gpu_seconds = gpu_seconds + ?12
+                        gpu_seconds = gpu_seconds + ?12,
+                        gpu_seconds_saved = gpu_seconds_saved + ?13
       WHERE id = ?1)sql"));
     ASSIGN_OR_RETURN(
         add_sweep_gpu_,
@@ -206,6 +207,7 @@ class Store::Writer {
     if (u.gpus) update_trial_.Bind(10, *u.gpus);
     if (u.workdir) update_trial_.Bind(11, *u.workdir);
     update_trial_.Bind(12, u.add_gpu_seconds);
+    update_trial_.Bind(13, u.add_gpu_seconds_saved);
     RETURN_IF_ERROR(update_trial_.Run());
     if (u.state && *u.state != old_state) {
       RETURN_IF_ERROR(CountState(sweep_id, old_state, -1));
@@ -534,7 +536,10 @@ void Store::WriterLoop() {
       commit = absl::UnavailableError(
           "the store closed while its writes were failing; later writes are not attempted");
     } else {
+      const auto commit_started = std::chrono::steady_clock::now();
       commit = ApplyBatch(batch, results);
+      commit_seconds_.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_started).count());
       if (!commit.ok() && options_.retry_storage_faults && IsStorageFault(commit)) {
         commit = RetryBatch(batch, results, commit);
         if (!commit.ok() && IsStorageFault(commit)) {

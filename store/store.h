@@ -40,6 +40,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/prometheus.h"
 #include "store/sqlite.h"
 #include "sweepd/v1/resources.pb.h"
 #include "sweepd/v1/spec.pb.h"
@@ -144,6 +145,9 @@ struct TrialUpdate {
   std::optional<std::string> workdir;
   // Added to the trial's and its sweep's GPU-seconds.
   double add_gpu_seconds = 0;
+  // GPU seconds pruning this trial saved (added to the trial only; the sweep's total is kept by
+  // SweepUpdate::add_gpu_seconds_saved).
+  double add_gpu_seconds_saved = 0;
 };
 
 // One report of a trial: several metrics at one step, with the agent's sequence number.
@@ -204,6 +208,21 @@ struct SweepKeys {
   int64_t sweep_id = 0;
   std::map<std::string, int64_t> trial_ids;  // public id -> key
   std::map<int64_t, int64_t> last_seqs;      // trial key -> highest stored report seq
+};
+
+// One trial's learning curve of one metric, for drawing every curve of a sweep at once.
+struct TrialCurve {
+  std::string trial_id;
+  int64_t number = 0;
+  v1::TrialState state = v1::TRIAL_STATE_UNSPECIFIED;
+  std::vector<int64_t> steps;
+  std::vector<double> values;  // NaN kept
+};
+
+struct CurvePage {
+  std::vector<TrialCurve> curves;
+  int64_t next_number = -1;  // where the next page starts; -1 when this was the last
+  int64_t total_trials = 0;  // trials of the sweep, all pages
 };
 
 struct MaxIds {
@@ -270,12 +289,21 @@ class Store {
   absl::StatusOr<TrialDetail> GetTrial(absl::string_view public_id,
                                        const std::vector<std::string>& metric_names, int max_points,
                                        bool with_curves = true);
+  // Curves of `metric` for the sweep's trials numbered from `from_number`, at most `limit`
+  // trials, each downsampled to `max_points` (0 = all): the dashboard loads a large sweep's
+  // curves page by page, showing its progress.
+  absl::StatusOr<CurvePage> SweepCurves(absl::string_view sweep_public_id,
+                                        const std::string& metric, int64_t from_number,
+                                        int64_t limit, int max_points);
   absl::StatusOr<std::vector<v1::Event>> ListEvents(absl::string_view sweep_public_id,
                                                     int64_t after_id, int64_t limit);
   absl::StatusOr<std::vector<v1::Agent>> ListAgents();
   absl::StatusOr<ExportTable> ExportSweep(absl::string_view public_id);
 
   WriterStats writer_stats() const;
+  // Seconds each batch took to apply and commit (one transaction, fsync included), for
+  // sweepd's /metrics.
+  Histogram::Snapshot commit_seconds() const { return commit_seconds_.Read(); }
 
   // Simulation only (with hold_writes_until_flush): what kill -9 of sweepd leaves. Writes not yet
   // flushed are dropped, their completions never run; the writer stops. Destroy the store next.
@@ -321,6 +349,8 @@ class Store {
   WriterStats stats_ ABSL_GUARDED_BY(stats_mu_);
   StoreHealth health_ ABSL_GUARDED_BY(stats_mu_);
   std::atomic<bool> degraded_{false};
+  Histogram commit_seconds_{
+      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
   // Writer thread only: when closing while degraded began, and whether that was logged.
   std::optional<double> closing_since_;  // options_.clock's steady seconds
   // A batch with a storage fault failed as the store closed; later batches fail unattempted.

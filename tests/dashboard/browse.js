@@ -1,0 +1,53 @@
+// Drives Debian's Chromium (playwright-core, no downloaded browser) through sweepd's dashboard
+// and prints what the page shows as JSON, taking a screenshot of each page. Used by
+// dashboard_e2e_test (which compares the numbers with `sweepctl status`) and by
+// bench/dashboard_bench (first-picture times).
+//   node browse.js URL PAGE_HASH SCREENSHOT.png [--wait-ms N]
+'use strict';
+const { chromium } = require(require('path').join(__dirname, '../../web/node_modules/playwright-core'));
+
+async function main() {
+  const [url, hash, shot] = process.argv.slice(2);
+  const waitFor = process.argv.includes('--wait-curves') ? 'curves' : 'ready';
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    const started = Date.now();
+    await page.goto(url + hash);
+    await page.waitForFunction(() => document.body.dataset.ready === 'true' || document.body.dataset.ready === 'error', null, { timeout: 60000 });
+    if (waitFor === 'curves' || hash.startsWith('#/sweeps/')) {
+      await page.waitForFunction(() => document.body.dataset.curvesLoadedMs || document.body.dataset.ready === 'error', null, { timeout: 120000 });
+    }
+    // Charts draw in animation frames: let them finish.
+    await page.waitForTimeout(500);
+    const shown = await page.evaluate(() => {
+      const stats = {};
+      document.querySelectorAll('[data-stat]').forEach((el) => { stats[el.dataset.stat] = el.querySelector('b').textContent.trim(); });
+      const canvases = {};
+      document.querySelectorAll('canvas[id]').forEach((c) => { canvases[c.id] = { drawn: Number(c.dataset.drawn || 0), width: c.width, height: c.height }; });
+      const plots = {};
+      document.querySelectorAll('[data-points]').forEach((el) => { plots[el.id] = { points: Number(el.dataset.points), canvas: !!el.querySelector('canvas') }; });
+      const slices = [...document.querySelectorAll('canvas[data-slice]')].map((c) => Number(c.dataset.drawn || 0));
+      const importance = [...document.querySelectorAll('[data-param]')].map((el) => el.dataset.param);
+      const rows = [...document.querySelectorAll('tr[data-trial], tr[data-sweep], tr[data-agent]')].map((r) => r.dataset.trial || r.dataset.sweep || r.dataset.agent);
+      return { ready: document.body.dataset.ready, error: (document.querySelector('main .error') || {}).textContent || '',
+               firstPictureMs: Number(document.body.dataset.firstPictureMs || 0), trialsLoadedMs: Number(document.body.dataset.trialsLoadedMs || 0),
+               curvesLoadedMs: Number(document.body.dataset.curvesLoadedMs || 0), stats, canvases, plots, slices, importance, rows,
+               live: document.querySelector('#live-text').textContent, text: document.querySelector('main').innerText.slice(0, 4000) };
+    });
+    shown.wallMs = Date.now() - started;
+    shown.errors = errors;
+    if (shot) await page.screenshot({ path: shot, fullPage: true });
+    process.stdout.write(JSON.stringify(shown) + '\n');
+  } finally {
+    await browser.close();
+  }
+}
+main().catch((e) => { console.error(e.stack || String(e)); process.exit(1); });
