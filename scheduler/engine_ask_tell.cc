@@ -146,7 +146,12 @@ absl::StatusOr<v1::Trial> Engine::TellTrial(const v1::TellTrialRequest& request)
       batch.set_first_seq(trial->last_seq_seen + 1);
       v1::Report* report = batch.add_reports();
       report->set_seq(trial->last_seq_seen + 1);
-      report->set_step(trial->metric_reports);
+      // At the last step it reported (the told value ends its curve there), or at 0 when it
+      // reported nothing; it used to be the count of pruner-counted reports, 0 without a
+      // pruner, which put the final point of every curve back at step 0 (seen on the
+      // dashboard's curves).
+      const TrialRecord& record = sweep.history[trial->history_index];
+      report->set_step(record.value.has_value() ? record.last_step : 0);
       report->set_time_us(NowMicros());
       (*report->mutable_metrics())[sweep.spec.metric().name()] = request.value();
       StoreReports(sweep, *trial, std::move(batch), nullptr, /*prune=*/false);

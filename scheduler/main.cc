@@ -91,8 +91,9 @@ int main(int argc, char** argv) {
     const size_t colon = options.listen.rfind(':');
     int port = 0;
     if (colon != std::string::npos && absl::SimpleAtoi(options.listen.substr(colon + 1), &port)) {
-      options.http_listen =
-          absl::StrCat(options.listen.substr(0, colon), ":", port == 0 ? 0 : port + 1);
+      options.http_listen = absl::StrCat(options.listen.substr(0, colon), ":",
+                                         port == 0 || port == 65535 ? 0 : port + 1);
+      options.http_optional = true;
     }
   } else if (http != "off" && !http.empty()) {
     options.http_listen = http;

@@ -129,8 +129,14 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
     auto http = HttpServer::Start(
         {.listen = options.http_listen, .tls = options.tls, .token = options.token},
         server->http_api_.get());
-    if (!http.ok()) return http.status();
-    server->http_ = std::move(*http);
+    if (http.ok()) {
+      server->http_ = std::move(*http);
+    } else if (options.http_optional && http.status().code() == absl::StatusCode::kUnavailable) {
+      spdlog::warn("no dashboard: {}; give --http HOST:PORT to serve it elsewhere",
+                   http.status().message());
+    } else {
+      return http.status();
+    }
   }
   (void)server->store_lock_->SetHolder(absl::StrCat(holder, ", serving on ", server->address_));
   return server;

@@ -31,6 +31,9 @@ struct ServerOptions {
   // The dashboard and /metrics (http_server.h): host:port, or empty for none. Same TLS files
   // and token as the gRPC API.
   std::string http_listen;
+  // true: a dashboard that cannot listen (its port is taken) is logged and left off, and sweepd
+  // serves on without it (sweepd --http auto); false: it is an error.
+  bool http_optional = false;
 };
 
 // `listen` must be HOST:PORT or [IPV6]:PORT with a port of 0 to 65535; errors name `flag`.
