@@ -2,13 +2,13 @@
 // and prints what the page shows as JSON, taking a screenshot of each page. Used by
 // dashboard_e2e_test (which compares the numbers with `sweepctl status`) and by
 // bench/dashboard_bench (first-picture times).
-//   node browse.js URL PAGE_HASH SCREENSHOT.png [--wait-ms N]
+//   node browse.js URL PAGE_HASH [SCREENSHOT.png]
 'use strict';
 const { chromium } = require(require('path').join(__dirname, '../../web/node_modules/playwright-core'));
 
 async function main() {
   const [url, hash, shot] = process.argv.slice(2);
-  const waitFor = process.argv.includes('--wait-curves') ? 'curves' : 'ready';
+  const waitFor = 'ready';
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -24,6 +24,8 @@ async function main() {
     await page.waitForFunction(() => document.body.dataset.ready === 'true' || document.body.dataset.ready === 'error', null, { timeout: 60000 });
     if (waitFor === 'curves' || hash.startsWith('#/sweeps/')) {
       await page.waitForFunction(() => document.body.dataset.curvesLoadedMs || document.body.dataset.ready === 'error', null, { timeout: 120000 });
+      // The live stream is open (awaited, not raced, on a busy machine).
+      await page.waitForFunction(() => document.querySelector('#live-text').textContent === 'live', null, { timeout: 30000 }).catch(() => {});
     }
     // Charts draw in animation frames: let them finish.
     await page.waitForTimeout(500);
