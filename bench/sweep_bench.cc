@@ -3,10 +3,20 @@
 // reports/s, sweepd's CPU-seconds per 100k reports, dispatch latency (a slot frees -> the next
 // Assign arrives) and stop latency (cancel decided -> Stop arrives at the agent). Not a test.
 //
+// With --dashboard-pages N, N browsers (Debian's Chromium through tests/dashboard/browse.js)
+// keep the sweep's dashboard open and live while the reports flow, and print how responsive
+// the page stayed (gaps between its animation frames): run it with 0 and with N side by side.
+// On a small machine the browser competes with sweepd for the CPUs; --dashboard-pollers N makes
+// the requests a live page makes (its event stream, the sweep every second, running trials and
+// their curves every 3 s) from this process instead, which measures what a page costs sweepd
+// when the browser runs on the user's own machine.
+//
 // Usage: sweep_bench [--agents 64] [--slots 16] [--seconds 5] [--reports-per-batch 16]
-//                    [--dir bench-data] [--sweepd PATH]
+//                    [--dir bench-data] [--sweepd PATH] [--dashboard-pages 0]
+//                    [--dashboard-pollers 0]
 
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -229,6 +239,8 @@ class SimulatedAgent {
 int main(int argc, char** argv) {
   int agents = 64, slots = 16, per_batch = 16;
   double seconds = 5;
+  int dashboard_pages = 0;
+  int dashboard_pollers = 0;
   std::string dir = "bench-data";
   std::string sweepd_path =
       (std::filesystem::path(argv[0]).parent_path() / ".." / "scheduler" / "sweepd").string();
@@ -246,6 +258,10 @@ int main(int argc, char** argv) {
       dir = value;
     else if (flag == "--sweepd")
       sweepd_path = value;
+    else if (flag == "--dashboard-pages")
+      dashboard_pages = std::stoi(value);
+    else if (flag == "--dashboard-pollers")
+      dashboard_pollers = std::stoi(value);
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -255,8 +271,16 @@ int main(int argc, char** argv) {
   const std::string db = dir + "/sweep_bench.db", address_file = dir + "/sweep_bench.addr";
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
   std::filesystem::remove(address_file);
-  std::vector<std::string> args = {sweepd_path, "--listen=127.0.0.1:0", "--db=" + db,
-                                   "--address_file=" + address_file, "--log_level=warn"};
+  const std::string url_file = dir + "/sweep_bench.url";
+  std::filesystem::remove(url_file);
+  // The dashboard is served in both runs; --dashboard-pages decides whether anyone looks.
+  std::vector<std::string> args = {sweepd_path,
+                                   "--listen=127.0.0.1:0",
+                                   "--db=" + db,
+                                   "--address_file=" + address_file,
+                                   "--log_level=warn",
+                                   "--http=127.0.0.1:0",
+                                   "--dashboard_url_file=" + url_file};
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
@@ -318,6 +342,64 @@ int main(int argc, char** argv) {
   std::printf("# sweep_bench: %d agents x %d slots = %zu trials running, %d reports per batch\n",
               agents, slots, total_running(), per_batch);
 
+  // The dashboard's pages, open and live through phase 1.
+  std::vector<std::thread> pages;
+  std::vector<std::string> page_output(static_cast<size_t>(dashboard_pages));
+  if (dashboard_pages > 0) {
+    std::string url;
+    std::ifstream(url_file) >> url;
+    for (int i = 0; i < dashboard_pages; ++i) {
+      const std::string command = std::string("node ") + SWEEPD_SOURCE_DIR +
+                                  "/tests/dashboard/browse.js " + url + " '#/sweeps/" +
+                                  created.sweep().id() + "' - --stay " +
+                                  std::to_string(static_cast<int>(seconds) + 1) + " 2>&1";
+      pages.emplace_back([command, out = &page_output[static_cast<size_t>(i)]] {
+        FILE* pipe = popen(command.c_str(), "r");
+        char buffer[4096];
+        while (pipe && fgets(buffer, sizeof buffer, pipe)) *out += buffer;
+        if (pipe) pclose(pipe);
+      });
+    }
+    // Loaded (1,024 trials take well under this) before the reports start.
+    std::this_thread::sleep_for(std::chrono::seconds(4));
+  }
+
+  std::atomic<bool> polling{true};
+  std::atomic<int64_t> polls{0};  // seconds a poller ran
+  if (dashboard_pollers > 0) {
+    std::string url;
+    std::ifstream(url_file) >> url;
+    url.pop_back();  // the trailing '/'
+    const std::string sweep = "/api/v1/sweeps/" + created.sweep().id();
+    for (int i = 0; i < dashboard_pollers; ++i) {
+      pages.emplace_back([&, url, sweep] {
+        httplib::Client events(url);
+        std::thread stream([&] {
+          events.Get((sweep + "/events").c_str(),
+                     [&](const char*, size_t) { return polling.load(); });
+        });
+        httplib::Client http(url);
+        // As app.js: running trials every 3 s, or every 20 times what the last poll took.
+        auto polled_at = Clock::now() - std::chrono::hours(1);
+        double poll_ms = 0;
+        while (polling.load()) {
+          http.Get(sweep.c_str());
+          if (Ms(Clock::now() - polled_at) >= std::max(3000.0, 20 * poll_ms)) {
+            const auto t0 = Clock::now();
+            http.Get((sweep + "/trials?state=running,assigned&limit=10000").c_str());
+            http.Get((sweep + "/curves?state=running,assigned&limit=5000&max_points=25").c_str());
+            poll_ms = Ms(Clock::now() - t0);
+            polled_at = Clock::now();
+          }
+          polls.fetch_add(1);
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+        events.stop();
+        stream.join();
+      });
+    }
+  }
+
   // Phase 1: reports.
   const double cpu_before = CpuSeconds(pid);
   const auto start = Clock::now();
@@ -332,6 +414,28 @@ int main(int argc, char** argv) {
   const auto acked = static_cast<double>(shared.acked_reports.load());
   std::printf("reports_acked=%.0f reports/s=%.0f sweepd_cpu_s_per_100k_reports=%.3f\n", acked,
               acked / elapsed, acked > 0 ? cpu / acked * 100000 : 0);
+  polling = false;
+  for (auto& t : pages) t.join();
+  if (dashboard_pollers > 0) {
+    std::printf("dashboard_pollers=%d polls=%ld\n", dashboard_pollers,
+                static_cast<long>(polls.load()));
+  }
+  for (size_t i = 0; i < page_output.size(); ++i) {
+    // browse.js's JSON: the frame gaps while it stayed open, and any page errors.
+    const std::string& out = page_output[i];
+    auto field = [&](const std::string& key) {
+      const size_t at = out.find("\"" + key + "\":");
+      return at == std::string::npos
+                 ? std::string("?")
+                 : out.substr(at + key.size() + 3,
+                              out.find_first_of(",}", at + key.size() + 3) - (at + key.size() + 3));
+    };
+    std::printf(
+        "dashboard_page=%zu frames=%s frame_gap_p50_ms=%s frame_gap_p99_ms=%s "
+        "frame_gap_max_ms=%s first_picture_ms=%s live=%s\n",
+        i + 1, field("count").c_str(), field("p50Ms").c_str(), field("p99Ms").c_str(),
+        field("maxMs").c_str(), field("firstPictureMs").c_str(), field("live").c_str());
+  }
 
   // Phase 2: dispatch latency, 8 slots freed per agent, one at a time.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let in-flight acks land

@@ -406,8 +406,9 @@ void HttpServer::Route() {
             if (metric.size() > 256) {
               return absl::InvalidArgumentError("query parameter metric: at most 256 bytes");
             }
+            ASSIGN_OR_RETURN(auto states, TrialStates(req));
             return api_->store().SweepCurves(req.matches[1].str(), metric, from, limit,
-                                             static_cast<int>(points));
+                                             static_cast<int>(points), states);
           }();
           if (!page.ok()) {
             SendError(res, page.status());

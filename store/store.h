@@ -290,11 +290,13 @@ class Store {
                                        const std::vector<std::string>& metric_names, int max_points,
                                        bool with_curves = true);
   // Curves of `metric` for the sweep's trials numbered from `from_number`, at most `limit`
-  // trials, each downsampled to `max_points` (0 = all): the dashboard loads a large sweep's
-  // curves page by page, showing its progress.
+  // trials, each downsampled to `max_points` (0 = all), only trials in `states` (all when
+  // empty): the dashboard loads a large sweep's curves page by page, showing its progress, and
+  // refreshes running trials' curves in one read.
   absl::StatusOr<CurvePage> SweepCurves(absl::string_view sweep_public_id,
                                         const std::string& metric, int64_t from_number,
-                                        int64_t limit, int max_points);
+                                        int64_t limit, int max_points,
+                                        const std::vector<v1::TrialState>& states = {});
   absl::StatusOr<std::vector<v1::Event>> ListEvents(absl::string_view sweep_public_id,
                                                     int64_t after_id, int64_t limit);
   absl::StatusOr<std::vector<v1::Agent>> ListAgents();

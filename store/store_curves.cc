@@ -2,6 +2,7 @@
 // Apart from store_queries.cc because it is the one read whose cost grows with the number of
 // reports (it walks the metrics table), and the one whose speed bench/dashboard_bench watches.
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -13,7 +14,8 @@ namespace sweepd::store {
 
 absl::StatusOr<CurvePage> Store::SweepCurves(absl::string_view sweep_public_id,
                                              const std::string& metric, int64_t from_number,
-                                             int64_t limit, int max_points) {
+                                             int64_t limit, int max_points,
+                                             const std::vector<v1::TrialState>& states) {
   ASSIGN_OR_RETURN(Lease db, AcquireReader());
   RETURN_IF_ERROR(db->db().Exec("BEGIN"));
   struct EndRead {
@@ -43,11 +45,24 @@ absl::StatusOr<CurvePage> Store::SweepCurves(absl::string_view sweep_public_id,
   const int64_t name_id = named ? id->ColumnInt(0) : -1;
   id->Reset();
 
-  ASSIGN_OR_RETURN(Statement * t, db->Get("SELECT id, public_id, number, state FROM trials "
-                                          "WHERE sweep_id = ?1 AND number >= ?2 "
-                                          "ORDER BY number LIMIT ?3"));
+  // The state list is integers of ours: no injection is possible.
+  std::string state_filter;
+  for (v1::TrialState state : states) {
+    absl::StrAppend(&state_filter, state_filter.empty() ? " AND state IN (" : ", ",
+                    static_cast<int>(state));
+  }
+  if (!state_filter.empty()) state_filter += ")";
+  ASSIGN_OR_RETURN(Statement * t, db->Get(absl::StrCat("SELECT id, public_id, number, state "
+                                                       "FROM trials WHERE sweep_id = ?1 AND "
+                                                       "number >= ?2",
+                                                       state_filter, " ORDER BY number LIMIT ?3")));
   ASSIGN_OR_RETURN(Statement * m, db->Get("SELECT step, value FROM metrics "
                                           "WHERE trial_id = ?1 AND name_id = ?2 ORDER BY seq"));
+  ASSIGN_OR_RETURN(Statement * sum, db->Get("SELECT last_seq, count FROM trial_metrics "
+                                            "WHERE trial_id = ?1 AND name_id = ?2"));
+  ASSIGN_OR_RETURN(Statement * seek, db->Get("SELECT step, value, seq FROM metrics "
+                                             "WHERE trial_id = ?1 AND name_id = ?2 AND seq >= ?3 "
+                                             "ORDER BY seq LIMIT 1"));
   t->Bind(1, sweep_id).Bind(2, from_number).Bind(3, limit + 1);
   while (true) {
     ASSIGN_OR_RETURN(bool more, t->Step());
@@ -62,28 +77,39 @@ absl::StatusOr<CurvePage> Store::SweepCurves(absl::string_view sweep_public_id,
     curve.number = t->ColumnInt(2);
     curve.state = static_cast<v1::TrialState>(t->ColumnInt(3));
     if (name_id >= 0) {
-      m->Bind(1, trial_key).Bind(2, name_id);
-      while (true) {
-        ASSIGN_OR_RETURN(bool point, m->Step());
-        if (!point) break;
-        curve.steps.push_back(m->ColumnInt(0));
-        curve.values.push_back(m->ColumnIsNull(1) ? NAN : m->ColumnDouble(1));
+      // A long curve is sampled by index seeks at evenly spaced report numbers (max_points
+      // seeks), not read whole: running trials' curves are refreshed while they grow, and
+      // reading every row of a thousand long curves every few seconds took sweepd's CPU from
+      // the reports (bench/sweep_bench --dashboard-pages).
+      sum->Bind(1, trial_key).Bind(2, name_id);
+      ASSIGN_OR_RETURN(bool summarized, sum->Step());
+      const int64_t last_seq = summarized ? sum->ColumnInt(0) : 0;
+      const int64_t count = summarized ? sum->ColumnInt(1) : 0;
+      sum->Reset();
+      if (max_points == 0 || count <= max_points) {
+        m->Bind(1, trial_key).Bind(2, name_id);
+        while (true) {
+          ASSIGN_OR_RETURN(bool point, m->Step());
+          if (!point) break;
+          curve.steps.push_back(m->ColumnInt(0));
+          curve.values.push_back(m->ColumnIsNull(1) ? NAN : m->ColumnDouble(1));
+        }
+        m->Reset();
+      } else {
+        int64_t last_taken = -1;
+        for (int i = 0; i < max_points; ++i) {
+          const int64_t target = max_points == 1 ? last_seq : last_seq * i / (max_points - 1);
+          seek->Bind(1, trial_key).Bind(2, name_id).Bind(3, std::max(target, last_taken + 1));
+          ASSIGN_OR_RETURN(bool point, seek->Step());
+          if (point) {
+            last_taken = seek->ColumnInt(2);
+            curve.steps.push_back(seek->ColumnInt(0));
+            curve.values.push_back(seek->ColumnIsNull(1) ? NAN : seek->ColumnDouble(1));
+          }
+          seek->Reset();
+          if (!point) break;
+        }
       }
-      m->Reset();
-    }
-    const size_t size = curve.steps.size();
-    if (max_points > 0 && size > static_cast<size_t>(max_points)) {
-      // Evenly spaced points, always the first and the last (as GetTrial downsamples).
-      TrialCurve sampled{curve.trial_id, curve.number, curve.state, {}, {}};
-      for (int i = 0; i < max_points; ++i) {
-        const size_t index = max_points == 1 ? size - 1
-                                             : static_cast<size_t>(static_cast<int64_t>(i) *
-                                                                   static_cast<int64_t>(size - 1) /
-                                                                   (max_points - 1));
-        sampled.steps.push_back(curve.steps[index]);
-        sampled.values.push_back(curve.values[index]);
-      }
-      curve = std::move(sampled);
     }
     page.curves.push_back(std::move(curve));
   }

@@ -2,7 +2,9 @@
 // and prints what the page shows as JSON, taking a screenshot of each page. Used by
 // dashboard_e2e_test (which compares the numbers with `sweepctl status`) and by
 // bench/dashboard_bench (first-picture times).
-//   node browse.js URL PAGE_HASH [SCREENSHOT.png]
+//   node browse.js URL PAGE_HASH [SCREENSHOT.png|-] [--stay SECONDS]
+// --stay keeps the page open, live, that long and reports the gaps between its animation frames
+// (how responsive it stayed).
 'use strict';
 const { chromium } = require(require('path').join(__dirname, '../../web/node_modules/playwright-core'));
 
@@ -29,6 +31,20 @@ async function main() {
     }
     // Charts draw in animation frames: let them finish.
     await page.waitForTimeout(500);
+    const stayAt = process.argv.indexOf('--stay');
+    let frames = null;
+    if (stayAt > 0) {
+      const gaps = await page.evaluate((ms) => new Promise((resolve) => {
+        const out = [];
+        let last = performance.now();
+        const end = last + ms;
+        const frame = (t) => { out.push(t - last); last = t; if (t < end) requestAnimationFrame(frame); else resolve(out); };
+        requestAnimationFrame(frame);
+      }), Number(process.argv[stayAt + 1]) * 1000);
+      gaps.sort((a, b) => a - b);
+      const at = (q) => Math.round(gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))]);
+      frames = { count: gaps.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Math.round(gaps[gaps.length - 1]) };
+    }
     const shown = await page.evaluate(() => {
       const stats = {};
       document.querySelectorAll('[data-stat]').forEach((el) => { stats[el.dataset.stat] = el.querySelector('b').textContent.trim(); });
@@ -45,8 +61,9 @@ async function main() {
                live: document.querySelector('#live-text').textContent, text: document.querySelector('main').innerText.slice(0, 4000) };
     });
     shown.wallMs = Date.now() - started;
+    shown.frames = frames;
     shown.errors = errors;
-    if (shot) await page.screenshot({ path: shot, fullPage: true });
+    if (shot && shot !== '-' && !shot.startsWith('--')) await page.screenshot({ path: shot, fullPage: true });
     process.stdout.write(JSON.stringify(shown) + '\n');
   } finally {
     await browser.close();
