@@ -323,5 +323,65 @@ TEST_F(HttpServerTest, MetricsParseWithPrometheusOwnParserAndCountWhatHappened) 
       << parsed.out;
 }
 
+// With TLS and a token (the gRPC API's rules): HTTPS only, every API call needs the token, as a
+// bearer header or the cookie that signing in sets; the page itself loads without it.
+TEST(HttpServerTlsTest, OverHttpsEveryApiCallNeedsTheToken) {
+  char tmpl[] = "/tmp/http-tls-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto made = testing::RunProcess({testing::SourcePath("scripts/gen-certs"), dir});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.db_path = dir + "/sweepd.db";
+  options.http_listen = "127.0.0.1:0";
+  options.tls = {.cert = dir + "/sweepd.pem", .key = dir + "/sweepd.key"};
+  options.token = "s3cret-token";
+  auto server = SchedulerServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string url = (*server)->dashboard_url();
+  ASSERT_THAT(url, HasSubstr("https://127.0.0.1:"));
+  httplib::SSLClient https("127.0.0.1", std::stoi(url.substr(url.rfind(':') + 1)));
+  https.set_ca_cert_path((dir + "/ca.pem").c_str());
+  https.enable_server_certificate_verification(true);
+
+  auto page = https.Get("/");
+  ASSERT_TRUE(page) << httplib::to_string(page.error());
+  EXPECT_EQ(page->status, 200);
+  auto anonymous = https.Get("/api/v1/sweeps");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  EXPECT_THAT(anonymous->body, HasSubstr("needs its token"));
+  EXPECT_EQ(https.Get("/metrics")->status, 401);
+  auto wrong = https.Get("/api/v1/sweeps", {{"Authorization", "Bearer nope"}});
+  EXPECT_EQ(wrong->status, 401);
+  auto bearer = https.Get("/api/v1/sweeps", {{"Authorization", "Bearer s3cret-token"}});
+  EXPECT_EQ(bearer->status, 200) << bearer->body;
+  // Signing in sets an HttpOnly, Secure, SameSite=Strict cookie that then stands for the token.
+  auto bad_login = https.Post("/login", {{"X-Sweepd-Request", "1"}}, "token=nope",
+                              "application/x-www-form-urlencoded");
+  EXPECT_EQ(bad_login->status, 401);
+  auto login = https.Post("/login", {{"X-Sweepd-Request", "1"}}, "token=s3cret-token",
+                          "application/x-www-form-urlencoded");
+  ASSERT_EQ(login->status, 200);
+  const std::string cookie = login->get_header_value("Set-Cookie");
+  EXPECT_THAT(cookie, HasSubstr("HttpOnly"));
+  EXPECT_THAT(cookie, HasSubstr("Secure"));
+  EXPECT_THAT(cookie, HasSubstr("SameSite=Strict"));
+  auto with_cookie = https.Get("/api/v1/sweeps", {{"Cookie", cookie.substr(0, cookie.find(';'))}});
+  EXPECT_EQ(with_cookie->status, 200);
+  (*server)->Shutdown();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(HttpServerTlsTest, PlaintextOffLoopbackIsRefusedNamingTheFix) {
+  auto http = HttpServer::Start({.listen = "0.0.0.0:0"}, nullptr);
+  ASSERT_FALSE(http.ok());
+  EXPECT_THAT(http.status().message(), HasSubstr("needs TLS (--tls-cert and --tls-key)"));
+  auto bad = HttpServer::Start({.listen = "127.0.0.1:99999"}, nullptr);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("--http '127.0.0.1:99999'"));
+}
+
 }  // namespace
 }  // namespace sweepd::scheduler
