@@ -34,9 +34,9 @@ std::string ArtifactDir() {
 
 // What the page at `url` + `hash` shows, as browse.js reports it (and a screenshot).
 Json Browse(const std::string& url, const std::string& hash, const std::string& screenshot) {
-  auto r = RunProcess({"/usr/bin/env", "timeout", "180", "node",
-                       SourcePath("tests/dashboard/browse.js"), url, hash,
-                       ArtifactDir() + "/" + screenshot});
+  auto r =
+      RunProcess({"/usr/bin/env", "timeout", "180", "node", SourcePath("tests/dashboard/browse.js"),
+                  url, hash, ArtifactDir() + "/" + screenshot});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   Json shown = Json::parse(r.out, nullptr, false);
   EXPECT_TRUE(shown.is_object()) << r.out << r.err;
@@ -62,10 +62,10 @@ class DashboardE2eTest : public ::testing::Test {
 
 TEST_F(DashboardE2eTest, ALiveSweepsPagesShowWhatSweepctlStatusSays) {
   const std::string url_file = dir_ + "/url";
-  Cluster cluster(ClusterOptions{
-      .agents = 2,
-      .slots = 1,
-      .sweepd_flags = {"--http=127.0.0.1:0", "--dashboard_url_file=" + url_file}});
+  Cluster cluster(
+      ClusterOptions{.agents = 2,
+                     .slots = 1,
+                     .sweepd_flags = {"--http=127.0.0.1:0", "--dashboard_url_file=" + url_file}});
   ASSERT_TRUE(WaitFor([&] { return !ReadFileText(url_file).empty(); }, 30000));
   std::string url = ReadFileText(url_file);
   url.erase(url.find_last_not_of("\n") + 1);
@@ -133,7 +133,12 @@ parameters:
   const std::string best_trial = status["best_trial_id"];
   const Json trial = Browse(url, "#/trials/" + best_trial, "dashboard-trial.png");
   EXPECT_NEAR(Number(trial, "best"), best, std::abs(best) * 1e-5 + 1e-9);
-  EXPECT_EQ(trial["plots"]["curve"]["points"].get<int>(), 12);
+  // Its curve has every report it made (steps 0..last_step; fewer than 12 if it was pruned).
+  int64_t best_last_step = -1;
+  for (const Json& t : cluster.Trials(id)) {
+    if (t.value("id", "") == best_trial) best_last_step = Int(t, "last_step");
+  }
+  EXPECT_EQ(trial["plots"]["curve"]["points"].get<int64_t>(), best_last_step + 1);
   EXPECT_THAT(trial["text"].get<std::string>(), HasSubstr("stdout.log"));
   const Json agents = Browse(url, "#/agents", "dashboard-agents.png");
   EXPECT_EQ(agents["rows"].size(), 2u);
