@@ -1,6 +1,10 @@
 #include "scheduler/http_server.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <httplib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -29,10 +33,18 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Threads answering requests. Each open page holds one for its live stream, so streams are
-// capped below this and a page past the cap falls back to polling (it is told 503).
+// Threads answering requests. httplib gives a connection a thread for its whole keep-alive life
+// and each open page holds one for its live stream, so streams are capped well below this (a
+// page past the cap is told 429 and retries its stream later) and idle connections are closed
+// after a few seconds.
 constexpr int kHttpThreads = 32;
-constexpr int kMaxLiveStreams = 24;
+constexpr int kMaxLiveStreams = 16;
+constexpr int kKeepAliveSeconds = 5;
+// Deepest JSON a request body may nest (an enqueue's values): nlohmann's dump() recurses, so a
+// body nested half a million deep would overflow the stack.
+constexpr int kMaxJsonDepth = 32;
+// Points one curves answer may carry (trials x points per curve): bounds its memory.
+constexpr int64_t kMaxCurvePoints = 2'000'000;
 constexpr char kTokenCookie[] = "sweepd_token";
 
 int HttpStatusOf(absl::StatusCode code) {
@@ -125,6 +137,15 @@ absl::StatusOr<bool> BoolParam(const httplib::Request& req, const char* name) {
       absl::StrCat("query parameter ", name, ": '", text, "' is not allowed; true or false"));
 }
 
+// `state=...` values, each state once and in one order: the store caches a statement per
+// distinct SQL text, so `running,running,...` must not make a new one per request.
+template <typename State>
+std::vector<State> Canonical(std::vector<State> states) {
+  std::sort(states.begin(), states.end());
+  states.erase(std::unique(states.begin(), states.end()), states.end());
+  return states;
+}
+
 // `state=running&state=completed` (or comma-separated) as trial states.
 absl::StatusOr<std::vector<v1::TrialState>> TrialStates(const httplib::Request& req) {
   std::vector<v1::TrialState> states;
@@ -142,7 +163,7 @@ absl::StatusOr<std::vector<v1::TrialState>> TrialStates(const httplib::Request& 
       states.push_back(*state);
     }
   }
-  return states;
+  return Canonical(std::move(states));
 }
 
 absl::StatusOr<std::vector<v1::SweepState>> SweepStates(const httplib::Request& req) {
@@ -166,7 +187,7 @@ absl::StatusOr<std::vector<v1::SweepState>> SweepStates(const httplib::Request& 
       states.push_back(*state);
     }
   }
-  return states;
+  return Canonical(std::move(states));
 }
 
 std::string CookieValue(const httplib::Request& req, absl::string_view name) {
@@ -179,17 +200,24 @@ std::string CookieValue(const httplib::Request& req, absl::string_view name) {
   return "";
 }
 
-// The last `max_bytes` of a file on this host, cut at a line start; empty when it is not here.
+// The last `max_bytes` of a file on this host, cut at a line start; nothing when it is not here.
+// Regular files only, never through a symlink and never blocking: the path comes from what an
+// agent reported, and a FIFO named stdout.log would hold a request thread for ever.
 std::optional<std::string> TailOf(const std::string& path, int64_t max_bytes) {
   if (path.empty()) return std::nullopt;
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return std::nullopt;
-  const int64_t size = in.tellg();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  const int64_t size = st.st_size;
   const int64_t from = std::max<int64_t>(0, size - max_bytes);
-  in.seekg(from);
   std::string text(static_cast<size_t>(size - from), '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
+  ssize_t got = ::pread(fd, text.data(), text.size(), from);
+  ::close(fd);
+  text.resize(got > 0 ? static_cast<size_t>(got) : 0);
   if (from > 0) {
     const size_t newline = text.find('\n');
     if (newline != std::string::npos) text.erase(0, newline + 1);
@@ -211,9 +239,39 @@ std::string AgentStateName(v1::AgentState state) {
   return absl::AsciiStrToLower(absl::StripPrefix(v1::AgentState_Name(state), "AGENT_STATE_"));
 }
 
+// "localhost", or a literal address in 127.0.0.0/8 or ::1 (not a name that merely starts with
+// "127.": 127.0.0.1.evil.example is a DNS-rebinding page's own name).
 bool IsLoopbackHostName(const std::string& host) {
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
+
+// How deep a JSON text nests (brackets outside strings).
+int JsonDepth(absl::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 
 // Where an SSE stream stands: the last event sent and the engine's event counter seen.
 struct StreamState {
@@ -256,14 +314,20 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     server->server_ = std::make_unique<httplib::Server>();
   }
   server->server_->new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
-  server->server_->set_keep_alive_timeout(30);
+  server->server_->set_keep_alive_timeout(kKeepAliveSeconds);
+  // Without SO_REUSEPORT (httplib sets it by default on Linux): a second sweepd on a dashboard
+  // port already served must fail to bind, not share the port and get half the connections.
+  server->server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server->server_->set_read_timeout(30);
   server->server_->set_payload_max_length(1 << 20);
   server->Route();
 
   std::string host = options.listen.substr(0, options.listen.rfind(':'));
   int port = 0;
-  absl::SimpleAtoi(options.listen.substr(options.listen.rfind(':') + 1), &port);
+  if (!absl::SimpleAtoi(options.listen.substr(options.listen.rfind(':') + 1), &port)) port = 0;
   const std::string bind_host =
       absl::StartsWith(host, "[") ? host.substr(1, host.size() - 2) : host;
   if (port == 0) {
@@ -280,6 +344,15 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   }
   server->url_ = absl::StrCat(tls ? "https://" : "http://", host, ":", port, "/");
   server->thread_ = std::thread([s = server.get()] { s->server_->listen_after_bind(); });
+  // httplib's stop() does nothing until the server runs: wait for it, so a Shutdown right after
+  // Start cannot leave the thread in accept() for ever.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server->server_->is_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!server->server_->is_running()) {
+    return absl::InternalError("the dashboard's server did not start within 10 s");
+  }
   return server;
 }
 
@@ -388,6 +461,12 @@ void HttpServer::Route() {
             request.set_sort_metric(req.get_param_value("sort_metric"));
             ASSIGN_OR_RETURN(bool by_last, BoolParam(req, "sort_by_last"));
             ASSIGN_OR_RETURN(bool descending, BoolParam(req, "descending"));
+            const std::string order = req.get_param_value("order");
+            if (!order.empty() && order != "number" && order != "metric") {
+              return absl::InvalidArgumentError(absl::StrCat("query parameter order: '", order,
+                                                             "' is not allowed; metric or number"));
+            }
+            request.set_by_number(order == "number");
             request.set_sort_by_last(by_last);
             request.set_descending(descending);
             ASSIGN_OR_RETURN(int64_t limit, IntParam(req, "limit", 100, 1, 10000));
@@ -401,7 +480,12 @@ void HttpServer::Route() {
           auto page = [&]() -> absl::StatusOr<store::CurvePage> {
             ASSIGN_OR_RETURN(int64_t from, IntParam(req, "from", 0, 0, kMaxTrialsPerSweep));
             ASSIGN_OR_RETURN(int64_t limit, IntParam(req, "limit", 500, 1, 5000));
-            ASSIGN_OR_RETURN(int64_t points, IntParam(req, "max_points", 200, 0, 10000));
+            ASSIGN_OR_RETURN(int64_t points, IntParam(req, "max_points", 200, 1, 10000));
+            if (limit * points > kMaxCurvePoints) {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "limit x max_points: ", limit, " x ", points, " is more than ", kMaxCurvePoints,
+                  " points in one answer; page with from= and a smaller limit"));
+            }
             const std::string metric = req.get_param_value("metric");
             if (metric.size() > 256) {
               return absl::InvalidArgumentError("query parameter metric: at most 256 bytes");
@@ -470,7 +554,7 @@ void HttpServer::Route() {
     auto st = [&]() -> absl::Status {
       v1::GetTrialRequest request;
       request.set_trial_id(req.matches[1]);
-      ASSIGN_OR_RETURN(int64_t points, IntParam(req, "max_points", 1000, 0, 100000));
+      ASSIGN_OR_RETURN(int64_t points, IntParam(req, "max_points", 1000, 1, 100000));
       request.set_max_points(static_cast<int32_t>(points));
       const size_t n = req.get_param_value_count("metric");
       for (size_t i = 0; i < n; ++i) request.add_metric_names(req.get_param_value("metric", i));
@@ -514,9 +598,19 @@ void HttpServer::Route() {
     state->sweep_id = req.matches[1];
     std::string after_text = req.get_header_value("Last-Event-ID");
     if (after_text.empty()) after_text = req.get_param_value("after");
-    if (!after_text.empty() && (!absl::SimpleAtoi(after_text, &state->after) || state->after < 0)) {
-      SendError(res, absl::InvalidArgumentError(absl::StrCat(
-                         "after: '", after_text, "' is not an event id (a whole number)")));
+    if (after_text == "latest") {
+      // From now on: a page that has just loaded the sweep needs no replay of its history.
+      auto latest = api_->store().LatestEventId(state->sweep_id);
+      if (!latest.ok()) {
+        SendError(res, latest.status());
+        return;
+      }
+      state->after = *latest;
+    } else if (!after_text.empty() &&
+               (!absl::SimpleAtoi(after_text, &state->after) || state->after < 0)) {
+      SendError(res,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "after: '", after_text, "' is not an event id (a whole number, or latest)")));
       return;
     }
     v1::GetSweepRequest probe;
@@ -529,7 +623,7 @@ void HttpServer::Route() {
     if (live_streams_.fetch_add(1) >= kMaxLiveStreams) {
       live_streams_.fetch_sub(1);
       SendError(res, absl::ResourceExhaustedError(
-                         "too many live pages are open; this one polls instead"));
+                         "too many live pages are open; this one tries again later"));
       return;
     }
     res.set_header("Cache-Control", "no-store");
@@ -540,7 +634,10 @@ void HttpServer::Route() {
           if (stopping_.load()) return false;
           if (state->seen < 0) {
             state->seen = api_->engine().WaitForEvents(-1, 0);
-            const std::string hello = "retry: 2000\n\n";
+            // Where this stream starts (the page resumes from it if the stream drops).
+            const std::string hello =
+                absl::StrCat("retry: 2000\nid: ", state->after,
+                             "\nevent: hello\ndata: {\"after\":", state->after, "}\n\n");
             if (!sink.write(hello.data(), hello.size())) return false;
           }
           auto events = api_->store().ListEvents(state->sweep_id, state->after, 500);
@@ -599,6 +696,10 @@ void HttpServer::Route() {
   s.Post(R"(/api/v1/sweeps/([^/]+)/trials)", [this](const httplib::Request& req,
                                                     httplib::Response& res) {
     Answer<v1::EnqueueTrialResponse>(res, [&](v1::EnqueueTrialResponse* out) -> absl::Status {
+      if (JsonDepth(req.body) > kMaxJsonDepth) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the body nests deeper than ", kMaxJsonDepth, " levels"));
+      }
       const Json body = Json::parse(req.body, nullptr, false);
       if (!body.is_object() || !body.contains("params") || !body["params"].is_object()) {
         return absl::InvalidArgumentError("the body must be JSON {\"params\": {NAME: VALUE, ...}}");

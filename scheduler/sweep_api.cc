@@ -16,23 +16,27 @@ constexpr double kDurableWithinSeconds = 30;
 
 }  // namespace
 
+void SweepApi::FillDerived(v1::Sweep& sweep) {
+  if (auto search = CreateSearchMethod(sweep.spec()); search.ok()) {
+    if (auto size = (*search)->Size()) sweep.set_total_trials(*size);
+  }
+  if (sweep.total_trials() == 0) {
+    int64_t cap = sweep.spec().run_cap();
+    if (sweep.spec().budget().max_trials() > 0) {
+      cap = cap > 0 ? std::min(cap, sweep.spec().budget().max_trials())
+                    : sweep.spec().budget().max_trials();
+    }
+    sweep.set_total_trials(cap);
+  }
+  if (sweep.state() == v1::SWEEP_STATE_RUNNING) {
+    sweep.set_stalled(engine_->StallReason(sweep.id()));
+  }
+}
+
 absl::StatusOr<v1::Sweep> SweepApi::LoadSweep(const std::string& id) {
   auto sweep = store_->GetSweep(id);
   if (!sweep.ok()) return sweep.status();
-  if (auto search = CreateSearchMethod(sweep->spec()); search.ok()) {
-    if (auto size = (*search)->Size()) sweep->set_total_trials(*size);
-  }
-  if (sweep->total_trials() == 0) {
-    int64_t cap = sweep->spec().run_cap();
-    if (sweep->spec().budget().max_trials() > 0) {
-      cap = cap > 0 ? std::min(cap, sweep->spec().budget().max_trials())
-                    : sweep->spec().budget().max_trials();
-    }
-    sweep->set_total_trials(cap);
-  }
-  if (sweep->state() == v1::SWEEP_STATE_RUNNING) {
-    sweep->set_stalled(engine_->StallReason(sweep->id()));
-  }
+  FillDerived(*sweep);
   return sweep;
 }
 
@@ -90,6 +94,7 @@ absl::Status SweepApi::ListSweeps(const v1::ListSweepsRequest& request,
   for (int s : request.states()) states.push_back(static_cast<v1::SweepState>(s));
   ASSIGN_OR_RETURN(auto sweeps, store_->ListSweeps(states, limit + 1, offset));
   for (size_t i = 0; i < sweeps.size() && static_cast<int64_t>(i) < limit; ++i) {
+    FillDerived(sweeps[i]);
     *response->add_sweeps() = std::move(sweeps[i]);
   }
   if (static_cast<int64_t>(sweeps.size()) > limit) {
@@ -132,7 +137,8 @@ absl::Status SweepApi::ListTrials(const v1::ListTrialsRequest& request,
                           .sort_by_last = request.sort_by_last(),
                           .descending = request.descending(),
                           .limit = request.limit() == 0 ? 100 : request.limit(),
-                          .offset = offset};
+                          .offset = offset,
+                          .by_number = request.by_number()};
   for (int s : request.states()) query.states.push_back(static_cast<v1::TrialState>(s));
   ASSIGN_OR_RETURN(auto page, store_->ListTrials(query));
   for (auto& t : page.trials) *response->add_trials() = std::move(t);

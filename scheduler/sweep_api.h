@@ -57,7 +57,10 @@ class SweepApi {
  private:
   // After a change: waits until it is durable, then answers the sweep as stored.
   absl::Status Durable(const std::string& sweep_id, v1::Sweep changed, v1::Sweep* out);
-  // A sweep as stored, with the engine's view of its total (grid size).
+  // What the store does not keep: the sweep's total (grid size, run cap) and, while it runs,
+  // why it is stalled. Every answer that carries a sweep has them.
+  void FillDerived(v1::Sweep& sweep);
+  // A sweep as stored, with FillDerived's fields.
   absl::StatusOr<v1::Sweep> LoadSweep(const std::string& id);
   // UNAVAILABLE, naming the fault, while the store cannot commit: calls that change state are
   // refused rather than left hanging.

@@ -297,6 +297,8 @@ class Store {
                                         const std::string& metric, int64_t from_number,
                                         int64_t limit, int max_points,
                                         const std::vector<v1::TrialState>& states = {});
+  // The id of the sweep's newest event (0 when none): where a live view starts following.
+  absl::StatusOr<int64_t> LatestEventId(absl::string_view sweep_public_id);
   absl::StatusOr<std::vector<v1::Event>> ListEvents(absl::string_view sweep_public_id,
                                                     int64_t after_id, int64_t limit);
   absl::StatusOr<std::vector<v1::Agent>> ListAgents();

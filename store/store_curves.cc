@@ -117,4 +117,16 @@ absl::StatusOr<CurvePage> Store::SweepCurves(absl::string_view sweep_public_id,
   return page;
 }
 
+absl::StatusOr<int64_t> Store::LatestEventId(absl::string_view sweep_public_id) {
+  ASSIGN_OR_RETURN(Lease db, AcquireReader());
+  ASSIGN_OR_RETURN(Statement * s,
+                   db->Get("SELECT COALESCE(MAX(id), 0) FROM events WHERE sweep_id = "
+                           "(SELECT id FROM sweeps WHERE public_id = ?1)"));
+  s->Bind(1, sweep_public_id);
+  ASSIGN_OR_RETURN(bool row, s->Step());
+  const int64_t id = row ? s->ColumnInt(0) : 0;
+  s->Reset();
+  return id;
+}
+
 }  // namespace sweepd::store

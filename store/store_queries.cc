@@ -311,6 +311,22 @@ absl::StatusOr<TrialPage> Store::ListTrials(const TrialQuery& query) {
   const bool maximize = sweep_stmt->ColumnInt(2) != 0;
   sweep_stmt->Reset();
 
+  std::vector<int> states(query.states.begin(), query.states.end());
+  const std::string state_filter =
+      states.empty() ? "" : absl::StrCat(" AND t.state IN ", StateList(states));
+  // The matching trials across pages, from the per-state counts the writes keep: no scan of the
+  // sweep's trials.
+  const auto count_total = [&]() -> absl::StatusOr<int64_t> {
+    std::string sql = "SELECT COALESCE(SUM(count), 0) FROM sweep_state_counts WHERE sweep_id = ?1";
+    if (!states.empty()) absl::StrAppend(&sql, " AND state IN ", StateList(states));
+    ASSIGN_OR_RETURN(Statement * c, db->Get(sql));
+    c->Bind(1, sweep_id);
+    ASSIGN_OR_RETURN(bool row, c->Step());
+    const int64_t total = row ? c->ColumnInt(0) : 0;
+    c->Reset();
+    return total;
+  };
+
   if (query.by_number) {
     ASSIGN_OR_RETURN(Statement * s,
                      db->Get(absl::StrCat(
@@ -318,7 +334,8 @@ absl::StatusOr<TrialPage> Store::ListTrials(const TrialQuery& query) {
                          ", tm.last_value, tm.min_value, tm.max_value, tm.last_step FROM trials t "
                          "LEFT JOIN trial_metrics tm ON tm.trial_id = t.id AND tm.name_id = "
                          "(SELECT id FROM metric_names WHERE name = ?2) "
-                         "WHERE t.sweep_id = ?1 ORDER BY t.number LIMIT ?3 OFFSET ?4")));
+                         "WHERE t.sweep_id = ?1",
+                         state_filter, " ORDER BY t.number LIMIT ?3 OFFSET ?4")));
     s->Bind(1, sweep_id).Bind(2, sweep_metric).Bind(3, query.limit).Bind(4, query.offset);
     TrialPage page;
     while (true) {
@@ -329,6 +346,9 @@ absl::StatusOr<TrialPage> Store::ListTrials(const TrialQuery& query) {
       page.trials.push_back(std::move(t));
     }
     s->Reset();
+    if (query.with_total) {
+      ASSIGN_OR_RETURN(page.total, count_total());
+    }
     return page;
   }
   const std::string metric = query.sort_metric.empty() ? sweep_metric : query.sort_metric;
@@ -340,9 +360,6 @@ absl::StatusOr<TrialPage> Store::ListTrials(const TrialQuery& query) {
     if (has) name_id = n->ColumnInt(0);
     n->Reset();
   }
-  std::vector<int> states(query.states.begin(), query.states.end());
-  const std::string state_filter =
-      states.empty() ? "" : absl::StrCat(" AND t.state IN ", StateList(states));
 
   TrialPage page;
   const int64_t limit = std::clamp<int64_t>(query.limit, 1, 10'000);
@@ -411,14 +428,7 @@ absl::StatusOr<TrialPage> Store::ListTrials(const TrialQuery& query) {
     s->Reset();
   }
   if (query.with_total) {
-    // From the per-state counts the writes keep: no scan of the sweep's trials.
-    std::string sql = "SELECT COALESCE(SUM(count), 0) FROM sweep_state_counts WHERE sweep_id = ?1";
-    if (!states.empty()) absl::StrAppend(&sql, " AND state IN ", StateList(states));
-    ASSIGN_OR_RETURN(Statement * c, db->Get(sql));
-    c->Bind(1, sweep_id);
-    ASSIGN_OR_RETURN(bool row, c->Step());
-    page.total = row ? c->ColumnInt(0) : 0;
-    c->Reset();
+    ASSIGN_OR_RETURN(page.total, count_total());
   }
   return page;
 }

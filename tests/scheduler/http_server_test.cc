@@ -13,7 +13,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "scheduler/server.h"
@@ -149,6 +151,11 @@ TEST_F(HttpServerTest, ReadsAnswerWhatWasToldOverGrpc) {
   Json rest = GetJson("/api/v1/sweeps/" + id +
                       "/trials?limit=2&page_token=" + trials["nextPageToken"].get<std::string>());
   EXPECT_EQ(rest["trials"].size(), 1u);
+  // By number: the order paging a live sweep needs.
+  Json by_number = GetJson("/api/v1/sweeps/" + id + "/trials?order=number&state=completed");
+  ASSERT_EQ(by_number["trials"].size(), 3u);
+  EXPECT_EQ(by_number["total"], "3");
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(by_number["trials"][k]["id"], trial_ids_[k]);
 
   // Every curve, page by page, with the values reported.
   Json first = GetJson("/api/v1/sweeps/" + id + "/curves?limit=2");
@@ -192,6 +199,12 @@ TEST_F(HttpServerTest, BadRequestsNameTheFieldAndWhatIsAllowed) {
   EXPECT_THAT(e["error"].get<std::string>(), HasSubstr("'done' is not a sweep state"));
   e = GetJson("/api/v1/sweeps/" + id + "/curves?max_points=x", 400);
   EXPECT_THAT(e["error"].get<std::string>(), HasSubstr("max_points"));
+  e = GetJson("/api/v1/sweeps/" + id + "/curves?max_points=0", 400);
+  EXPECT_THAT(e["error"].get<std::string>(), HasSubstr("max_points: '0' is not allowed"));
+  e = GetJson("/api/v1/sweeps/" + id + "/curves?limit=5000&max_points=1000", 400);
+  EXPECT_THAT(e["error"].get<std::string>(), HasSubstr("limit x max_points"));
+  e = GetJson("/api/v1/sweeps/" + id + "/trials?order=random", 400);
+  EXPECT_THAT(e["error"].get<std::string>(), HasSubstr("order: 'random' is not allowed"));
   e = GetJson("/api/v1/sweeps/s-nosuchid", 404);
   EXPECT_EQ(e["code"], "NOT_FOUND");
   e = GetJson("/api/v1/trials/" + id + "-9999", 404);
@@ -205,6 +218,14 @@ TEST_F(HttpServerTest, BadRequestsNameTheFieldAndWhatIsAllowed) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
   EXPECT_THAT(res->body, HasSubstr("{\\\"params\\\""));
+  // A body nested deeper than any parameter value needs is refused before it is parsed.
+  std::string deep = R"({"params": {"a": )";
+  for (int i = 0; i < 100000; ++i) deep += '[';
+  res =
+      http_->Post(("/api/v1/sweeps/" + id + "/trials").c_str(), headers, deep, "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_THAT(res->body, HasSubstr("nests deeper than 32 levels"));
 }
 
 TEST_F(HttpServerTest, ChangesNeedTheRequestHeaderAndAreDurableWhenAnswered) {
@@ -254,11 +275,19 @@ TEST_F(HttpServerTest, ChangesNeedTheRequestHeaderAndAreDurableWhenAnswered) {
 
 TEST_F(HttpServerTest, APageOfAnotherNameForLoopbackCannotReadTheApi) {
   // DNS rebinding: evil.example resolved to 127.0.0.1 sends Host: evil.example.
-  httplib::Headers headers = {{"Host", "evil.example:80"}};
-  auto res = http_->Get("/api/v1/sweeps", headers);
-  ASSERT_TRUE(res);
-  EXPECT_EQ(res->status, 403);
-  EXPECT_THAT(res->body, HasSubstr("not loopback"));
+  for (const char* host : {"evil.example:80", "127.0.0.1.evil.example:7778", "127.evil:1"}) {
+    httplib::Headers headers = {{"Host", host}};
+    auto res = http_->Get("/api/v1/sweeps", headers);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 403) << host;
+    EXPECT_THAT(res->body, HasSubstr("not loopback")) << host;
+  }
+  for (const char* host : {"localhost:1", "127.0.0.2:1", "[::1]:1"}) {
+    httplib::Headers headers = {{"Host", host}};
+    auto res = http_->Get("/api/v1/sweeps", headers);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << host;
+  }
 }
 
 TEST_F(HttpServerTest, LiveEventsArriveAsServerSentEventsAndResumeAfterTheLastId) {
@@ -272,19 +301,50 @@ TEST_F(HttpServerTest, LiveEventsArriveAsServerSentEventsAndResumeAfterTheLastId
       });
   EXPECT_THAT(received, HasSubstr("retry: 2000"));
   EXPECT_THAT(received, HasSubstr("event: sweep\ndata: {"));
-  // Resume: after the first event id, the first event is not sent again.
-  const size_t at = received.find("id: ");
-  ASSERT_NE(at, std::string::npos);
-  const int64_t first_id = std::stoll(received.substr(at + 4));
+  // The stream starts by saying where it starts (0: from the beginning).
+  EXPECT_THAT(received, HasSubstr("id: 0\nevent: hello\ndata: {\"after\":0}"));
+  // Resume: after the first event's id, that event is not sent again.
+  const size_t sweep_event = received.find("\nevent: sweep\n");
+  ASSERT_NE(sweep_event, std::string::npos);
+  const size_t id_line = received.rfind("id: ", sweep_event);
+  const int64_t first_id = std::stoll(received.substr(id_line + 4));
   std::string resumed;
   http_->Get(("/api/v1/sweeps/" + id + "/events").c_str(),
              httplib::Headers{{"Last-Event-ID", std::to_string(first_id)}},
              [&](const char* data, size_t n) {
                resumed.append(data, n);
-               return resumed.find("id: ") == std::string::npos;
+               return resumed.find("event: sweep") == std::string::npos;
              });
-  EXPECT_THAT(resumed, HasSubstr("id: " + std::to_string(first_id + 1) + "\n"));
-  EXPECT_EQ(resumed.find("id: " + std::to_string(first_id) + "\n"), std::string::npos);
+  EXPECT_THAT(resumed, HasSubstr("id: " + std::to_string(first_id + 1) + "\nevent: sweep\n"));
+  EXPECT_EQ(resumed.find("id: " + std::to_string(first_id) + "\nevent: sweep"), std::string::npos);
+
+  // after=latest: no history, only what happens from now on.
+  std::mutex mu;
+  std::string latest;
+  std::thread pauser([&] {
+    // Once the stream has said where it starts, a change makes one new event.
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu);
+          return latest.find("event: hello") != std::string::npos;
+        },
+        30000));
+    grpc::ClientContext c;
+    v1::PauseSweepRequest pause;
+    pause.set_sweep_id(id);
+    v1::PauseSweepResponse paused;
+    EXPECT_TRUE(stub_->PauseSweep(&c, pause, &paused).ok());
+  });
+  http_->Get(("/api/v1/sweeps/" + id + "/events?after=latest").c_str(),
+             [&](const char* data, size_t n) {
+               std::lock_guard<std::mutex> lock(mu);
+               latest.append(data, n);
+               return latest.find("event: sweep") == std::string::npos;
+             });
+  pauser.join();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_THAT(latest, HasSubstr("\"toState\":\"paused\""));
+  EXPECT_EQ(latest.find("\"toState\":\"completed\""), std::string::npos) << latest;
   EXPECT_EQ(GetJson("/api/v1/sweeps/" + id + "/events?after=x", 400)["code"], "INVALID_ARGUMENT");
 }
 

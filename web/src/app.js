@@ -109,7 +109,7 @@ class SweepView {
     this.token = pageToken;
     this.trials = new Map();  // id -> trial (proto JSON)
     this.sweep = null;
-    this.lastEvent = 0;
+    this.lastEvent = undefined;  // set by the stream's hello: where it started
     this.dirty = new Set();
     this.tableSort = { key: 'value', asc: true };
     this.tablePage = 0;
@@ -122,16 +122,21 @@ class SweepView {
   async open() {
     const t0 = performance.now();
     this.sweep = (await api(`/api/v1/sweeps/${this.id}`)).sweep;
+    if (this.stale()) return;
     this.layout();
     this.renderSummary();
     this.tableSort.asc = !this.maximize();
-    // Trials in pages, drawing after the first.
+    // Follow the sweep from now on before loading it: what changes while it loads is fetched
+    // after, and nothing of its history is replayed.
+    this.live();
+    // Trials in pages by number (an order running trials do not change), drawing after the
+    // first.
     let token = '';
     let first = true;
     do {
       // A small first page, so the first picture comes quickly; then large ones.
       const limit = first ? 1000 : 5000;
-      const page = await api(`/api/v1/sweeps/${this.id}/trials?limit=${limit}${token ? '&page_token=' + token : ''}`);
+      const page = await api(`/api/v1/sweeps/${this.id}/trials?order=number&limit=${limit}${token ? '&page_token=' + token : ''}`);
       if (this.stale()) return;
       for (const t of page.trials || []) this.trials.set(t.id, t);
       this.progress('#trials-loading', this.trials.size, num(page.total), 'trials');
@@ -144,7 +149,7 @@ class SweepView {
     } while (token);
     this.renderTrialCharts();
     document.body.dataset.trialsLoadedMs = String(Math.round(performance.now() - t0));
-    this.live();
+    this.loaded = true;
     this.loadImportance();
     await this.loadCurves();
     document.body.dataset.curvesLoadedMs = String(Math.round(performance.now() - t0));
@@ -335,17 +340,32 @@ class SweepView {
   }
 
   live() {
-    // Server-sent events: each durable event of the sweep. The browser reconnects by itself
-    // (sending Last-Event-ID); a 503 (too many pages open) falls back to polling.
-    source = new EventSource(`/api/v1/sweeps/${this.id}/events?after=${this.lastEvent}`);
-    source.addEventListener('sweep', (e) => {
+    // Server-sent events: each durable event of the sweep, from now on. The browser reconnects
+    // by itself after a dropped stream (sending Last-Event-ID); a refused one (429: too many
+    // pages open; 401) is opened again here a little later from the last event seen, so no
+    // change is lost, only seen later.
+    const open = () => {
+      if (this.stale()) return;
+      source = new EventSource(`/api/v1/sweeps/${this.id}/events?after=${this.lastEvent === undefined ? 'latest' : this.lastEvent}`);
+      source.addEventListener('hello', (e) => {
+        if (this.lastEvent === undefined) this.lastEvent = Number(JSON.parse(e.data).after);
+      });
+      source.addEventListener('sweep', (e) => {
       this.lastEvent = Number(e.lastEventId) || this.lastEvent;
       const ev = JSON.parse(e.data);
       if (ev.trialId) this.dirty.add(ev.trialId);
       this.changed = true;
-    });
-    source.onopen = () => setLive('on', 'live');
-    source.onerror = () => setLive('off', 'reconnecting…');
+      });
+      source.onopen = () => setLive('on', 'live');
+      source.onerror = () => {
+        setLive('off', 'reconnecting…');
+        if (source.readyState === EventSource.CLOSED) {
+          source.close();
+          setTimeout(open, 5000);
+        }
+      };
+    };
+    open();
     every(1000, () => this.refresh());
     // Running trials' curves grow without events: polled every 3 s, or less often when a poll
     // takes long (a thousand running trials), so a page costs sweepd at most ~5% of a core.
@@ -360,7 +380,7 @@ class SweepView {
   // Fetches what changed since the last refresh: the sweep, trials named in events, and the
   // curves of running trials.
   async refresh() {
-    if (this.refreshing || !this.changed || this.stale()) return;
+    if (this.refreshing || !this.changed || !this.loaded || this.stale()) return;
     this.refreshing = true;
     this.changed = false;
     try {
@@ -385,10 +405,10 @@ class SweepView {
       }
       // Trials the events named (they started, ended, were pruned): a few at a time.
       const ids = [...this.dirty].slice(0, 16);
-      ids.forEach((id) => this.dirty.delete(id));
-      if (this.dirty.size) this.changed = true;
+      if (this.dirty.size > ids.length) this.changed = true;
       for (const id of ids) {
         const d = await api(`/api/v1/trials/${id}?max_points=100&metric=${metric}`);
+        this.dirty.delete(id);  // only once fetched: a failed fetch is tried again
         this.trials.set(d.trial.id, d.trial);
         changedTrials++;
         const c = (d.curves || []).find((x) => x.name === this.metricName());
@@ -539,6 +559,7 @@ async function trialPage(id) {
     const c = curves.find((x) => x.name === chosen);
     const pts = (c && c.points) || [];
     const el = $('#curve');
+    if (plot) plot.destroy();  // its listeners on window would keep every old one alive
     plot = new uPlot({ width: Math.max(300, el.clientWidth || 520), height: 240, scales: { x: { time: false } }, axes: [{ label: 'step' }, {}],
       series: [{}, { label: chosen || '', stroke: st === 'pruned' ? '#e8842c' : '#2f6fde', width: 2 }] },
       [pts.map((p) => num(p.step)), pts.map((p) => (p.value === undefined ? 0 : Number(p.value)))], el);
