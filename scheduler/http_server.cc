@@ -272,7 +272,6 @@ int JsonDepth(absl::string_view text) {
   return deepest;
 }
 
-
 // Where an SSE stream stands: the last event sent and the engine's event counter seen.
 struct StreamState {
   std::string sweep_id;
