@@ -801,8 +801,14 @@ void Agent::StartTrial(const v1::Assign& assign) {
   trial->exit_file = trial->workdir + "/.exit";
   std::filesystem::remove(trial->exit_file, ec);
   if (!cgroup_parent_.empty()) {
-    auto cgroup =
-        CreateTrialCgroup(cgroup_parent_, absl::StrCat("sweep-", agent_id_, "-", trial->id));
+    // One cgroup per attempt, never reused: a retry can start here while its killed earlier
+    // attempt's cgroup is still being emptied and removed (stale_cgroups_, killed every second),
+    // and that clean-up killed the retry when both had the trial's name (seen in CI:
+    // RestartE2eTest.ARetryPlacedWhereItsKilledAttemptIsStillEndingStartsAfterIt, SIGKILL 0.8 s
+    // after the retry started).
+    auto cgroup = CreateTrialCgroup(
+        cgroup_parent_,
+        absl::StrCat("sweep-", agent_id_, "-", trial->id, "-a", trial->attempt, "-", NowMicros()));
     if (cgroup.ok()) {
       trial->cgroup_dir = *cgroup;
     } else {
