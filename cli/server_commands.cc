@@ -737,8 +737,7 @@ int RunAgents(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   Table gpus({"AGENT", "GPU", "NAME", "UTIL", "MEMORY", "TRIAL"});
   bool any_gpu = false;
   for (const auto& a : response.agents()) {
-    std::string state = v1::AgentState_Name(a.state()).substr(std::string("AGENT_STATE_").size());
-    for (auto& c : state) c = static_cast<char>(std::tolower(c));
+    const std::string state = AgentStateName(a.state());
     int free = 0, gpu_count = 0;
     for (const auto& g : a.gpus()) {
       if (g.trial_id().empty()) ++free;

@@ -51,12 +51,16 @@ std::string MetricsText::SanitizeName(absl::string_view name, bool label) {
   return out;
 }
 
-std::string MetricsText::EscapeLabelValue(absl::string_view value) {
+namespace {
+
+// Backslash and newline escaped, and the double quote too where `quote` (label values; HELP
+// text keeps its quotes). push_back, not += "..": GCC 12 reports a false -Wrestrict on the
+// latter (bug 105329).
+std::string Escape(absl::string_view text, bool quote) {
   std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    // push_back, not += "..": GCC 12 reports a false -Wrestrict on the latter (bug 105329).
-    if (c == '\\' || c == '"') {
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\\' || (quote && c == '"')) {
       out.push_back('\\');
       out.push_back(c);
     } else if (c == '\n') {
@@ -69,21 +73,11 @@ std::string MetricsText::EscapeLabelValue(absl::string_view value) {
   return out;
 }
 
-std::string MetricsText::EscapeHelp(absl::string_view help) {
-  std::string out;
-  for (char c : help) {
-    if (c == '\\') {
-      out.push_back('\\');
-      out.push_back('\\');
-    } else if (c == '\n') {
-      out.push_back('\\');
-      out.push_back('n');
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
+}  // namespace
+
+std::string MetricsText::EscapeLabelValue(absl::string_view value) { return Escape(value, true); }
+
+std::string MetricsText::EscapeHelp(absl::string_view help) { return Escape(help, false); }
 
 std::string MetricsText::FormatValue(double value) {
   if (std::isnan(value)) return "NaN";

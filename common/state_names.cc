@@ -1,6 +1,7 @@
 #include "common/state_names.h"
 
 #include <cctype>
+#include <string_view>
 
 namespace sweepd {
 namespace {
@@ -32,6 +33,24 @@ std::optional<v1::TrialState> ParseTrialState(const std::string& name) {
     }
   }
   return std::nullopt;
+}
+
+std::optional<v1::SweepState> ParseSweepState(const std::string& name) {
+  for (int s = v1::SweepState_MIN; s <= v1::SweepState_MAX; ++s) {
+    if (v1::SweepState_IsValid(s) && s != v1::SWEEP_STATE_UNSPECIFIED &&
+        SweepStateName(static_cast<v1::SweepState>(s)) == name) {
+      return static_cast<v1::SweepState>(s);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string AgentStateName(v1::AgentState state) {
+  std::string name = v1::AgentState_Name(state);
+  constexpr std::string_view kPrefix = "AGENT_STATE_";
+  if (name.rfind(kPrefix, 0) == 0) name.erase(0, kPrefix.size());
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
 }
 
 }  // namespace sweepd

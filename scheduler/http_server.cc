@@ -172,13 +172,7 @@ absl::StatusOr<std::vector<v1::SweepState>> SweepStates(const httplib::Request& 
   for (size_t i = 0; i < n; ++i) {
     for (absl::string_view name : absl::StrSplit(req.get_param_value("state", i), ',')) {
       if (name.empty()) continue;
-      std::optional<v1::SweepState> state;
-      for (int s = v1::SweepState_MIN; s <= v1::SweepState_MAX; ++s) {
-        if (v1::SweepState_IsValid(s) && s != v1::SWEEP_STATE_UNSPECIFIED &&
-            SweepStateName(static_cast<v1::SweepState>(s)) == name) {
-          state = static_cast<v1::SweepState>(s);
-        }
-      }
+      const auto state = ParseSweepState(std::string(name));
       if (!state) {
         return absl::InvalidArgumentError(
             absl::StrCat("query parameter state: '", name,
@@ -232,11 +226,6 @@ std::string HostName(absl::string_view host) {
     return std::string(host.substr(1, close == host.npos ? host.npos : close - 1));
   }
   return std::string(host.substr(0, host.rfind(':')));
-}
-
-// "connected", "quarantined", ... (the enum's name without its prefix, in lower case).
-std::string AgentStateName(v1::AgentState state) {
-  return absl::AsciiStrToLower(absl::StripPrefix(v1::AgentState_Name(state), "AGENT_STATE_"));
 }
 
 // "localhost", or a literal address in 127.0.0.0/8 or ::1 (not a name that merely starts with
@@ -770,14 +759,12 @@ absl::StatusOr<std::string> RenderPrometheusMetrics(SweepApi& api) {
   std::map<std::string, int64_t> trials_by_state;
   std::vector<v1::Sweep> live;
   std::map<std::string, int64_t> sweeps_by_state;
-  std::string token;
-  do {
-    v1::ListSweepsRequest request;
-    request.set_limit(1000);
-    request.set_page_token(token);
-    v1::ListSweepsResponse page;
-    RETURN_IF_ERROR(api.ListSweeps(request, &page));
-    for (auto& sweep : *page.mutable_sweeps()) {
+  constexpr int64_t kPage = 1000;
+  for (int64_t offset = 0;; offset += kPage) {
+    // The store's rows as they are: a scrape needs counts, not SweepApi's derived fields (a
+    // search method built per sweep, per scrape).
+    ASSIGN_OR_RETURN(auto page, api.store().ListSweeps({}, kPage, offset));
+    for (auto& sweep : page) {
       const auto& c = sweep.counts();
       for (auto [name, n] : {std::pair{"queued", c.queued()},
                              {"assigned", c.assigned()},
@@ -794,8 +781,8 @@ absl::StatusOr<std::string> RenderPrometheusMetrics(SweepApi& api) {
         live.push_back(std::move(sweep));
       }
     }
-    token = page.next_page_token();
-  } while (!token.empty());
+    if (static_cast<int64_t>(page.size()) < kPage) break;
+  }
   m.Family("sweepd_trials", T::kGauge, "Trials of all sweeps by state.");
   for (const auto& [state, n] : trials_by_state)
     m.Sample({{"state", state}}, static_cast<double>(n));

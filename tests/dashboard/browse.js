@@ -29,8 +29,8 @@ async function main() {
       // The live stream is open (awaited, not raced, on a busy machine).
       await page.waitForFunction(() => document.querySelector('#live-text').textContent === 'live', null, { timeout: 30000 }).catch(() => {});
     }
-    // Charts draw in animation frames: let them finish.
-    await page.waitForTimeout(500);
+    // Charts draw in chunks between animation frames: wait until none is left to draw.
+    await page.waitForFunction(() => Charts.drawing() === 0, null, { timeout: 60000 });
     const stayAt = process.argv.indexOf('--stay');
     let frames = null;
     if (stayAt > 0) {

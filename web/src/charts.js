@@ -10,6 +10,7 @@ const Charts = (() => {
     failed: '200,52,74', lost: '200,52,74', canceled: '122,129,148', queued: '152,160,179',
   };
   const FONT = '11px system-ui, sans-serif';
+  let chunksLeft = 0;  // chunked draws not finished yet (tests wait for 0)
 
   function setup(canvas, width, height) {
     const dpr = window.devicePixelRatio || 1;
@@ -153,6 +154,7 @@ const Charts = (() => {
       let i = 0;
       const generation = this.generation;
       const chunk = () => {
+        chunksLeft--;
         if (generation !== this.generation) return;
         const start = i;
         const end = Math.min(list.length, i + 400);
@@ -183,8 +185,12 @@ const Charts = (() => {
         ctx.restore();
         this.drawnCount = Math.min(this.curves.size, (this.drawnCount || 0) + (end - start));
         this.canvas.dataset.drawn = String(this.drawnCount);
-        if (i < list.length) requestAnimationFrame(chunk);
+        if (i < list.length) {
+          chunksLeft++;
+          requestAnimationFrame(chunk);
+        }
       };
+      chunksLeft++;
       chunk();
     }
   }
@@ -276,5 +282,5 @@ const Charts = (() => {
     canvas.dataset.drawn = String(drawn);
   }
 
-  return { CurveChart, parallel, slice, fmt, COLORS };
+  return { CurveChart, parallel, slice, fmt, COLORS, drawing: () => chunksLeft };
 })();
