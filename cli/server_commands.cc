@@ -382,7 +382,12 @@ int RunTrial(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   out << "trial     " << t.id() << "\nstate     " << TrialStateName(t.state())
       << (t.reason().empty() ? "" : "  (" + t.reason() + ")") << "\nattempt   " << t.attempt()
       << "\nagent     " << absl::StrJoin(t.agent_ids(), ",") << "\ngpu-hours "
-      << Hours(t.gpu_seconds()) << "\nparams\n";
+      << Hours(t.gpu_seconds())
+      << (t.gpu_seconds_redone() > 0
+              ? absl::StrCat(" (", Hours(t.gpu_seconds_redone()), " redone by retries)")
+              : "")
+      << (t.has_checkpoint_step() ? absl::StrCat("\ncheckpoint step ", t.checkpoint_step()) : "")
+      << "\nparams\n";
   for (const auto& p : t.params()) out << "  " << p.name() << " = " << p.value_json() << "\n";
   if (t.metrics_size() > 0) {
     out << "metrics\n";

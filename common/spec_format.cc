@@ -205,6 +205,11 @@ Json SpecToJson(const v1::SweepSpec& spec) {
     if (spec.budget().max_trials() > 0) b["max_trials"] = spec.budget().max_trials();
     out["budget"] = std::move(b);
   }
+  if (spec.has_checkpoint()) {
+    Json c = Json::object();
+    if (!spec.checkpoint().dir().empty()) c["dir"] = spec.checkpoint().dir();
+    out["checkpoint"] = std::move(c);
+  }
   out["seed"] = spec.seed();
   out["max_failures"] = spec.max_failures();
   out["max_retries"] = spec.max_retries();

@@ -352,29 +352,13 @@ class SpecReader {
     static const std::set<std::string, std::less<>> kWandbIgnored = {
         "apiVersion", "kind", "controller", "job", "image_uri", "imageuri"};
     static const std::set<std::string, std::less<>> kUnsupported = {"metrics", "scheduler"};
-    static const std::vector<absl::string_view> kKnown = {"program",
-                                                          "method",
-                                                          "metric",
-                                                          "parameters",
-                                                          "early_terminate",
-                                                          "command",
-                                                          "run_cap",
-                                                          "name",
-                                                          "description",
-                                                          "project",
-                                                          "entity",
-                                                          "parallelism",
-                                                          "resources",
-                                                          "pruner",
-                                                          "seed",
-                                                          "max_failures",
-                                                          "max_retries",
-                                                          "budget",
-                                                          "metric_pattern",
-                                                          "search",
-                                                          "launcher",
-                                                          "working_dir",
-                                                          "early_terminate_period"};
+    static const std::vector<absl::string_view> kKnown = {
+        "program",         "method",      "metric",         "parameters",
+        "early_terminate", "command",     "run_cap",        "name",
+        "description",     "project",     "entity",         "parallelism",
+        "resources",       "pruner",      "seed",           "max_failures",
+        "max_retries",     "budget",      "metric_pattern", "search",
+        "launcher",        "working_dir", "checkpoint",     "early_terminate_period"};
     std::map<std::string, YAML::Node, std::less<>> keys;
     if (!CollectMap(root, "", &keys)) return out;
     for (const auto& [key, value] : keys) {
@@ -431,6 +415,9 @@ class SpecReader {
       spec.mutable_resources()->set_nodes(1);
     }
     if (auto node = get("budget"); node.IsDefined()) ReadBudget(node, spec.mutable_budget());
+    if (auto node = get("checkpoint"); node.IsDefined()) {
+      ReadCheckpoint(node, spec.mutable_checkpoint());
+    }
     ReadSearchSettings(get("search"), spec.mutable_search());
     if (auto node = get("launcher"); node.IsDefined()) {
       if (auto s = String(node, "launcher")) {
@@ -1415,6 +1402,30 @@ class SpecReader {
     }
     if (auto it = keys.find("max_trials"); it != keys.end()) {
       if (auto v = IntAtLeast(it->second, "budget.max_trials", 1)) budget->set_max_trials(*v);
+    }
+  }
+
+  void ReadCheckpoint(const YAML::Node& node, v1::Checkpoint* checkpoint) {
+    if (!node.IsMap()) {
+      Error("checkpoint", absl::StrCat("must be a map {dir: /shared/path}; got ", Describe(node)));
+      return;
+    }
+    std::map<std::string, YAML::Node, std::less<>> keys;
+    if (!CollectMap(node, "checkpoint", &keys)) return;
+    CheckKeys(keys, "checkpoint", {"dir"});
+    if (auto it = keys.find("dir"); it != keys.end()) {
+      if (auto s = String(it->second, "checkpoint.dir")) {
+        if (s->empty() || (*s)[0] != '/') {
+          Error("checkpoint.dir",
+                absl::StrCat("must be an absolute path that every agent reaches (a shared "
+                             "filesystem); got \"",
+                             *s, "\""));
+        } else if (s->size() > 1024) {
+          Error("checkpoint.dir", absl::StrCat("must be at most 1024 bytes; got ", s->size()));
+        } else {
+          checkpoint->set_dir(*s);
+        }
+      }
     }
   }
 

@@ -191,6 +191,14 @@ class Engine {
     int64_t metric_reports = 0;
     double resource = 0;
     std::optional<double> resource_metric_value;
+    // Its last checkpoint (a report marked checkpoint), where a retry resumes, and the pruning
+    // progress at that report, which a retry rewinds to.
+    std::optional<int64_t> checkpoint_step;
+    int64_t metric_reports_at_checkpoint = 0;
+    double resource_at_checkpoint = 0;
+    // The step this attempt resumed from (-1: from the beginning), for the GPU time a retry
+    // redoes.
+    int64_t attempt_start_step = -1;
     int64_t last_seq_seen = -1;           // redelivered reports are stored once and pruned on once
     std::vector<std::string> indexed_on;  // agents whose agent_trials_ entry holds it
   };
@@ -292,6 +300,9 @@ class Engine {
   void EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state, const std::string& reason,
                 double gpu_seconds, store::TrialUpdate update = {});
   void ReleaseSlots(Trial& trial);
+  // A lost trial goes back to the queue to run again: from its checkpoint when it has one (the
+  // reports past it are dropped, the pruner rewound), else from the beginning.
+  void Requeue(Sweep& sweep, Trial& trial, double attempt_gpu_seconds);
   // The agents a trial of `sweep` could be placed on now, packed: fewest free slots first.
   // early_terminate_period: every running trial of the sweep judged now, as W&B's controller
   // judges them on its timer.

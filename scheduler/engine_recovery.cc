@@ -75,6 +75,11 @@ absl::Status Engine::Rebuild() {
       trial.params.assign(t.params().begin(), t.params().end());
       trial.attempt = t.attempt();
       trial.enqueued = t.enqueued();
+      if (t.has_checkpoint_step()) trial.checkpoint_step = t.checkpoint_step();
+      // Retries after the first resumed from the checkpoint as it was then (or from the start);
+      // the exact step only weighs the GPU time a later retry redoes.
+      if (t.attempt() > 1 && t.has_checkpoint_step())
+        trial.attempt_start_step = t.checkpoint_step();
       trial.history_index = sweep.history.size();
       TrialRecord record{.params = trial.params, .state = trial.state};
       if (t.has_last_value()) record.value = t.last_value();
@@ -148,9 +153,8 @@ absl::Status Engine::Rebuild() {
     }
     if (trial.state == v1::TRIAL_STATE_LOST && trial.attempt <= sweep.spec.max_retries() &&
         (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED)) {
-      SetTrialState(trial, v1::TRIAL_STATE_QUEUED, "retrying after loss",
-                    {.attempt = trial.attempt + 1});
-      trial.attempt += 1;
+      Requeue(sweep, trial, /*attempt_gpu_seconds=*/0);  // counted when it was lost
+      continue;
     }
     if (trial.state == v1::TRIAL_STATE_QUEUED) sweep.queue.push_back(trial.id);
   }
@@ -178,6 +182,10 @@ absl::Status Engine::ReplayPruner(Sweep& sweep) {
     for (const auto& [seq, report] : reports) {
       trial.last_seq_seen = seq;
       Prune(sweep, trial, report.first, report.second, /*decide=*/false);
+      if (trial.checkpoint_step && report.first <= *trial.checkpoint_step) {
+        trial.metric_reports_at_checkpoint = trial.metric_reports;
+        trial.resource_at_checkpoint = trial.resource;
+      }
     }
     if (!Live(trial)) {
       sweep.pruner->OnTrialEnd(trial.id, trial.state);

@@ -327,6 +327,8 @@ void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {
   assign->set_code_dir(sweep.spec_dir);
   assign->set_run_in_trial_dir(sweep.spec.run_in_trial_dir());
   assign->set_first_seq(trial.last_seq_seen + 1);
+  assign->set_checkpoint_dir(sweep.spec.checkpoint().dir());
+  if (trial.checkpoint_step) assign->set_resume_step(*trial.checkpoint_step);
   v1::Gang* gang = assign->mutable_gang();
   gang->set_nnodes(static_cast<int32_t>(trial.nodes.size()));
   gang->set_node_rank(static_cast<int32_t>(rank));

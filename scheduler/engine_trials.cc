@@ -91,6 +91,14 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
       } else if (r.metrics().contains(metric)) {
         ++trial.metric_reports;
       }
+      if (r.checkpoint()) {
+        // Stored before the batch's acknowledgement (the writer keeps order): once the script
+        // hears its checkpoint is recorded, a retry resumes from it.
+        trial.checkpoint_step = r.step();
+        trial.metric_reports_at_checkpoint = trial.metric_reports;
+        trial.resource_at_checkpoint = trial.resource;
+        store_->UpdateTrial({.id = trial.id, .checkpoint_step = r.step()}, nullptr);
+      }
     }
   }
   // Ack once durable; the agent then drops its copy.
@@ -180,6 +188,13 @@ void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState no
     for (auto& slot : it->second.slot_trial) {
       if (slot == trial.public_id) slot.clear();
     }
+    if (node_state == v1::TRIAL_STATE_LOST && node.wall_seconds <= 0 && trial.start_us > 0) {
+      // Its agent went away without telling how long the trial ran: it ran (and held its GPUs)
+      // at least until sweepd last heard from the agent. GPU-hours count every attempt.
+      const double heard_us = static_cast<double>(NowMicros()) -
+                              std::max(0.0, SteadySeconds() - it->second.last_seen) * 1e6;
+      node.wall_seconds = std::max(0.0, (heard_us - static_cast<double>(trial.start_us)) / 1e6);
+    }
   }
   // A failed or lost node ends the whole trial: the other nodes would hang in a collective.
   if (node_state != v1::TRIAL_STATE_COMPLETED) StopTrial(trial, node_state, reason);
@@ -202,18 +217,51 @@ void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState no
                 {.end_us = NowMicros(), .add_gpu_seconds = gpu_seconds});
   const bool sweep_live =
       sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED;
-  if (sweep_live && trial.attempt <= sweep.spec.max_retries()) {
-    trial.attempt += 1;
-    trial.agent_id.clear();
-    trial.nodes.clear();
-    trial.stop_as.reset();
-    trial.stop_reason.clear();
-    SetTrialState(trial, v1::TRIAL_STATE_QUEUED,
-                  absl::StrCat("retry ", trial.attempt - 1, " of ", sweep.spec.max_retries()),
-                  {.attempt = trial.attempt});
-    sweep.queue.push_front(trial.id);
-  }
+  if (sweep_live && trial.attempt <= sweep.spec.max_retries()) Requeue(sweep, trial, gpu_seconds);
   Schedule();
+}
+
+void Engine::Requeue(Sweep& sweep, Trial& trial, double attempt_gpu_seconds) {
+  // What this attempt ran past the checkpoint the retry starts from is done again: its share of
+  // the attempt's GPU time (by steps; all of it when nothing was kept) is the restart's waste.
+  const int64_t resume_from = trial.checkpoint_step.value_or(-1);
+  const int64_t last_step =
+      std::max(sweep.history[trial.history_index].last_step, trial.attempt_start_step);
+  double redone = attempt_gpu_seconds;
+  if (trial.checkpoint_step && last_step > trial.attempt_start_step) {
+    const double span = static_cast<double>(last_step - trial.attempt_start_step);
+    redone *= std::clamp(static_cast<double>(last_step - resume_from) / span, 0.0, 1.0);
+  }
+  trial.attempt += 1;
+  trial.agent_id.clear();
+  trial.nodes.clear();
+  trial.stop_as.reset();
+  trial.stop_reason.clear();
+  trial.attempt_start_step = resume_from;
+  // The pruner forgets what the retry will report again; the store drops those reports, so the
+  // curve has each step once and a rebuilt sweepd replays the same.
+  trial.metric_reports = trial.checkpoint_step ? trial.metric_reports_at_checkpoint : 0;
+  trial.resource = trial.checkpoint_step ? trial.resource_at_checkpoint : 0;
+  if (sweep.pruner) {
+    sweep.pruner->Rewind(trial.id,
+                         trial.checkpoint_step ? trial.resource_at_checkpoint
+                                               : -std::numeric_limits<double>::infinity(),
+                         trial.metric_reports);
+  }
+  const std::string how =
+      trial.checkpoint_step
+          ? absl::StrCat("; resumes from its checkpoint at step ", *trial.checkpoint_step)
+          : "; starts over (no checkpoint)";
+  const std::string waste =
+      redone > 0 ? absl::StrCat(", redoing ", pruning::FormatNumber(redone), " GPU-seconds") : "";
+  SetTrialState(
+      trial, v1::TRIAL_STATE_QUEUED,
+      absl::StrCat("retry ", trial.attempt - 1, " of ", sweep.spec.max_retries(), how, waste),
+      {.attempt = trial.attempt,
+       .add_gpu_seconds_redone = redone,
+       .drop_reports_after_step =
+           trial.checkpoint_step.value_or(std::numeric_limits<int64_t>::min())});
+  sweep.queue.push_front(trial.id);
 }
 
 void Engine::EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state,

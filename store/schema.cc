@@ -130,6 +130,12 @@ CREATE INDEX events_by_trial ON events (trial_id, id);
       R"sql(
 ALTER TABLE trials ADD COLUMN gpu_seconds_saved REAL NOT NULL DEFAULT 0;
 )sql",
+      // 3: checkpoints. The step of a trial's last checkpoint (NULL: none), where its retry
+      // resumes; and the GPU seconds its retries redid (what earlier attempts ran past it).
+      R"sql(
+ALTER TABLE trials ADD COLUMN checkpoint_step INTEGER;
+ALTER TABLE trials ADD COLUMN gpu_seconds_redone REAL NOT NULL DEFAULT 0;
+)sql",
   };
   return *kSteps;
 }

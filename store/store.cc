@@ -66,8 +66,27 @@ class Store::Writer {
                         reason = COALESCE(?8, reason), agent_ids = COALESCE(?9, agent_ids),
                         gpus = COALESCE(?10, gpus), workdir = COALESCE(?11, workdir),
                         gpu_seconds = gpu_seconds + ?12,
-                        gpu_seconds_saved = gpu_seconds_saved + ?13
+                        gpu_seconds_saved = gpu_seconds_saved + ?13,
+                        checkpoint_step = COALESCE(?14, checkpoint_step),
+                        gpu_seconds_redone = gpu_seconds_redone + ?15
       WHERE id = ?1)sql"));
+    ASSIGN_OR_RETURN(drop_reports_,
+                     db_->Prepare("DELETE FROM metrics WHERE trial_id = ?1 AND step > ?2"));
+    ASSIGN_OR_RETURN(drop_summaries_,
+                     db_->Prepare("DELETE FROM trial_metrics WHERE trial_id = ?1"));
+    // NaN is stored as NULL and counts as the worst value: +inf in min_value, -inf in max_value.
+    ASSIGN_OR_RETURN(rebuild_summaries_, db_->Prepare(R"sql(
+      INSERT INTO trial_metrics (trial_id, name_id, sweep_id, last_value, last_step, last_seq,
+                                 min_value, max_value, count)
+      SELECT ?1, g.name_id, ?2,
+             (SELECT value FROM metrics l
+              WHERE l.trial_id = ?1 AND l.name_id = g.name_id AND l.seq = g.last_seq),
+             (SELECT step FROM metrics l
+              WHERE l.trial_id = ?1 AND l.name_id = g.name_id AND l.seq = g.last_seq),
+             g.last_seq, g.min_value, g.max_value, g.count
+      FROM (SELECT name_id, max(seq) AS last_seq, min(coalesce(value, 9e999)) AS min_value,
+                   max(coalesce(value, -9e999)) AS max_value, count(*) AS count
+            FROM metrics WHERE trial_id = ?1 GROUP BY name_id) g)sql"));
     ASSIGN_OR_RETURN(
         add_sweep_gpu_,
         db_->Prepare("UPDATE sweeps SET gpu_seconds_used = gpu_seconds_used + ?2 WHERE id = ?1"));
@@ -208,7 +227,19 @@ class Store::Writer {
     if (u.workdir) update_trial_.Bind(11, *u.workdir);
     update_trial_.Bind(12, u.add_gpu_seconds);
     update_trial_.Bind(13, u.add_gpu_seconds_saved);
+    if (u.checkpoint_step) update_trial_.Bind(14, *u.checkpoint_step);
+    update_trial_.Bind(15, u.add_gpu_seconds_redone);
     RETURN_IF_ERROR(update_trial_.Run());
+    if (u.drop_reports_after_step) {
+      drop_reports_.Bind(1, u.id).Bind(2, *u.drop_reports_after_step);
+      RETURN_IF_ERROR(drop_reports_.Run());
+      if (db_->Changes() > 0) {
+        drop_summaries_.Bind(1, u.id);
+        RETURN_IF_ERROR(drop_summaries_.Run());
+        rebuild_summaries_.Bind(1, u.id).Bind(2, sweep_id);
+        RETURN_IF_ERROR(rebuild_summaries_.Run());
+      }
+    }
     if (u.state && *u.state != old_state) {
       RETURN_IF_ERROR(CountState(sweep_id, old_state, -1));
       RETURN_IF_ERROR(CountState(sweep_id, *u.state, +1));
@@ -338,9 +369,10 @@ class Store::Writer {
   }
 
   std::unique_ptr<Connection> db_;
-  Statement insert_sweep_, update_sweep_, insert_trial_, trial_state_, update_trial_,
-      add_sweep_gpu_, count_state_, find_name_, insert_name_, insert_metric_, upsert_summary_,
-      insert_event_, upsert_agent_, begin_, commit_, savepoint_, release_, rollback_to_;
+  Statement insert_sweep_, update_sweep_, insert_trial_, trial_state_, update_trial_, drop_reports_,
+      drop_summaries_, rebuild_summaries_, add_sweep_gpu_, count_state_, find_name_, insert_name_,
+      insert_metric_, upsert_summary_, insert_event_, upsert_agent_, begin_, commit_, savepoint_,
+      release_, rollback_to_;
   // Caches of committed (or in-batch) ids; cleared when a rollback may have undone them.
   absl::flat_hash_map<std::string, int64_t> name_ids_;
   absl::flat_hash_map<int64_t, int64_t> trial_sweeps_;

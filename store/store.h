@@ -148,6 +148,15 @@ struct TrialUpdate {
   // GPU seconds pruning this trial saved (added to the trial only; the sweep's total is kept by
   // SweepUpdate::add_gpu_seconds_saved).
   double add_gpu_seconds_saved = 0;
+  // The step of the trial's last checkpoint.
+  std::optional<int64_t> checkpoint_step;
+  // GPU seconds of an attempt that a retry redoes (added to the trial only; they are in
+  // add_gpu_seconds already).
+  double add_gpu_seconds_redone = 0;
+  // A retry starts over from this step: the trial's stored reports at later steps (an earlier
+  // attempt's, which the retry reports again) are deleted and its metric summaries recomputed,
+  // so its curve has each step once. INT64_MIN: every report (a retry without a checkpoint).
+  std::optional<int64_t> drop_reports_after_step;
 };
 
 // One report of a trial: several metrics at one step, with the agent's sequence number.

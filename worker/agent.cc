@@ -256,13 +256,13 @@ bool Agent::LeaveStep() {
                        ? absl::StrCat(" within ", options_.drain_timeout_seconds, " s")
                        : "");
     } else {
-      StopTrialsForLeaving("the agent is shutting down");
+      StopTrialsForLeaving("preempted: the agent is shutting down");
     }
   }
   if (!stopping_trials_ && options_.drain_timeout_seconds > 0 &&
       now - leave_started_ > options_.drain_timeout_seconds) {
-    StopTrialsForLeaving(
-        absl::StrCat("the agent's drain timeout (", options_.drain_timeout_seconds, " s) passed"));
+    StopTrialsForLeaving(absl::StrCat("preempted: the agent's drain timeout (",
+                                      options_.drain_timeout_seconds, " s) passed"));
   }
   const bool running = std::any_of(trials_.begin(), trials_.end(),
                                    [](const auto& entry) { return !entry.second->exited; });
@@ -792,6 +792,12 @@ void Agent::StartTrial(const v1::Assign& assign) {
          /*spec_error=*/plan.status().code() == absl::StatusCode::kInvalidArgument);
     return;
   }
+  std::filesystem::create_directories(plan->checkpoint_dir, ec);
+  if (ec) {
+    fail(absl::StrCat("cannot create the checkpoint folder ", plan->checkpoint_dir, ": ",
+                      ec.message(), " (is the spec's checkpoint.dir mounted on this node?)"));
+    return;
+  }
   std::ofstream(plan->params_file) << plan->params_json << "\n";
   trial->listen_fd = ListenOn(trial->socket_path);
   if (trial->listen_fd < 0) {
@@ -867,7 +873,7 @@ void Agent::StartTrial(const v1::Assign& assign) {
 }
 
 void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
-                      std::vector<std::pair<std::string, double>> metrics) {
+                      std::vector<std::pair<std::string, double>> metrics, bool checkpoint) {
   if (trial.node_rank != 0) {
     // Only global rank 0 reports for a multi-node trial; the client reduces across ranks.
     if (!trial.warned_not_rank0) {
@@ -879,7 +885,8 @@ void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
   }
   v1::Report report;
   report.set_step(step.value_or(trial.next_step));
-  trial.next_step = report.step() + 1;
+  if (!checkpoint) trial.next_step = report.step() + 1;
+  report.set_checkpoint(checkpoint);
   report.set_time_us(NowMicros());
   for (auto& [name, value] : metrics) (*report.mutable_metrics())[name] = value;
   trial.reports->Add(std::move(report));
@@ -923,8 +930,11 @@ std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer
       break;
     case ReportRequest::Op::kShouldStop:
       break;
+    case ReportRequest::Op::kCheckpoint:
+      AddReport(trial, request->step, std::move(request->metrics), /*checkpoint=*/true);
+      break;
   }
-  return trial.stop_requested ? StopReply(trial.stop_reason) : ContinueReply();
+  return trial.stop_requested ? StopReply(trial.stop_reason, trial.interrupted) : ContinueReply();
 }
 
 void Agent::AcceptClients(Trial& trial) {

@@ -130,8 +130,9 @@ class Agent {
   void AcceptClients(Trial& trial);
   void ServeClient(Trial& trial, Client& client);
   std::string HandleRequest(Trial& trial, const std::string& line, int peer_pid);
+  // `checkpoint`: the report marks a checkpoint saved at `step` (metrics may be empty).
   void AddReport(Trial& trial, std::optional<int64_t> step,
-                 std::vector<std::pair<std::string, double>> metrics);
+                 std::vector<std::pair<std::string, double>> metrics, bool checkpoint = false);
   // The trial's report buffer (worker/report_buffer.h), with its spill file in its workdir.
   std::unique_ptr<ReportBuffer> NewReportBuffer(const Trial& trial) const;
   void CheckExit(Trial& trial);

@@ -55,7 +55,8 @@ absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line) {
   ReportRequest req;
   auto op = doc.find("op");
   if (op == doc.end() || !op->is_string()) {
-    return absl::InvalidArgumentError("op: required; one of report, finish, should_stop");
+    return absl::InvalidArgumentError(
+        "op: required; one of report, finish, should_stop, checkpoint");
   }
   const auto& name = op->get_ref<const std::string&>();
   if (name == "report") {
@@ -64,9 +65,12 @@ absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line) {
     req.op = ReportRequest::Op::kFinish;
   } else if (name == "should_stop") {
     req.op = ReportRequest::Op::kShouldStop;
+  } else if (name == "checkpoint") {
+    req.op = ReportRequest::Op::kCheckpoint;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "op: '", name.substr(0, 40), "' is unknown; one of report, finish, should_stop"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("op: '", name.substr(0, 40),
+                     "' is unknown; one of report, finish, should_stop, checkpoint"));
   }
   if (auto trial = doc.find("trial"); trial != doc.end()) {
     if (!trial->is_string()) return absl::InvalidArgumentError("trial: must be a string");
@@ -99,13 +103,19 @@ absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line) {
   if (req.op == ReportRequest::Op::kReport && req.metrics.empty()) {
     return absl::InvalidArgumentError("metrics: a report needs at least one metric");
   }
+  if (req.op == ReportRequest::Op::kCheckpoint && !req.step) {
+    return absl::InvalidArgumentError(
+        "step: a checkpoint needs the step it was saved at (the retry resumes after it)");
+  }
   return req;
 }
 
 std::string ContinueReply() { return "{\"action\":\"continue\"}\n"; }
 
-std::string StopReply(absl::string_view reason) {
-  return nlohmann::json{{"action", "stop"}, {"reason", std::string(reason)}}.dump() + "\n";
+std::string StopReply(absl::string_view reason, bool preempted) {
+  nlohmann::json reply{{"action", "stop"}, {"reason", std::string(reason)}};
+  if (preempted) reply["preempted"] = true;
+  return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string ErrorReply(absl::string_view message) {

@@ -27,7 +27,9 @@ inline constexpr size_t kMaxMetricsPerReport = 1000;
 inline constexpr size_t kMaxMetricNameBytes = 256;
 
 struct ReportRequest {
-  enum class Op { kReport, kFinish, kShouldStop };
+  // kCheckpoint: the script saved a checkpoint at `step` (metrics optional); a retry of the
+  // trial resumes from it.
+  enum class Op { kReport, kFinish, kShouldStop, kCheckpoint };
   Op op = Op::kReport;
   // The trial the client believes it belongs to ($SWEEP_TRIAL_ID); empty when not sent.
   std::string trial_id;
@@ -43,7 +45,9 @@ absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line);
 
 // Replies, each one JSON line with its newline.
 std::string ContinueReply();
-std::string StopReply(absl::string_view reason);
+// `preempted`: the trial is stopped to be run again elsewhere (its agent is shutting down), not
+// for good: it should save a checkpoint before it exits.
+std::string StopReply(absl::string_view reason, bool preempted = false);
 std::string ErrorReply(absl::string_view message);
 
 // Finds metrics in a script's stdout lines with the sweep's `metric_pattern` (group 1 the name,

@@ -84,6 +84,15 @@ absl::StatusOr<LaunchPlan> PlanLaunch(const v1::Assign& assign, const std::strin
   env["MASTER_ADDR"] = plan.master_addr;
   env["MASTER_PORT"] = std::to_string(plan.master_port);
   env["WORLD_SIZE"] = std::to_string(plan.nnodes * nproc);
+  // Checkpoints outlive the attempt: on the spec's shared folder, or in the trial's folder on
+  // this node (a retry elsewhere then starts over). Set before the command is expanded, so
+  // `--ckpt=${envvar:SWEEP_CHECKPOINT_DIR}` works.
+  plan.checkpoint_dir =
+      assign.checkpoint_dir().empty()
+          ? absl::StrCat(trial_dir, "/checkpoint")
+          : absl::StrCat(assign.checkpoint_dir(), "/", assign.sweep_id(), "/", assign.trial_id());
+  env["SWEEP_CHECKPOINT_DIR"] = plan.checkpoint_dir;
+  if (assign.has_resume_step()) env["SWEEP_RESUME_STEP"] = std::to_string(assign.resume_step());
   CommandContext expand{.interpreter = context.interpreter,
                         .program = program,
                         .args_json_file = plan.params_file,

@@ -47,6 +47,8 @@ struct LaunchPlan {
   std::string master_addr;
   int master_port = 0;
   int nnodes = 1;
+  // SWEEP_CHECKPOINT_DIR: the trial's checkpoint folder, kept across its attempts.
+  std::string checkpoint_dir;
 };
 
 // Plans the trial of `assign` in `trial_dir` (its folder, absolute), reporting on

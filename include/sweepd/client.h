@@ -93,6 +93,26 @@ class Client {
   bool ShouldStop() const { return stopped_; }
   const std::string& StopReason() const { return stop_reason_; }
 
+  // The trial's checkpoint folder ($SWEEP_CHECKPOINT_DIR, kept across attempts; "" outside a
+  // sweep) and the step a retry resumes from ($SWEEP_RESUME_STEP; -1: start from the beginning).
+  static std::string CheckpointDir() {
+    const char* d = std::getenv("SWEEP_CHECKPOINT_DIR");
+    return d == nullptr ? "" : d;
+  }
+  static long long ResumeStep() {
+    const char* s = std::getenv("SWEEP_RESUME_STEP");
+    return s == nullptr || *s == '\0' ? -1 : std::atoll(s);
+  }
+  // Tells sweepd the checkpoint at `step` is complete on disk (write it, fsync, rename first):
+  // a retry resumes from it. False means stop, as Report.
+  bool CheckpointSaved(long long step) {
+    if (!in_sweep()) return true;
+    return !Exchange("{\"op\":\"checkpoint\",\"step\":" + std::to_string(step) +
+                     ",\"trial\":" + Quote(trial_id_) + "}");
+  }
+  // The agent is stopping (preempted): save a checkpoint and exit; the trial runs again.
+  bool Preempted() const { return preempted_; }
+
   // Final metrics (optional), then closes the connection.
   void Finish(const std::vector<std::pair<std::string, double>>& metrics = {}) {
     if (in_sweep()) {
@@ -237,6 +257,7 @@ class Client {
       }
       if (reply.find("\"stop\"") != std::string::npos) {
         stopped_ = true;
+        if (reply.find("\"preempted\":true") != std::string::npos) preempted_ = true;
         const size_t r = reply.find("\"reason\":\"");
         if (r != std::string::npos) {
           stop_reason_ = reply.substr(r + 10, reply.find('"', r + 10) - (r + 10));
@@ -269,6 +290,7 @@ class Client {
   std::map<std::string, std::string> params_;
   int fd_ = -1;
   bool stopped_ = false;
+  bool preempted_ = false;
   std::string stop_reason_;
 };
 

@@ -26,7 +26,8 @@ import sys
 import time
 
 __all__ = ["params", "flat_params", "report", "should_stop", "stop_reason", "finish",
-           "SweepdError"]
+           "checkpoint_dir", "resume_step", "save_checkpoint", "load_checkpoint",
+           "checkpoint_saved", "should_checkpoint", "SweepdError"]
 __version__ = "0.1.0"
 
 
@@ -34,7 +35,8 @@ class SweepdError(RuntimeError):
     """The agent refused a request (the message says why), or could not be reached."""
 
 
-_state = {"sock": None, "file": None, "step": 0, "stop": False, "reason": ""}
+_state = {"sock": None, "file": None, "step": 0, "stop": False, "reason": "", "preempted": False,
+          "sigterm_handler": False}
 _TIMEOUT_SECONDS = 60.0
 
 
@@ -190,6 +192,10 @@ def _request(message):
     if reply.get("action") == "stop":
         _state["stop"] = True
         _state["reason"] = reply.get("reason", "")
+        if reply.get("preempted"):
+            _state["preempted"] = True
+    if _state["preempted"]:
+        reply["action"] = "stop"
     return reply
 
 
@@ -240,14 +246,15 @@ def report(step=None, reduce="mean", **metrics):
     device = None
     if dist is not None:
         values, device = _reduce(dist, values, reduce)
-    keep_going = True
+    _watch_sigterm()
+    keep_going = not _state["preempted"]
     error = None
     if _is_reporting_rank(dist):
         if _in_sweep():
             try:
                 reply = _request({"op": "report", "step": step,
                                   "metrics": {n: _encode(v) for n, v in zip(names, values)}})
-                keep_going = reply.get("action") != "stop"
+                keep_going = reply.get("action") != "stop" and not _state["preempted"]
             except SweepdError as e:
                 if dist is None:
                     raise
@@ -271,6 +278,8 @@ def report(step=None, reduce="mean", **metrics):
                 raise error if error is not None else SweepdError(box[0])
             _state["stop"] = True
             _state["reason"] = box[0]
+            if box[0].startswith("preempted"):
+                _state["preempted"] = True
         keep_going = code > 0.5
     return keep_going
 
@@ -305,3 +314,197 @@ def finish(**final_metrics):
             message["metrics"] = {n: _encode(v) for n, v in final_metrics.items()}
         _request(message)
     _close()
+
+
+# ---- Checkpoints: a trial that is lost (its node died, its agent was stopped or preempted)
+# runs again, on whichever agent takes it, from the last checkpoint sweepd recorded.
+#
+#     state = sweepd.load_checkpoint()          # None on the first attempt
+#     start = 0 if state is None else state["epoch"] + 1
+#     for epoch in range(start, params["epochs"]):
+#         ...
+#         sweepd.save_checkpoint({"epoch": epoch, "model": model.state_dict()}, step=epoch)
+#         if not sweepd.report(step=epoch, val_loss=loss):
+#             break                              # pruned, or preempted (checkpoint saved above)
+
+_CHECKPOINT_PREFIX = "ckpt-"
+
+
+def checkpoint_dir():
+    """The trial's checkpoint folder ($SWEEP_CHECKPOINT_DIR), kept across its attempts.
+
+    On the spec's `checkpoint: {dir: ...}` (a shared filesystem) a retry on any agent sees it;
+    without one it is under the agent's workdir, so only a retry on the same agent does. Outside
+    a sweep: ./checkpoint.
+    """
+    path = os.environ.get("SWEEP_CHECKPOINT_DIR") or os.path.join(os.getcwd(), "checkpoint")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def resume_step():
+    """The step of the checkpoint this attempt resumes from, or None (start from the beginning).
+
+    sweepd dropped the earlier attempt's reports after this step: report the steps after it
+    again, and the trial's curve has every step once.
+    """
+    text = os.environ.get("SWEEP_RESUME_STEP")
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _checkpoint_path(step, name):
+    return os.path.join(checkpoint_dir(), "%s%d-%s" % (_CHECKPOINT_PREFIX, int(step), name))
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path, write):
+    tmp = path + ".tmp.%d" % os.getpid()
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def checkpoint_saved(step):
+    """Tells sweepd the trial's checkpoint at `step` is on disk: a retry resumes from it.
+
+    For scripts that write their own checkpoint files into checkpoint_dir(); save_checkpoint()
+    calls it. Only global rank 0 tells (the others return at once). True means keep going.
+    """
+    step = int(step)
+    if step < 0:
+        raise ValueError("step must be >= 0; got %d" % step)
+    _watch_sigterm()
+    if not (_is_reporting_rank(_dist()) and _in_sweep()):
+        return not _state["preempted"]
+    reply = _request({"op": "checkpoint", "step": step})
+    return reply.get("action") != "stop"
+
+
+def save_checkpoint(state, step, name="checkpoint.pt"):
+    """Saves `state` as the trial's checkpoint at `step`, then tells sweepd (checkpoint_saved).
+
+    torch.save when torch is imported, else pickle; written to a temporary file, fsynced and
+    renamed, so a kill at any moment leaves the previous checkpoint whole. Older checkpoints are
+    removed once sweepd has recorded this one. In a distributed job only global rank 0 writes
+    and tells: call it on every rank (the others wait for it, so none reads a half-written
+    file). Returns the path.
+    """
+    dist = _dist()
+    path = _checkpoint_path(step, name)
+    if _is_reporting_rank(dist):
+        if "torch" in sys.modules:
+            import torch
+
+            _write_atomically(path, lambda f: torch.save(state, f))
+        else:
+            import pickle
+
+            _write_atomically(path, lambda f: pickle.dump(state, f, protocol=4))
+        checkpoint_saved(step)
+        _remove_older_checkpoints(int(step), name)
+    if dist is not None:
+        dist.barrier()
+    return path
+
+
+def _remove_older_checkpoints(step, name):
+    folder = checkpoint_dir()
+    suffix = "-" + name
+    for entry in os.listdir(folder):
+        if not (entry.startswith(_CHECKPOINT_PREFIX) and entry.endswith(suffix)):
+            continue
+        try:
+            other = int(entry[len(_CHECKPOINT_PREFIX):-len(suffix)])
+        except ValueError:
+            continue
+        if other < step:
+            try:
+                os.remove(os.path.join(folder, entry))
+            except OSError:
+                pass
+
+
+def load_checkpoint(name="checkpoint.pt", map_location=None):
+    """The state saved at resume_step(), or None when this attempt starts from the beginning.
+
+    Only the checkpoint sweepd recorded is loaded: one written after it (the attempt died before
+    sweepd heard of it) is ignored, since sweepd dropped the reports after the recorded step.
+    """
+    step = resume_step()
+    if step is None:
+        return None
+    path = _checkpoint_path(step, name)
+    if not os.path.exists(path):
+        raise SweepdError(
+            "sweepd recorded a checkpoint at step %d but %s is missing; is the spec's "
+            "checkpoint.dir shared by every agent?" % (step, path))
+    if "torch" in sys.modules:
+        import torch
+
+        return torch.load(path, map_location=map_location)
+    import pickle
+
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def should_checkpoint():
+    """Whether the trial is being preempted (its agent is stopping, or it got SIGTERM): save a
+    checkpoint and exit; it runs again from there."""
+    _watch_sigterm()
+    return _state["preempted"]
+
+
+def _on_sigterm(signum, frame):
+    if _state["stop"] and not _state["preempted"]:
+        # Told to stop for good (pruned, canceled) and still running past the grace period:
+        # SIGTERM ends it, as it would without the client.
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    _state["preempted"] = True
+    _state["stop"] = True
+    if not _state["reason"]:
+        _state["reason"] = "preempted: SIGTERM"
+
+
+def _watch_sigterm():
+    """Inside a sweep, SIGTERM (Slurm, Kubernetes, the agent shutting down) becomes 'preempted':
+    the next report() answers False and should_checkpoint() True, so the loop saves and leaves
+    within the grace period. Only where SIGTERM still has its default action, from the main
+    thread."""
+    if _state["sigterm_handler"] or not _in_sweep():
+        return
+    _state["sigterm_handler"] = True
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        pass

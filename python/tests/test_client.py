@@ -4,6 +4,7 @@ import io
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -18,9 +19,10 @@ import sweepd  # noqa: E402
 class StandInAgent:
     """Serves the protocol on a Unix socket: records requests, answers stop from a step on."""
 
-    def __init__(self, path, stop_at=None, error_on=None):
+    def __init__(self, path, stop_at=None, error_on=None, preempt_at=None):
         self.path = path
         self.stop_at = stop_at
+        self.preempt_at = preempt_at
         self.error_on = error_on
         self.requests = []
         self.conn = None
@@ -43,6 +45,9 @@ class StandInAgent:
                     self.requests.append(request)
                     if self.error_on is not None and request.get("step") == self.error_on:
                         reply = {"error": "metrics.loss: must be a number"}
+                    elif self.preempt_at is not None and request.get("step", -1) >= self.preempt_at:
+                        reply = {"action": "stop", "reason": "preempted: the agent is shutting down",
+                                 "preempted": True}
                     elif self.stop_at is not None and request.get("step", -1) >= self.stop_at:
                         reply = {"action": "stop", "reason": "pruned by test at rung 1"}
                     else:
@@ -65,9 +70,10 @@ class ClientTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp()
         self.saved_env = dict(os.environ)
         sweepd._close()
-        sweepd._state.update(step=0, stop=False, reason="")
+        sweepd._state.update(step=0, stop=False, reason="", preempted=False, sigterm_handler=False)
 
     def tearDown(self):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sweepd._close()
         os.environ.clear()
         os.environ.update(self.saved_env)
@@ -170,6 +176,77 @@ class ClientTest(unittest.TestCase):
         sweepd.finish(loss=0.125)
         self.assertEqual(agent.requests[-1]["op"], "finish")
         self.assertEqual(agent.requests[-1]["metrics"], {"loss": 0.125})
+
+
+    def test_save_checkpoint_writes_then_tells_and_keeps_only_the_latest(self):
+        agent = self.start_agent()
+        os.environ["SWEEP_CHECKPOINT_DIR"] = os.path.join(self.dir, "ckpt")
+        for step in range(3):
+            path = sweepd.save_checkpoint({"step": step, "w": [step] * 3}, step=step)
+            # The file is complete before sweepd hears of it.
+            self.assertTrue(os.path.exists(path))
+            self.assertEqual(agent.requests[-1], {"op": "checkpoint", "step": step,
+                                                  "trial": "s-test-0001"})
+        self.assertEqual(sorted(os.listdir(os.environ["SWEEP_CHECKPOINT_DIR"])),
+                         ["ckpt-2-checkpoint.pt"])
+        # A first attempt has nothing to resume.
+        self.assertIsNone(sweepd.resume_step())
+        self.assertIsNone(sweepd.load_checkpoint())
+
+    def test_load_checkpoint_loads_the_step_sweepd_recorded(self):
+        self.start_agent()
+        os.environ["SWEEP_CHECKPOINT_DIR"] = os.path.join(self.dir, "ckpt")
+        sweepd.save_checkpoint({"step": 3}, step=3)
+        # Written by a dying attempt after it: sweepd never heard of it, so it is not loaded.
+        sweepd._write_atomically(sweepd._checkpoint_path(5, "checkpoint.pt"),
+                                 lambda f: f.write(b"not a pickle"))
+        os.environ["SWEEP_RESUME_STEP"] = "3"
+        self.assertEqual(sweepd.resume_step(), 3)
+        self.assertEqual(sweepd.load_checkpoint(), {"step": 3})
+        os.environ["SWEEP_RESUME_STEP"] = "4"
+        with self.assertRaises(sweepd.SweepdError) as raised:
+            sweepd.load_checkpoint()
+        self.assertIn("ckpt-4-checkpoint.pt", str(raised.exception))
+        self.assertIn("checkpoint.dir", str(raised.exception))
+
+    def test_checkpoint_needs_a_step(self):
+        self.start_agent()
+        with self.assertRaises(ValueError):
+            sweepd.checkpoint_saved(-1)
+
+    def test_a_preempted_answer_asks_for_a_checkpoint(self):
+        self.start_agent(preempt_at=2)
+        self.assertTrue(sweepd.report(step=1, loss=1.0))
+        self.assertFalse(sweepd.should_checkpoint())
+        self.assertFalse(sweepd.report(step=2, loss=1.0))
+        self.assertTrue(sweepd.should_checkpoint())
+        self.assertTrue(sweepd.stop_reason().startswith("preempted"))
+
+    def test_sigterm_is_preemption_inside_a_sweep(self):
+        agent = self.start_agent()
+        self.assertTrue(sweepd.report(step=0, loss=1.0))  # installs the handler
+        os.kill(os.getpid(), signal.SIGTERM)  # the process lives: the handler took it
+        self.assertTrue(sweepd.should_checkpoint())
+        self.assertFalse(sweepd.report(step=1, loss=0.5))  # still reported, answered "leave"
+        self.assertEqual([r["step"] for r in agent.requests], [0, 1])
+        self.assertEqual(sweepd.stop_reason(), "preempted: SIGTERM")
+
+    def test_sigterm_after_a_stop_for_good_ends_the_process(self):
+        import subprocess
+
+        agent = self.start_agent(stop_at=0)
+        script = ("import os, signal, sys, time\n"
+                  "sys.path.insert(0, %r)\n"
+                  "import sweepd\n"
+                  "assert not sweepd.report(step=0, loss=1.0)\n"
+                  "os.kill(os.getpid(), signal.SIGTERM)\n"
+                  "time.sleep(5)\n"
+                  "print('survived')\n" % os.path.dirname(os.path.dirname(sweepd.__file__)))
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=dict(os.environ), timeout=60)
+        self.assertEqual(done.returncode, -signal.SIGTERM, done.stderr)
+        self.assertNotIn("survived", done.stdout)
+        self.assertEqual(len(agent.requests), 1)
 
 
 if __name__ == "__main__":

@@ -30,12 +30,13 @@ std::optional<double> AshaPruner::MaxResource() const {
 }
 
 Decision AshaPruner::OnReport(const Observation& o, bool decide) {
-  size_t& next = next_rung_[o.trial];
+  std::vector<double>& mine = trial_scores_[o.trial];
   const double score = Score(o.value, maximize_);
-  while (next < rungs_.size() && o.resource >= rungs_[next]) {
-    OrderStatistics& rung = recorded_[next];
+  while (mine.size() < rungs_.size() && o.resource >= rungs_[mine.size()]) {
+    const size_t rung_index = mine.size();
+    OrderStatistics& rung = recorded_[rung_index];
     rung.Insert(score, o.trial);
-    const size_t rung_index = next++;
+    mine.push_back(score);
     if (!decide) continue;
     if (std::isnan(o.value)) {  // as Optuna: a NaN at a rung is pruned at once
       return Decision{
@@ -56,6 +57,16 @@ Decision AshaPruner::OnReport(const Observation& o, bool decide) {
     }
   }
   return {};
+}
+
+void AshaPruner::Rewind(int64_t trial, double resource, int64_t /*reports*/) {
+  auto it = trial_scores_.find(trial);
+  if (it == trial_scores_.end()) return;
+  std::vector<double>& mine = it->second;
+  while (!mine.empty() && rungs_[mine.size() - 1] > resource) {
+    recorded_[mine.size() - 1].Erase(mine.back(), trial);
+    mine.pop_back();
+  }
 }
 
 HyperbandPruner::HyperbandPruner(double min_resource, double max_resource, double eta, int brackets,
@@ -87,6 +98,10 @@ size_t HyperbandPruner::BracketOf(int64_t trial) const {
 
 Decision HyperbandPruner::OnReport(const Observation& o, bool decide) {
   return brackets_[BracketOf(o.trial)]->OnReport(o, decide);
+}
+
+void HyperbandPruner::Rewind(int64_t trial, double resource, int64_t reports) {
+  brackets_[BracketOf(trial)]->Rewind(trial, resource, reports);
 }
 
 }  // namespace sweepd::pruning

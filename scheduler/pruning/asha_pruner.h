@@ -19,6 +19,7 @@ class AshaPruner final : public Pruner {
              bool maximize, std::string label = "asha");
 
   Decision OnReport(const Observation& observation, bool decide) override;
+  void Rewind(int64_t trial, double resource, int64_t reports) override;
   std::optional<double> MaxResource() const override;
 
   const std::vector<double>& rungs() const { return rungs_; }
@@ -26,7 +27,9 @@ class AshaPruner final : public Pruner {
  private:
   std::vector<double> rungs_;
   std::vector<OrderStatistics> recorded_;  // per rung
-  std::map<int64_t, size_t> next_rung_;    // per trial
+  // Per trial, the score it recorded at each rung it reached, in rung order (its size is the
+  // next rung the trial records at).
+  std::map<int64_t, std::vector<double>> trial_scores_;
   double max_resource_;
   double eta_;
   bool maximize_;
@@ -43,6 +46,7 @@ class HyperbandPruner final : public Pruner {
                   bool maximize);
 
   Decision OnReport(const Observation& observation, bool decide) override;
+  void Rewind(int64_t trial, double resource, int64_t reports) override;
   std::optional<double> MaxResource() const override { return max_resource_; }
 
   size_t BracketOf(int64_t trial) const;

@@ -51,6 +51,15 @@ Decision PercentilePruner::OnReport(const Observation& o, bool decide) {
   return {};
 }
 
+void PercentilePruner::Rewind(int64_t trial, double resource, int64_t /*reports*/) {
+  auto it = running_.find(trial);
+  if (it == running_.end()) return;
+  TrialState& t = it->second;
+  std::erase_if(t.scores, [&](const auto& entry) { return entry.first > resource; });
+  t.best = std::numeric_limits<double>::infinity();
+  for (const auto& [step, score] : t.scores) t.best = std::min(t.best, score);
+}
+
 void PercentilePruner::OnTrialEnd(int64_t trial, v1::TrialState state) {
   auto it = running_.find(trial);
   if (state == v1::TRIAL_STATE_COMPLETED) {

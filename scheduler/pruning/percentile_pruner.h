@@ -20,6 +20,7 @@ class PercentilePruner final : public Pruner {
                    int64_t interval_steps, int n_min_trials, bool maximize);
 
   Decision OnReport(const Observation& observation, bool decide) override;
+  void Rewind(int64_t trial, double resource, int64_t reports) override;
   void OnTrialEnd(int64_t trial, v1::TrialState state) override;
 
  private:

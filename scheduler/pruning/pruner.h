@@ -47,6 +47,13 @@ class Pruner {
   // judged on a timer); rules that decide only at reports continue.
   virtual Decision Judge(int64_t /*trial*/) const { return {}; }
 
+  // A retry of the trial resumes from its checkpoint at `resource` (the resource axis), having
+  // kept `reports` of its reports of the metric: what the rule recorded for it past that point
+  // is forgotten, so the retry's reports there are recorded and judged afresh (and a sweepd
+  // rebuilt from the store, which holds only the kept reports, records the same). A retry
+  // without a checkpoint rewinds to resource -inf, reports 0.
+  virtual void Rewind(int64_t /*trial*/, double /*resource*/, int64_t /*reports*/) {}
+
   // The trial ended in `state` (median and percentile learn from completed trials).
   virtual void OnTrialEnd(int64_t /*trial*/, v1::TrialState /*state*/) {}
 

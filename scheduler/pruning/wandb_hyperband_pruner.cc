@@ -61,6 +61,18 @@ Decision WandbHyperbandPruner::OnReport(const Observation& o, bool decide) {
   return Judge(o.trial);
 }
 
+void WandbHyperbandPruner::Rewind(int64_t trial, double /*resource*/, int64_t reports) {
+  auto it = trials_.find(trial);
+  if (it == trials_.end()) return;
+  TrialState& t = it->second;
+  // NaN reports are not in `length`, so the finite values kept are at most `reports`.
+  t.length = std::min(t.length, std::max<int64_t>(0, reports));
+  while (!t.at_band.empty() && bands_[t.at_band.size() - 1] > t.length) {
+    recorded_[t.at_band.size() - 1].Erase(t.at_band.back(), trial);
+    t.at_band.pop_back();
+  }
+}
+
 Decision WandbHyperbandPruner::Judge(int64_t trial) const {
   auto it = trials_.find(trial);
   if (it == trials_.end() || it->second.at_band.empty()) return {};  // no band applies yet

@@ -29,6 +29,9 @@ class WandbHyperbandPruner final : public Pruner {
                                                         bool maximize);
 
   Decision OnReport(const Observation& observation, bool decide) override;
+  // Keeps the bands the first `reports` values reached. The best value (non-strict mode) stays
+  // the best of everything recorded: the values past the checkpoint are not kept to subtract.
+  void Rewind(int64_t trial, double resource, int64_t reports) override;
   // The decision W&B's stop_runs would make for the trial now, from what is recorded.
   Decision Judge(int64_t trial) const override;
   std::optional<double> MaxResource() const override;

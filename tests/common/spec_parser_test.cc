@@ -443,6 +443,20 @@ TEST(SpecParserErrorsTest, WrongTypesAreNamed) {
               Contains("budget.gpu_hours: must be > 0; got 0"));
 }
 
+TEST(SpecParserTest, CheckpointDirIsAnAbsoluteSharedFolder) {
+  const ParsedSpec parsed =
+      MustParse(OneParam("{min: 1, max: 2}") + "checkpoint: {dir: /mnt/shared/ckpt}\n");
+  EXPECT_EQ(parsed.spec.checkpoint().dir(), "/mnt/shared/ckpt");
+  EXPECT_FALSE(MustParse(OneParam("{min: 1, max: 2}")).spec.has_checkpoint());
+  EXPECT_THAT(MustFail(OneParam("{min: 1, max: 2}") + "checkpoint: {dir: ckpt}\n"),
+              Contains(HasSubstr("checkpoint.dir: must be an absolute path that every agent "
+                                 "reaches (a shared filesystem); got \"ckpt\"")));
+  EXPECT_THAT(MustFail(OneParam("{min: 1, max: 2}") + "checkpoint: /mnt/ckpt\n"),
+              Contains(StartsWith("checkpoint: must be a map {dir: /shared/path}")));
+  EXPECT_THAT(MustFail(OneParam("{min: 1, max: 2}") + "checkpoint: {keep: 3}\n"),
+              Contains(StartsWith("checkpoint.keep: unknown key")));
+}
+
 TEST(SpecParserErrorsTest, ParameterNamesFollowWandbsPattern) {
   for (const char* name : {"lr", "_private", "optimizer.lr", "model-size", "A1_b.c-d"}) {
     SCOPED_TRACE(name);

@@ -1,6 +1,7 @@
 // The pruners' rules, their replay after a restart, and W&B's hyperband semantics.
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -55,6 +56,45 @@ TEST(AshaPrunerTest, RungsAndTopOneOverEta) {
   EXPECT_FALSE(jump.OnReport(At(1, 1, 0.1), true).stop);
   EXPECT_FALSE(jump.OnReport(At(1, 2, 0.1), true).stop);
   EXPECT_TRUE(jump.OnReport(At(2, 8, 0.5), true).stop);  // fails at rung 0 already
+}
+
+// A retry resuming from a checkpoint at step 2 forgets what its earlier attempt recorded at
+// rung 1 (step 3): its own value there is recorded and judged, and it is the same as a pruner
+// that never saw the dropped report (what a sweepd rebuilt from the store replays).
+TEST(AshaPrunerTest, RewindForgetsTheRungsPastTheCheckpointAndMatchesAReplay) {
+  AshaPruner live(1, 27, 3, 0, /*maximize=*/false);
+  AshaPruner replayed(1, 27, 3, 0, /*maximize=*/false);
+  for (AshaPruner* p : {&live, &replayed}) {
+    EXPECT_FALSE(p->OnReport(At(1, 1, 0.5), true).stop);
+    EXPECT_FALSE(p->OnReport(At(2, 1, 0.6), false).stop);
+    EXPECT_FALSE(p->OnReport(At(2, 3, 0.3), false).stop);  // trial 2 is first at rung 1
+  }
+  // Trial 1's first attempt reaches rung 1 with 0.1 (better than 0.3: it passes there) ...
+  EXPECT_FALSE(live.OnReport(At(1, 3, 0.1), true).stop);
+  // ... is lost, and its retry resumes from step 2: the 0.1 is forgotten.
+  live.Rewind(1, 2, 2);
+  // The retry's value at step 3 is 0.4: judged against trial 2's 0.3 alone, not in the top 1/3.
+  const Decision d = live.OnReport(At(1, 3, 0.4), true);
+  EXPECT_TRUE(d.stop);
+  EXPECT_EQ(d.reason, "pruned by asha at rung 1 (step 3): 0.4 not in top 1/3 of 2");
+  EXPECT_EQ(replayed.OnReport(At(1, 3, 0.4), true).reason, d.reason);
+  // A rewind to the start forgets every rung.
+  live.Rewind(2, -std::numeric_limits<double>::infinity(), 0);
+  EXPECT_TRUE(live.OnReport(At(2, 1, 0.55), true).stop);  // judged again: 0.55 after 0.5
+}
+
+TEST(PercentilePrunerTest, RewindDropsTheScoresPastTheCheckpoint) {
+  // Median after 1 completed trial, no warm-up: trial 1 completes with 1.0 at steps 0..3.
+  PercentilePruner median(50, 1, 0, 1, 1, /*maximize=*/false);
+  for (int step = 0; step < 4; ++step) median.OnReport(At(1, step, 1.0), false);
+  median.OnTrialEnd(1, v1::TRIAL_STATE_COMPLETED);
+  // Trial 2's first attempt is best (0.5) at step 2, then lost; its retry resumes from step 1.
+  EXPECT_TRUE(median.OnReport(At(2, 0, 2.0), true).stop);
+  EXPECT_TRUE(median.OnReport(At(2, 1, 2.0), true).stop);
+  EXPECT_FALSE(median.OnReport(At(2, 2, 0.5), true).stop);
+  median.Rewind(2, 1, 2);
+  // Without the dropped 0.5 its best is 2.0 again: worse than the median 1.0 at step 2.
+  EXPECT_TRUE(median.OnReport(At(2, 2, 2.0), true).stop);
 }
 
 TEST(AshaPrunerTest, MaximizeAndNanIsWorst) {

@@ -306,6 +306,9 @@ class World {
     report.set_step(report.seq());
     report.set_time_us(clock_.NowMicros());
     (*report.mutable_metrics())["loss"] = loss;
+    // Some reports also mark a checkpoint, so retries resume from one and drop only what
+    // follows it.
+    report.set_checkpoint(trial.reports % 3 == 2);
     ++trial.reports;
     trial.unacked.push_back(std::move(report));
     return trial.unacked.back();
@@ -390,7 +393,7 @@ class World {
         SimTrial& trial = it->second;
         trial.acked_seq = std::max(trial.acked_seq, ack.seq());
         while (!trial.unacked.empty() && trial.unacked.front().seq() <= ack.seq()) {
-          acked_seqs_[trial.id].insert(trial.unacked.front().seq());
+          acked_seqs_[trial.id][trial.unacked.front().seq()] = trial.attempt;
           ++totals_.reports_acked;
           trial.unacked.pop_front();
         }
@@ -749,10 +752,14 @@ class World {
       for (const auto& curve : detail->curves) {
         for (const auto& point : curve.points()) ++stored[point.seq()];
       }
-      for (int64_t seq : seqs) {
-        if (stored[seq] != 1) {
-          Violation(absl::StrCat(trial_id, " seq ", seq, " acknowledged but stored ", stored[seq],
-                                 " times ", when));
+      for (const auto& [seq, attempt] : seqs) {
+        // A retry drops its earlier attempts' reports past the checkpoint it resumes from (it
+        // reports those steps again): theirs are stored at most once, the stored attempt's
+        // exactly once.
+        const bool current = attempt == detail->trial.attempt();
+        if (current ? stored[seq] != 1 : stored[seq] > 1) {
+          Violation(absl::StrCat(trial_id, " seq ", seq, " of attempt ", attempt,
+                                 " acknowledged but stored ", stored[seq], " times ", when));
         }
       }
     }
@@ -836,7 +843,8 @@ class World {
   std::unique_ptr<Engine> engine_;
   std::vector<SimAgent> agents_;
   std::string sweep_id_;
-  std::map<std::string, std::set<int64_t>> acked_seqs_;
+  // Per trial: each acknowledged seq and the attempt that reported it.
+  std::map<std::string, std::map<int64_t, int32_t>> acked_seqs_;
   bool disk_full_ = false;
   std::vector<std::string> violations_;
   std::string history_;

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -205,6 +206,62 @@ TEST(StoreTest, MetricsAreIdempotentOnTrialSeqAndName) {
   EXPECT_DOUBLE_EQ(detail->trial.metrics(0).best(), 0.3);
   EXPECT_EQ(detail->trial.last_step(), 30);
   EXPECT_EQ(store->writer_stats().metric_rows, 3);
+}
+
+// A retry resuming from its checkpoint at step 20 drops the earlier attempt's reports after it;
+// the trial's summaries are those of what is left, and its next reports continue the curve.
+TEST(StoreTest, ARetryDropsTheReportsAfterItsCheckpointAndRecomputesTheSummaries) {
+  TempDir dir;
+  auto store = OpenStore(dir.File("s.db"));
+  ASSERT_TRUE(AddSweep(*store, TestSweep(1)).ok());
+  ASSERT_TRUE(AddTrial(*store, TestTrial(7, 1, 0)).ok());
+  // Attempt 1: steps 10..40; the best (0.1) and a NaN come after the checkpoint at 20.
+  ASSERT_TRUE(Append(*store, 7,
+                     {Report(0, 10, 0.5), Report(1, 20, 0.3), Report(2, 30, 0.1),
+                      Report(3, 40, std::nan(""))})
+                  .ok());
+  ASSERT_TRUE(Update(*store, {.id = 7, .checkpoint_step = 20}).ok());
+  ASSERT_TRUE(Update(*store, {.id = 7,
+                              .state = v1::TRIAL_STATE_QUEUED,
+                              .attempt = 2,
+                              .add_gpu_seconds_redone = 12.5,
+                              .drop_reports_after_step = 20})
+                  .ok());
+  auto detail = store->GetTrial("s-test1-0", {}, 0);
+  ASSERT_TRUE(detail.ok()) << detail.status();
+  ASSERT_EQ(detail->curves.size(), 1u);
+  ASSERT_EQ(detail->curves[0].points_size(), 2);
+  EXPECT_EQ(detail->curves[0].points(1).step(), 20);
+  ASSERT_EQ(detail->trial.metrics_size(), 1);
+  EXPECT_EQ(detail->trial.metrics(0).count(), 2);
+  EXPECT_DOUBLE_EQ(detail->trial.metrics(0).last(), 0.3);
+  EXPECT_DOUBLE_EQ(detail->trial.metrics(0).best(), 0.3);
+  EXPECT_EQ(detail->trial.last_step(), 20);
+  EXPECT_EQ(detail->trial.checkpoint_step(), 20);
+  EXPECT_DOUBLE_EQ(detail->trial.gpu_seconds_redone(), 12.5);
+  // Sorting by the metric sees the recomputed best, not the dropped 0.1.
+  auto page = store->ListTrials({.sweep_public_id = "s-test1", .sort_metric = "loss"});
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->trials.size(), 1u);
+  EXPECT_DOUBLE_EQ(page->trials[0].best_value(), 0.3);
+  // Attempt 2 reports steps 30 and 40 again, with later seqs.
+  ASSERT_TRUE(Append(*store, 7, {Report(4, 30, 0.25), Report(5, 40, 0.2)}).ok());
+  detail = store->GetTrial("s-test1-0", {}, 0);
+  ASSERT_TRUE(detail.ok());
+  std::vector<int64_t> steps;
+  for (const auto& p : detail->curves[0].points()) steps.push_back(p.step());
+  EXPECT_THAT(steps, ElementsAre(10, 20, 30, 40));
+  EXPECT_EQ(detail->trial.metrics(0).count(), 4);
+  EXPECT_DOUBLE_EQ(detail->trial.metrics(0).last(), 0.2);
+  // A retry without a checkpoint drops everything.
+  ASSERT_TRUE(Update(*store, {.id = 7,
+                              .attempt = 3,
+                              .drop_reports_after_step = std::numeric_limits<int64_t>::min()})
+                  .ok());
+  detail = store->GetTrial("s-test1-0", {}, 0);
+  ASSERT_TRUE(detail.ok());
+  EXPECT_TRUE(detail->curves.empty() || detail->curves[0].points_size() == 0);
+  EXPECT_EQ(detail->trial.metrics_size(), 0);
 }
 
 TEST(StoreTest, ListTrialsSortsByMetricFiltersAndPages) {

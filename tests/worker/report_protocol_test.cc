@@ -88,6 +88,25 @@ TEST(ReportRequestTest, FinishAndShouldStopNeedNoMetrics) {
   EXPECT_EQ(ParseReportRequest(R"({"op":"should_stop"})")->op, ReportRequest::Op::kShouldStop);
 }
 
+TEST(ReportRequestTest, ACheckpointNeedsItsStep) {
+  auto checkpoint = ParseReportRequest(R"({"op":"checkpoint","step":12})");
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_EQ(checkpoint->op, ReportRequest::Op::kCheckpoint);
+  EXPECT_EQ(checkpoint->step, 12);
+  EXPECT_TRUE(checkpoint->metrics.empty());
+  auto missing = ParseReportRequest(R"({"op":"checkpoint"})");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()), ::testing::StartsWith("step: "));
+  EXPECT_FALSE(ParseReportRequest(R"({"op":"checkpoint","step":-1})").ok());
+}
+
+TEST(ReplyTest, APreemptedStopAsksForACheckpoint) {
+  auto stop = nlohmann::json::parse(StopReply("preempted: the agent is shutting down", true));
+  EXPECT_EQ(stop["action"], "stop");
+  EXPECT_EQ(stop["preempted"], true);
+  EXPECT_FALSE(nlohmann::json::parse(StopReply("pruned", false)).contains("preempted"));
+}
+
 TEST(ReplyTest, RepliesAreOneJsonLineEach) {
   EXPECT_EQ(ContinueReply(), "{\"action\":\"continue\"}\n");
   auto stop = nlohmann::json::parse(StopReply("pruned by asha at rung 2"));

@@ -1,0 +1,229 @@
+// Checkpoints end to end: real sweepd and agents on loopback, a real training loop
+// (scripts/resumable.py) that saves a checkpoint at every step through the Python client. A trial
+// whose node dies, or whose agent is stopped, runs again on the other agent from its last
+// checkpoint, and its curve holds every step exactly once.
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/store.h"
+#include "tests/integration/cluster.h"
+
+namespace sweepd {
+namespace {
+
+using ::sweepd::testing::Cluster;
+using ::sweepd::testing::ClusterOptions;
+using ::sweepd::testing::CountProcessesWith;
+using ::sweepd::testing::Int;
+using ::sweepd::testing::Json;
+using ::sweepd::testing::ReadFileText;
+using ::sweepd::testing::WaitFor;
+using ::testing::HasSubstr;
+
+// What a dead node leaves: every process of the trial killed at once, the shim included.
+void KillProcessesWith(const std::string& marker) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFileText(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(marker) != std::string::npos) kill(std::stoi(name), SIGKILL);
+  }
+}
+
+std::string Spec(const std::string& checkpoint_dir, const std::string& tag,
+                 bool use_checkpoints = true) {
+  return absl::StrCat(R"(
+program: resumable.py
+method: grid
+metric: {name: loss}
+max_retries: 2
+checkpoint: {dir: )",
+                      checkpoint_dir, R"(}
+parameters:
+  steps: {value: 10}
+  hold_at: {value: 4}
+  use_checkpoints: {value: )",
+                      use_checkpoints ? "true" : "false", R"(}
+  tag: {value: )",
+                      tag, R"(}
+)");
+}
+
+// `sweepctl trial ID -o json`.
+Json TrialJson(Cluster& cluster, const std::string& trial_id) {
+  auto r = cluster.Sweepctl({"trial", trial_id, "--output", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return Json::parse(r.out, nullptr, false);
+}
+
+// The one trial's folder under the checkpoint dir, once its first attempt holds at hold_at.
+std::string WaitUntilHeld(const std::string& checkpoint_root) {
+  std::string folder;
+  WaitFor(
+      [&] {
+        if (!std::filesystem::exists(checkpoint_root)) return false;
+        for (const auto& e : std::filesystem::recursive_directory_iterator(checkpoint_root)) {
+          if (e.path().filename() == "held") {
+            folder = e.path().parent_path().string();
+            return true;
+          }
+        }
+        return false;
+      },
+      60000);
+  return folder;
+}
+
+// The trial's stored curve of `metric`: step -> how many times it is stored, and the values.
+struct Curve {
+  std::map<int64_t, int> count;
+  std::map<int64_t, double> value;
+};
+Curve StoredCurve(const std::string& db, const std::string& trial_id, const std::string& metric) {
+  Curve curve;
+  auto store = store::Store::Open({.path = db});
+  EXPECT_TRUE(store.ok()) << store.status();
+  if (!store.ok()) return curve;
+  auto detail = (*store)->GetTrial(trial_id, {metric}, 0);
+  EXPECT_TRUE(detail.ok()) << detail.status();
+  if (!detail.ok() || detail->curves.empty()) return curve;
+  for (const auto& p : detail->curves[0].points()) {
+    ++curve.count[p.step()];
+    curve.value[p.step()] = p.value();
+  }
+  return curve;
+}
+
+// Steps 0..9, each once, with the loss the script reports at it.
+void ExpectWholeCurve(const Curve& loss) {
+  ASSERT_EQ(loss.count.size(), 10u);
+  for (int64_t step = 0; step < 10; ++step) {
+    EXPECT_EQ(loss.count.at(step), 1) << "step " << step << " stored more than once";
+    EXPECT_DOUBLE_EQ(loss.value.at(step), 1.0 / static_cast<double>(step + 1)) << step;
+  }
+}
+
+int AgentIndex(const std::string& agent_id) { return agent_id == "agent-0" ? 0 : 1; }
+
+// The node running the trial dies (its agent and the trial's processes SIGKILLed). sweepd
+// declares the trial lost after the dead-agent timeout, and the other agent runs it again from
+// the checkpoint sweepd recorded: steps 5..9, with the state the checkpoint carried.
+TEST(CheckpointE2eTest, ATrialWhoseNodeDiesResumesFromItsCheckpointOnAnotherAgent) {
+  Cluster cluster(ClusterOptions{.agents = 2, .slots = 1, .sweepd_flags = {"--agent_timeout=2"}});
+  const std::string root = cluster.dir() + "/shared-ckpt";
+  const std::string id = cluster.Submit(Spec(root, "ckpt-kill-5e21"));
+  const std::string folder = WaitUntilHeld(root);
+  ASSERT_FALSE(folder.empty()) << cluster.Logs();
+  const std::string trial_id = std::filesystem::path(folder).filename();
+  // The script heard back from its agent; wait until sweepd has stored the checkpoint too.
+  ASSERT_TRUE(WaitFor(
+      [&] { return Int(TrialJson(cluster, trial_id)["trial"], "checkpoint_step") == 4; }, 30000))
+      << TrialJson(cluster, trial_id).dump() << cluster.Logs();
+  const Json first = TrialJson(cluster, trial_id)["trial"];
+  ASSERT_EQ(first["agent_ids"].size(), 1u);
+  const int victim = AgentIndex(first["agent_ids"][0]);
+  cluster.KillAgent(victim, SIGKILL);
+  KillProcessesWith("ckpt-kill-5e21");
+
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 120000)) << cluster.Logs();
+  const Json trial = TrialJson(cluster, trial_id);
+  EXPECT_EQ(trial["trial"]["state"], "completed") << trial.dump();
+  EXPECT_EQ(Int(trial["trial"], "attempt"), 2);
+  EXPECT_EQ(trial["trial"]["agent_ids"][0], absl::StrCat("agent-", 1 - victim));
+  EXPECT_EQ(Int(trial["trial"], "checkpoint_step"), 9);
+  // Attempt 2 began after the checkpoint at step 4, in the same folder.
+  EXPECT_EQ(ReadFileText(folder + "/starts.log"), "1 0\n2 5\n");
+  EXPECT_THAT(trial.dump(), HasSubstr("resumes from its checkpoint at step 4")) << trial.dump();
+  ExpectWholeCurve(StoredCurve(cluster.db(), trial_id, "loss"));
+  // `total` only reaches 0+1+...+9 if attempt 2 started from attempt 1's state.
+  const Curve total = StoredCurve(cluster.db(), trial_id, "total");
+  ASSERT_EQ(total.value.count(9), 1u);
+  EXPECT_EQ(total.value.at(9), 45);
+  // Older checkpoints are removed once a newer one is recorded.
+  std::set<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(folder)) {
+    files.insert(e.path().filename());
+  }
+  EXPECT_EQ(files, (std::set<std::string>{"ckpt-9-checkpoint.pt", "held", "starts.log"}));
+}
+
+// The agent is stopped (SIGTERM, as Slurm or Kubernetes stop a node): the trial hears it is
+// preempted, keeps its checkpoint and exits within the grace period; sweepd requeues it at once
+// (no dead-agent timeout) and the other agent resumes it.
+TEST(CheckpointE2eTest, APreemptedTrialCheckpointsWithinItsGraceAndResumesElsewhere) {
+  Cluster cluster(ClusterOptions{.agents = 2,
+                                 .slots = 1,
+                                 .agent_flags = {"--stop_grace=120"},
+                                 .sweepd_flags = {"--agent_timeout=600"}});
+  const std::string root = cluster.dir() + "/shared-ckpt";
+  const std::string id = cluster.Submit(Spec(root, "ckpt-term-77a0"));
+  const std::string folder = WaitUntilHeld(root);
+  ASSERT_FALSE(folder.empty()) << cluster.Logs();
+  const std::string trial_id = std::filesystem::path(folder).filename();
+  ASSERT_TRUE(WaitFor(
+      [&] { return Int(TrialJson(cluster, trial_id)["trial"], "checkpoint_step") == 4; }, 30000))
+      << cluster.Logs();
+  const int victim = AgentIndex(TrialJson(cluster, trial_id)["trial"]["agent_ids"][0]);
+  cluster.SignalAgent(victim, SIGTERM);
+  // With a 120 s grace, the agent is gone well within it only because the trial left by itself.
+  const int status = cluster.WaitAgentExit(victim, 100000);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << cluster.Logs();
+  EXPECT_EQ(ReadFileText(folder + "/preempted"), "4\n");
+
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 120000)) << cluster.Logs();
+  const Json trial = TrialJson(cluster, trial_id);
+  EXPECT_EQ(trial["trial"]["state"], "completed") << trial.dump();
+  EXPECT_EQ(Int(trial["trial"], "attempt"), 2);
+  EXPECT_EQ(trial["trial"]["agent_ids"][0], absl::StrCat("agent-", 1 - victim));
+  EXPECT_EQ(ReadFileText(folder + "/starts.log"), "1 0\n2 5\n");
+  EXPECT_THAT(trial.dump(), HasSubstr("shutting down"));
+  EXPECT_THAT(trial.dump(), HasSubstr("resumes from its checkpoint at step 4"));
+  ExpectWholeCurve(StoredCurve(cluster.db(), trial_id, "loss"));
+  EXPECT_EQ(StoredCurve(cluster.db(), trial_id, "total").value.at(9), 45);
+}
+
+// Without checkpoints a retry starts over: the earlier attempt's reports are dropped (the curve
+// still has each step once) and its GPU time counts as redone.
+TEST(CheckpointE2eTest, ARetryWithoutACheckpointStartsOverAndItsCurveHasEachStepOnce) {
+  Cluster cluster(ClusterOptions{.agents = 2, .slots = 1, .sweepd_flags = {"--agent_timeout=2"}});
+  const std::string root = cluster.dir() + "/shared-ckpt";
+  const std::string id = cluster.Submit(Spec(root, "ckpt-none-19c4", /*use_checkpoints=*/false));
+  const std::string folder = WaitUntilHeld(root);
+  ASSERT_FALSE(folder.empty()) << cluster.Logs();
+  const std::string trial_id = std::filesystem::path(folder).filename();
+  // Every report up to the hold is stored before the node dies.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const Curve loss = StoredCurve(cluster.db(), trial_id, "loss");
+        return loss.count.size() == 5;
+      },
+      30000))
+      << cluster.Logs();
+  const int victim = AgentIndex(TrialJson(cluster, trial_id)["trial"]["agent_ids"][0]);
+  cluster.KillAgent(victim, SIGKILL);
+  KillProcessesWith("ckpt-none-19c4");
+
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 120000)) << cluster.Logs();
+  const Json trial = TrialJson(cluster, trial_id);
+  EXPECT_EQ(Int(trial["trial"], "attempt"), 2);
+  EXPECT_FALSE(trial["trial"].contains("checkpoint_step")) << trial.dump();
+  EXPECT_EQ(ReadFileText(folder + "/starts.log"), "1 0\n2 0\n");
+  EXPECT_THAT(trial.dump(), HasSubstr("starts over (no checkpoint)"));
+  EXPECT_GT(trial["trial"].value("gpu_seconds_redone", 0.0), 0.0) << trial.dump();
+  ExpectWholeCurve(StoredCurve(cluster.db(), trial_id, "loss"));
+  EXPECT_EQ(StoredCurve(cluster.db(), trial_id, "total").value.at(9), 45);
+}
+
+}  // namespace
+}  // namespace sweepd
