@@ -35,6 +35,7 @@ bench: build
 	$(BUILD)/bench/store_bench --dir bench-data
 	$(BUILD)/bench/sweep_bench --dir bench-data
 	$(BUILD)/bench/pruning_bench
+	$(BUILD)/bench/strategy_bench
 	$(BUILD)/bench/search_quality
 
 # libFuzzer targets (clang-14), each run FUZZ_SECONDS on its seed corpus in fuzz/corpus/ from a

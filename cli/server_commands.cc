@@ -132,7 +132,7 @@ int64_t Done(const v1::TrialCounts& c) {
 }
 
 int64_t Total(const v1::TrialCounts& c) {
-  return Done(c) + c.queued() + c.assigned() + c.running();
+  return Done(c) + c.queued() + c.assigned() + c.running() + c.paused();
 }
 
 std::string ProgressBar(int64_t done, int64_t total, int width = 30) {
@@ -155,7 +155,8 @@ void PrintStatus(const v1::Sweep& s, std::ostream& out) {
                     s.spec().metric().goal() == v1::GOAL_MAXIMIZE ? "maximize" : "minimize", ")")
               : "none")
       << "\ntrials    " << ProgressBar(Done(c), s.total_trials() > 0 ? s.total_trials() : Total(c))
-      << "  queued " << c.queued() << ", running " << c.running() + c.assigned() << ", completed "
+      << "  queued " << c.queued() << ", running " << c.running() + c.assigned()
+      << (c.paused() > 0 ? absl::StrCat(", paused ", c.paused()) : "") << ", completed "
       << c.completed() << ", pruned " << c.pruned() << ", failed " << c.failed() << ", lost "
       << c.lost() << ", canceled " << c.canceled() << "\n";
   if (!s.best_trial_id().empty()) {
@@ -313,7 +314,7 @@ int RunTrials(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
       auto state = ParseTrialState(std::string(name));
       if (!state) {
         err << "sweepctl trials: --state: '" << name << "' is not a trial state; one of queued, "
-            << "assigned, running, completed, pruned, failed, lost, canceled\n";
+            << "assigned, running, completed, pruned, failed, lost, canceled, paused\n";
         return kExitUsage;
       }
       request.add_states(*state);

@@ -86,7 +86,8 @@ int RunSimulate(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
     for (const auto& [h, v] : r.best_over_time) curve.push_back({{"gpu_hours", h}, {"best", v}});
     return Json{{"gpu_hours", r.gpu_hours},   {"wall_hours", r.simulated_hours},
                 {"trials", r.trials},         {"pruned", r.pruned},
-                {"best_value", r.best_value}, {"best_over_time", curve}};
+                {"promotions", r.promotions}, {"best_value", r.best_value},
+                {"best_over_time", curve}};
   };
   if (args.Get("output") == "json") {
     Json doc = {{"with_pruning", describe(*pruned)},
@@ -100,10 +101,12 @@ int RunSimulate(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
     char buf[256];
     std::snprintf(buf, sizeof(buf),
                   "%-16s gpu-hours %9.2f  wall-hours %8.2f  trials %5lld  "
-                  "pruned %5lld  best %.6g\n",
+                  "pruned %5lld  best %.6g",
                   name, r.gpu_hours, r.simulated_hours, static_cast<long long>(r.trials),
                   static_cast<long long>(r.pruned), r.best_value);
     out << buf;
+    if (r.promotions > 0) out << "  promotions " << r.promotions;
+    out << "\n";
   };
   out << "simulated " << workers << " workers, "
       << (args.Has("curves") ? args.Get("curves") : args.Get("synthetic")) << " curves, " << steps

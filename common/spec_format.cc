@@ -174,6 +174,7 @@ Json SpecToJson(const v1::SweepSpec& spec) {
         } else if (p.brackets() > 0) {
           j["brackets"] = p.brackets();
         }
+        if (p.promotion()) j["mode"] = "promotion";
         break;
       case v1::Pruner::MEDIAN:
       case v1::Pruner::PERCENTILE:

@@ -1252,10 +1252,10 @@ class SpecReader {
             {"asha",
              v1::Pruner::ASHA,
              {"resource", "min_resource", "max_resource", "reduction_factor",
-              "min_early_stopping_rate"}},
+              "min_early_stopping_rate", "mode"}},
             {"hyperband",
              v1::Pruner::HYPERBAND,
-             {"resource", "min_resource", "max_resource", "reduction_factor", "brackets"}},
+             {"resource", "min_resource", "max_resource", "reduction_factor", "brackets", "mode"}},
             {"median",
              v1::Pruner::MEDIAN,
              {"resource", "n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"}},
@@ -1334,6 +1334,18 @@ class SpecReader {
                                    .value_or(0)));
       pruner->set_brackets(static_cast<int32_t>(
           IntInRange(node_of("brackets"), Child(path, "brackets"), 1, 100).value_or(0)));
+      if (auto n = node_of("mode"); n.IsDefined()) {
+        if (auto s = String(n, Child(path, "mode"))) {
+          if (*s == "promotion") {
+            pruner->set_promotion(true);
+          } else if (*s != "stop") {
+            Error(Child(path, "mode"),
+                  absl::StrCat("must be stop (go on unless pruned at a rung) or promotion (pause "
+                               "at every rung until promoted; needs checkpoints); got \"",
+                               *s, "\""));
+          }
+        }
+      }
     }
     if (t == v1::Pruner::MEDIAN || t == v1::Pruner::PERCENTILE || t == v1::Pruner::THRESHOLD) {
       pruner->set_n_startup_trials(static_cast<int32_t>(

@@ -27,7 +27,7 @@ std::string SweepStateName(v1::SweepState state) {
 }
 
 std::optional<v1::TrialState> ParseTrialState(const std::string& name) {
-  for (int s = v1::TRIAL_STATE_QUEUED; s <= v1::TRIAL_STATE_CANCELED; ++s) {
+  for (int s = v1::TRIAL_STATE_QUEUED; s <= v1::TrialState_MAX; ++s) {
     if (TrialStateName(static_cast<v1::TrialState>(s)) == name) {
       return static_cast<v1::TrialState>(s);
     }

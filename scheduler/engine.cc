@@ -292,6 +292,11 @@ void Engine::SetTrialState(Trial& trial, v1::TrialState state, const std::string
     CountTrial(sweeps_.at(trial.sweep_id), state, +1);
   }
   trial.state = state;
+  if (state == v1::TRIAL_STATE_PAUSED) {
+    sweeps_.at(trial.sweep_id).paused.insert(trial.id);
+  } else {
+    sweeps_.at(trial.sweep_id).paused.erase(trial.id);
+  }
   Reindex(trial);
   update.id = trial.id;
   if (changed) update.state = state;

@@ -199,6 +199,8 @@ class Engine {
     // The step this attempt resumed from (-1: from the beginning), for the GPU time a retry
     // redoes.
     int64_t attempt_start_step = -1;
+    // ASHA with promotion: times it was resumed past a rung (attempts that are not retries).
+    int32_t promotions = 0;
     int64_t last_seq_seen = -1;           // redelivered reports are stored once and pruned on once
     std::vector<std::string> indexed_on;  // agents whose agent_trials_ entry holds it
   };
@@ -228,6 +230,8 @@ class Engine {
     // scheduling never scans the sweep's history.
     int64_t active = 0;
     int64_t live = 0;
+    // ASHA with promotion: trials paused at a rung, waiting to be promoted.
+    std::set<int64_t> paused;
     // Why it cannot go on (see StallReason); empty while it can.
     std::string stall_reason;
     // early_terminate_period: its pruner judges running trials on this timer (steady seconds of
@@ -303,6 +307,12 @@ class Engine {
   // A lost trial goes back to the queue to run again: from its checkpoint when it has one (the
   // reports past it are dropped, the pruner rewound), else from the beginning.
   void Requeue(Sweep& sweep, Trial& trial, double attempt_gpu_seconds);
+  // ASHA with promotion: the pruner's next promotable paused trial goes to the front of the
+  // queue, to run on from its checkpoint; false when none is promotable.
+  bool PromoteNext(Sweep& sweep);
+  // A trial stopped at a rung has exited: it waits, paused, holding nothing.
+  void PauseTrial(Sweep& sweep, Trial& trial, const std::string& reason, double gpu_seconds,
+                  store::TrialUpdate update);
   // The agents a trial of `sweep` could be placed on now, packed: fewest free slots first.
   // early_terminate_period: every running trial of the sweep judged now, as W&B's controller
   // judges them on its timer.
@@ -394,6 +404,7 @@ class Engine {
   // so agents re-send them).
   bool store_was_degraded_ = false;
   int64_t metric_batches_refused_ = 0;
+  bool ending_paused_ = false;  // MaybeFinish is ending paused trials (EndTrial re-enters it)
   std::atomic<int64_t> reports_received_{0};
   std::atomic<int64_t> reports_acknowledged_{0};
   std::atomic<int64_t> batches_refused_total_{0};

@@ -76,6 +76,8 @@ absl::Status Engine::Rebuild() {
       trial.attempt = t.attempt();
       trial.enqueued = t.enqueued();
       if (t.has_checkpoint_step()) trial.checkpoint_step = t.checkpoint_step();
+      trial.promotions = t.promotions();
+      if (t.state() == v1::TRIAL_STATE_PAUSED) sweep.paused.insert(trial.id);
       // Retries after the first resumed from the checkpoint as it was then (or from the start);
       // the exact step only weighs the GPU time a later retry redoes.
       if (t.attempt() > 1 && t.has_checkpoint_step())
@@ -151,7 +153,8 @@ absl::Status Engine::Rebuild() {
       }
       SetTrialState(trial, v1::TRIAL_STATE_LOST, "sweepd restarted before the trial was placed");
     }
-    if (trial.state == v1::TRIAL_STATE_LOST && trial.attempt <= sweep.spec.max_retries() &&
+    if (trial.state == v1::TRIAL_STATE_LOST &&
+        trial.attempt - trial.promotions <= sweep.spec.max_retries() &&
         (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED)) {
       Requeue(sweep, trial, /*attempt_gpu_seconds=*/0);  // counted when it was lost
       continue;
@@ -170,6 +173,7 @@ absl::Status Engine::ReplayPruner(Sweep& sweep) {
   for (int64_t id : sweep.trial_ids) {
     Trial& trial = trials_.at(id);
     ASSIGN_OR_RETURN(store::TrialDetail detail, store_->GetTrial(trial.public_id, names, 0));
+    for (int32_t i = 0; i < trial.promotions; ++i) sweep.pruner->Promoted(trial.id);
     // Merge the curves back into reports by sequence number.
     std::map<int64_t, std::pair<int64_t, google::protobuf::Map<std::string, double>>> reports;
     for (const auto& curve : detail.curves) {

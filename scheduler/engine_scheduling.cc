@@ -210,6 +210,8 @@ std::string Engine::StallReason(const std::string& sweep_id) const {
 bool Engine::ScheduleSweep(Sweep& sweep) {
   if (sweep.external) return false;
   if (sweep.spec.parallelism() > 0 && sweep.active >= sweep.spec.parallelism()) return false;
+  // ASHA's get_job: a promotable paused trial before any new one (and after the run cap).
+  if (sweep.queue.empty() && !Placement(sweep).empty()) PromoteNext(sweep);
   if (sweep.queue.empty()) {
     if (sweep.exhausted || sweep.target_reached) return false;
     int64_t cap = sweep.spec.run_cap();
@@ -370,6 +372,7 @@ void Engine::StopTrial(Trial& trial, v1::TrialState stop_as, const std::string& 
     message.mutable_stop()->set_trial_id(trial.public_id);
     message.mutable_stop()->set_reason(reason);
     message.mutable_stop()->set_grace_seconds(options_.stop_grace_seconds);
+    message.mutable_stop()->set_checkpoint(stop_as == v1::TRIAL_STATE_PAUSED);
     SendWhenDurable(it->second.channel, std::move(message));
   }
   Event(trial.sweep_id, trial.id, trial.agent_id, "trial.stop", TrialStateName(trial.state), "",
@@ -380,6 +383,27 @@ void Engine::MaybeFinish(Sweep& sweep) {
   if (sweep.state != v1::SWEEP_STATE_RUNNING) return;
   if (!sweep.exhausted && !sweep.target_reached) return;
   if (sweep.live > 0) return;
+  if (!sweep.paused.empty()) {
+    // Nothing left to start or run: paused trials that can still be promoted wait for a slot;
+    // the others end where they stopped, as pruned (ASHA never promoted them).
+    if (!sweep.target_reached && sweep.pruner &&
+        sweep.pruner->NextPromotion([&](int64_t id) { return sweep.paused.contains(id); })) {
+      return;
+    }
+    if (ending_paused_) return;  // EndTrial below schedules, which comes back here
+    ending_paused_ = true;
+    const std::set<int64_t> waiting = sweep.paused;
+    for (int64_t id : waiting) {
+      Trial& trial = trials_.at(id);
+      if (trial.state != v1::TRIAL_STATE_PAUSED) continue;
+      const int rung = sweep.pruner ? sweep.pruner->RungOf(id) : -1;
+      EndTrial(sweep, trial, v1::TRIAL_STATE_PRUNED,
+               absl::StrCat("paused at rung ", rung, " and not promoted before the sweep ended"),
+               0);
+    }
+    ending_paused_ = false;
+    if (sweep.live > 0 || sweep.state != v1::SWEEP_STATE_RUNNING) return;
+  }
   SetSweepState(sweep, v1::SWEEP_STATE_FINISHED,
                 sweep.target_reached ? "metric target reached" : sweep.exhausted_reason);
 }
@@ -407,6 +431,25 @@ void Engine::Prune(Sweep& sweep, Trial& trial, int64_t step,
       decide && sweep.judge_period <= 0 && Live(trial) && !trial.stop_as &&
       (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED);
   const pruning::Decision decision = sweep.pruner->OnReport(observation, can_stop);
+  if (decision.pause) {
+    // ASHA's own rule: the trial stops at the rung and a free worker takes the best promotable
+    // trial. When that is this one, it goes on where it is (the same as pausing and resuming it
+    // on the slot it frees, without the restart).
+    const auto next = sweep.pruner->NextPromotion(
+        [&](int64_t id) { return id == trial.id || sweep.paused.contains(id); });
+    if (next == trial.id) {
+      sweep.pruner->Promoted(trial.id);
+      trial.promotions += 1;
+      store_->UpdateTrial({.id = trial.id, .add_promotion = true}, nullptr);
+      Event(sweep.id, trial.id, trial.agent_id, "trial.promoted", TrialStateName(trial.state), "",
+            absl::StrCat(decision.reason, "; promoted at once (the best to promote)"));
+      return;
+    }
+    Event(sweep.id, trial.id, trial.agent_id, "trial.paused", TrialStateName(trial.state), "paused",
+          decision.reason);
+    StopTrial(trial, v1::TRIAL_STATE_PAUSED, decision.reason);
+    return;
+  }
   if (decision.stop) {
     Event(sweep.id, trial.id, trial.agent_id, "trial.pruned", TrialStateName(trial.state), "pruned",
           decision.reason);

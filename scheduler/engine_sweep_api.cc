@@ -112,6 +112,11 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
         "resources.nodes: an external sweep has no agents to place a multi-node trial on; use "
         "nodes: 1 (your runner decides where its trials run)");
   }
+  if (parsed->spec.pruner().promotion() && request.external()) {
+    return absl::InvalidArgumentError(
+        "pruner.mode: promotion pauses and resumes trials on agents, and an external sweep has "
+        "none; use mode: stop");
+  }
   auto search = CreateSearchMethod(parsed->spec);
   if (!search.ok()) return search.status();
   auto pruner = pruning::CreatePruner(parsed->spec);
@@ -204,7 +209,7 @@ absl::StatusOr<v1::Sweep> Engine::CancelSweep(const std::string& sweep_id,
     SetSweepState(*sweep, v1::SWEEP_STATE_CANCELED, why);
     for (int64_t id : sweep->trial_ids) {
       Trial& trial = trials_.at(id);
-      if (trial.state == v1::TRIAL_STATE_QUEUED) {
+      if (trial.state == v1::TRIAL_STATE_QUEUED || trial.state == v1::TRIAL_STATE_PAUSED) {
         SetTrialState(trial, v1::TRIAL_STATE_CANCELED, why, {.end_us = NowMicros()});
       } else if (Live(trial)) {
         StopTrial(trial, v1::TRIAL_STATE_CANCELED, "sweep canceled");

@@ -207,6 +207,10 @@ void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState no
   }
   const v1::TrialState final_state = trial.stop_as.value_or(v1::TRIAL_STATE_COMPLETED);
   const std::string final_reason = trial.stop_as ? trial.stop_reason : reason;
+  if (final_state == v1::TRIAL_STATE_PAUSED) {
+    PauseTrial(sweep, trial, final_reason, gpu_seconds, std::move(update));
+    return;
+  }
   if (final_state != v1::TRIAL_STATE_LOST) {
     EndTrial(sweep, trial, final_state, final_reason, gpu_seconds, std::move(update));
     return;
@@ -217,8 +221,51 @@ void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState no
                 {.end_us = NowMicros(), .add_gpu_seconds = gpu_seconds});
   const bool sweep_live =
       sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED;
-  if (sweep_live && trial.attempt <= sweep.spec.max_retries()) Requeue(sweep, trial, gpu_seconds);
+  // Promotions (ASHA's) are attempts too, but not retries.
+  if (sweep_live && trial.attempt - trial.promotions <= sweep.spec.max_retries()) {
+    Requeue(sweep, trial, gpu_seconds);
+  }
   Schedule();
+}
+
+void Engine::PauseTrial(Sweep& sweep, Trial& trial, const std::string& reason, double gpu_seconds,
+                        store::TrialUpdate update) {
+  sweep.gpu_seconds += gpu_seconds;
+  update.end_us = NowMicros();
+  update.add_gpu_seconds = gpu_seconds;
+  trial.agent_id.clear();
+  trial.nodes.clear();
+  trial.stop_as.reset();
+  trial.stop_reason.clear();
+  SetTrialState(trial, v1::TRIAL_STATE_PAUSED, reason, std::move(update));
+  Schedule();
+}
+
+bool Engine::PromoteNext(Sweep& sweep) {
+  if (!sweep.pruner || !sweep.pruner->Promotes() || sweep.paused.empty()) return false;
+  const auto next =
+      sweep.pruner->NextPromotion([&](int64_t id) { return sweep.paused.contains(id); });
+  if (!next) return false;
+  Trial& trial = trials_.at(*next);
+  const int rung = sweep.pruner->RungOf(trial.id);
+  sweep.pruner->Promoted(trial.id);
+  trial.attempt += 1;
+  trial.promotions += 1;
+  trial.attempt_start_step = trial.checkpoint_step.value_or(-1);
+  // It runs on from its checkpoint; what it reported after it is reported again. The pruner
+  // keeps the rung it recorded (it was promoted for that value).
+  SetTrialState(
+      trial, v1::TRIAL_STATE_QUEUED,
+      absl::StrCat("promoted past rung ", rung,
+                   trial.checkpoint_step ? absl::StrCat("; resumes from its checkpoint at step ",
+                                                        *trial.checkpoint_step)
+                                         : std::string("; starts over (no checkpoint)")),
+      {.attempt = trial.attempt,
+       .drop_reports_after_step =
+           trial.checkpoint_step.value_or(std::numeric_limits<int64_t>::min()),
+       .add_promotion = true});
+  sweep.queue.push_front(trial.id);
+  return true;
 }
 
 void Engine::Requeue(Sweep& sweep, Trial& trial, double attempt_gpu_seconds) {
@@ -296,7 +343,7 @@ void Engine::EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state,
                                  sweep.spec.max_failures(), "); last: ", reason));
       for (int64_t id : sweep.trial_ids) {
         Trial& other = trials_.at(id);
-        if (other.state == v1::TRIAL_STATE_QUEUED) {
+        if (other.state == v1::TRIAL_STATE_QUEUED || other.state == v1::TRIAL_STATE_PAUSED) {
           SetTrialState(other, v1::TRIAL_STATE_CANCELED, "sweep failed", {.end_us = NowMicros()});
         } else if (Live(other)) {
           StopTrial(other, v1::TRIAL_STATE_CANCELED, "sweep failed");

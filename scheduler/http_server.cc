@@ -158,7 +158,7 @@ absl::StatusOr<std::vector<v1::TrialState>> TrialStates(const httplib::Request& 
         return absl::InvalidArgumentError(absl::StrCat(
             "query parameter state: '", name,
             "' is not a trial state; queued, assigned, running, completed, pruned, failed, "
-            "lost or canceled"));
+            "lost, canceled or paused"));
       }
       states.push_back(*state);
     }
@@ -773,7 +773,8 @@ absl::StatusOr<std::string> RenderPrometheusMetrics(SweepApi& api) {
                              {"pruned", c.pruned()},
                              {"failed", c.failed()},
                              {"lost", c.lost()},
-                             {"canceled", c.canceled()}}) {
+                             {"canceled", c.canceled()},
+                             {"paused", c.paused()}}) {
         trials_by_state[name] += n;
       }
       ++sweeps_by_state[SweepStateName(sweep.state())];

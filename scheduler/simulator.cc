@@ -217,6 +217,9 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
   using Event = std::pair<double, int>;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events;
   std::vector<std::optional<Running>> workers(static_cast<size_t>(options.workers));
+  // ASHA with promotion: trials paused at a rung (checkpointed at their last step).
+  std::map<int64_t, Running> paused;
+  auto is_paused = [&](int64_t trial) { return paused.contains(trial); };
   std::vector<TrialRecord> history;
   SimulationResult result;
   std::optional<double> best;
@@ -224,6 +227,20 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
   double now = 0;
 
   auto start_trial = [&](int w) -> bool {
+    if (pruner && pruner->Promotes()) {
+      // ASHA's get_job: promote before starting anything new; it resumes after its checkpoint.
+      if (auto next = pruner->NextPromotion(is_paused)) {
+        pruner->Promoted(*next);
+        Running r = std::move(paused.at(*next));
+        paused.erase(*next);
+        ++r.step;
+        history[static_cast<size_t>(r.trial)].state = v1::TRIAL_STATE_RUNNING;
+        workers[static_cast<size_t>(w)] = std::move(r);
+        events.push({now + options.seconds_per_step, w});
+        ++result.promotions;
+        return true;
+      }
+    }
     if (static_cast<int64_t>(history.size()) >= max_trials) return false;
     auto params = search->Propose(history);
     if (!params.ok()) return false;
@@ -254,6 +271,7 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
       result.best_over_time.emplace_back(gpu_seconds / 3600, value);
     }
     bool stop = false;
+    bool pause = false;
     if (pruner) {
       const auto d = pruner->OnReport({.trial = r.trial,
                                        .index = r.step,
@@ -261,8 +279,25 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
                                        .value = value},
                                       true);
       stop = d.stop;
+      // Paused unless it is the trial the freed worker would promote anyway (as sweepd does).
+      if (d.pause) {
+        pause = pruner->NextPromotion([&](int64_t t) { return t == r.trial || is_paused(t); }) !=
+                r.trial;
+        if (!pause) pruner->Promoted(r.trial);  // goes on where it is
+      }
     }
     const bool done = r.step + 1 >= curves.Steps();
+    if (pause && !done) {
+      record.state = v1::TRIAL_STATE_PAUSED;
+      paused.emplace(r.trial, std::move(r));
+      workers[static_cast<size_t>(w)].reset();
+      start_trial(w);
+      // A worker freed now may also start what waited for promotion.
+      for (int other = 0; other < options.workers; ++other) {
+        if (!workers[static_cast<size_t>(other)]) start_trial(other);
+      }
+      continue;
+    }
     if (stop || done) {
       record.state = stop ? v1::TRIAL_STATE_PRUNED : v1::TRIAL_STATE_COMPLETED;
       if (stop) ++result.pruned;
@@ -273,6 +308,11 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
     }
     ++r.step;
     events.push({now + options.seconds_per_step, w});
+  }
+  // Never promoted: they end where they paused, as pruned.
+  for (const auto& [trial, r] : paused) {
+    history[static_cast<size_t>(trial)].state = v1::TRIAL_STATE_PRUNED;
+    ++result.pruned;
   }
   result.gpu_hours = gpu_seconds / 3600;
   result.simulated_hours = now / 3600;

@@ -52,6 +52,8 @@ struct SimulationResult {
   double simulated_hours = 0;
   int64_t trials = 0;
   int64_t pruned = 0;
+  // ASHA with promotion: times a paused trial was resumed.
+  int64_t promotions = 0;
   double best_value = 0;  // best value any trial reported (by the goal)
   std::map<std::string, std::string> best_params;
   // (GPU-hours spent, best value so far) each time the best improved.

@@ -157,6 +157,8 @@ struct TrialUpdate {
   // attempt's, which the retry reports again) are deleted and its metric summaries recomputed,
   // so its curve has each step once. INT64_MIN: every report (a retry without a checkpoint).
   std::optional<int64_t> drop_reports_after_step;
+  // ASHA with promotion: one more promotion after a pause.
+  bool add_promotion = false;
 };
 
 // One report of a trial: several metrics at one step, with the agent's sequence number.

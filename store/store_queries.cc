@@ -143,6 +143,9 @@ void AddCount(v1::TrialCounts* c, int state, int64_t n) {
     case v1::TRIAL_STATE_CANCELED:
       c->set_canceled(n);
       break;
+    case v1::TRIAL_STATE_PAUSED:
+      c->set_paused(n);
+      break;
     default:
       break;
   }
@@ -151,8 +154,9 @@ void AddCount(v1::TrialCounts* c, int state, int64_t n) {
 constexpr char kTrialColumns[] =
     "t.id, t.public_id, t.number, t.state, t.params_json, t.attempt, t.enqueued, t.agent_ids, "
     "t.gpus, t.workdir, t.created_us, t.start_us, t.end_us, t.exit_code, t.exit_signal, "
-    "t.reason, t.gpu_seconds, t.gpu_seconds_saved, t.checkpoint_step, t.gpu_seconds_redone";
-constexpr int kTrialColumnCount = 20;
+    "t.reason, t.gpu_seconds, t.gpu_seconds_saved, t.checkpoint_step, t.gpu_seconds_redone, "
+    "t.promotions";
+constexpr int kTrialColumnCount = 21;
 
 v1::Trial TrialFromRow(const Statement& s, const std::string& sweep_public_id) {
   v1::Trial t;
@@ -180,6 +184,7 @@ v1::Trial TrialFromRow(const Statement& s, const std::string& sweep_public_id) {
   t.set_gpu_seconds_saved(s.ColumnDouble(17));
   if (!s.ColumnIsNull(18)) t.set_checkpoint_step(s.ColumnInt(18));
   t.set_gpu_seconds_redone(s.ColumnDouble(19));
+  t.set_promotions(static_cast<int32_t>(s.ColumnInt(20)));
   return t;
 }
 

@@ -137,7 +137,8 @@ struct Agent::Trial {
   double start_unix = 0;  // wall clock, for a restarted agent's wall_seconds
   double start = 0;
   bool stop_requested = false;
-  bool interrupted = false;  // stopped by the agent itself, leaving
+  bool interrupted = false;         // stopped by the agent itself, leaving
+  bool checkpoint_on_stop = false;  // paused by sweepd: it runs again from its checkpoint
   std::string stop_reason;
   int grace_seconds = 30;
   double term_at = 0, kill_at = 0;
@@ -666,6 +667,7 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
       if (trial.stop_requested) break;
       trial.stop_requested = true;
       trial.stop_reason = message.stop().reason();
+      trial.checkpoint_on_stop = message.stop().checkpoint();
       trial.grace_seconds = std::max(0, message.stop().grace_seconds());
       trial.term_at = NowSeconds() + trial.grace_seconds;
       trial.kill_at = trial.term_at + trial.grace_seconds;
@@ -934,7 +936,9 @@ std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer
       AddReport(trial, request->step, std::move(request->metrics), /*checkpoint=*/true);
       break;
   }
-  return trial.stop_requested ? StopReply(trial.stop_reason, trial.interrupted) : ContinueReply();
+  return trial.stop_requested
+             ? StopReply(trial.stop_reason, trial.interrupted || trial.checkpoint_on_stop)
+             : ContinueReply();
 }
 
 void Agent::AcceptClients(Trial& trial) {

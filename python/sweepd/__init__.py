@@ -272,13 +272,14 @@ def report(step=None, reduce="mean", **metrics):
         code = flag.item()
         if code < 0.5:
             # Every rank takes part: the reason (or the error) travels from rank 0.
-            box = [str(error) if error is not None else _state["reason"]]
+            # Rank 0's "preempted" travels with the reason: every rank then checkpoints.
+            box = [str(error) if error is not None else _state["reason"], _state["preempted"]]
             dist.broadcast_object_list(box, src=0)
             if code < -0.5:
                 raise error if error is not None else SweepdError(box[0])
             _state["stop"] = True
             _state["reason"] = box[0]
-            if box[0].startswith("preempted"):
+            if box[1]:
                 _state["preempted"] = True
         keep_going = code > 0.5
     return keep_going

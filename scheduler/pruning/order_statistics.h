@@ -21,6 +21,8 @@ class OrderStatistics {
   size_t size() const { return tree_.size(); }
   // The k-th smallest value (0-based); k < size().
   double Kth(size_t k) const { return tree_.find_by_order(k)->first; }
+  // The k-th smallest (value, id).
+  std::pair<double, int64_t> KthEntry(size_t k) const { return *tree_.find_by_order(k); }
   // Linear-interpolated percentile (0..100) as numpy's default.
   double Percentile(double p) const {
     const double index = static_cast<double>(tree_.size() - 1) * p / 100.0;

@@ -18,12 +18,13 @@ absl::StatusOr<std::unique_ptr<Pruner>> CreatePruner(const v1::SweepSpec& spec) 
     case v1::Pruner::NONE:
       return std::unique_ptr<Pruner>();
     case v1::Pruner::ASHA:
-      return std::unique_ptr<Pruner>(
-          std::make_unique<AshaPruner>(p.min_resource(), p.max_resource(), p.reduction_factor(),
-                                       p.min_early_stopping_rate(), maximize));
+      return std::unique_ptr<Pruner>(std::make_unique<AshaPruner>(
+          p.min_resource(), p.max_resource(), p.reduction_factor(), p.min_early_stopping_rate(),
+          maximize, "asha", p.promotion()));
     case v1::Pruner::HYPERBAND:
       return std::unique_ptr<Pruner>(std::make_unique<HyperbandPruner>(
-          p.min_resource(), p.max_resource(), p.reduction_factor(), p.brackets(), maximize));
+          p.min_resource(), p.max_resource(), p.reduction_factor(), p.brackets(), maximize,
+          p.promotion()));
     case v1::Pruner::MEDIAN:
       return std::unique_ptr<Pruner>(
           std::make_unique<PercentilePruner>(50, p.n_startup_trials(), p.n_warmup_steps(),

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -20,6 +21,9 @@ namespace sweepd::pruning {
 
 struct Decision {
   bool stop = false;
+  // Promotion mode: the trial reached a rung; it waits there (paused, checkpointed) until
+  // NextPromotion picks it.
+  bool pause = false;
   std::string reason;  // "pruned at rung 2 (step 27): 0.412 not in top 1/3 of 27"
 };
 
@@ -63,6 +67,23 @@ class Pruner {
 
   // Whether the resource axis is the count of reports (W&B's iterations) rather than `resource`.
   virtual bool CountsReports() const { return false; }
+
+  // Promotion mode (ASHA's own algorithm, Li et al. 2020, Algorithm 2): trials pause at every
+  // rung, and when a worker is free the scheduler resumes the trial this names before it starts
+  // a new one: from the highest rung down, a trial `waiting` (paused) at rung k whose value is
+  // within the top floor(n_k / eta) of the n_k recorded there. None: start a new trial.
+  virtual bool Promotes() const { return false; }
+  virtual std::optional<int64_t> NextPromotion(
+      const std::function<bool(int64_t)>& /*waiting*/) const {
+    return std::nullopt;
+  }
+  // The rung (0-based) a trial recorded last, or -1: names where a paused trial waits.
+  virtual int RungOf(int64_t /*trial*/) const { return -1; }
+  // The trial was promoted past the rung it reached (resumed, or let go on at once): it may
+  // record at the next rung. Until then, reports it makes after pausing (those it sent before
+  // the pause reached it) are not recorded at later rungs. A rebuilt sweepd calls it as many
+  // times as the trial's stored promotions before replaying its reports.
+  virtual void Promoted(int64_t /*trial*/) {}
 };
 
 // The spec's pruner (`pruner:` or W&B's `early_terminate:`), or nullptr when there is none.

@@ -371,7 +371,9 @@ absl::StatusOr<ParamSet> TpeSearch::Propose(absl::Span<const TrialRecord> histor
     if (!x) continue;
     if (r.state == v1::TRIAL_STATE_COMPLETED && r.value) {
       observed.push_back({0, 0, maximize_ ? -*r.value : *r.value, i, std::move(*x)});
-    } else if (r.state == v1::TRIAL_STATE_PRUNED && r.value) {
+    } else if ((r.state == v1::TRIAL_STATE_PRUNED || r.state == v1::TRIAL_STATE_PAUSED) &&
+               r.value) {
+      // A trial paused at a rung (ASHA with promotion) is known as far as it got, as a pruned one.
       observed.push_back({1, -static_cast<double>(r.last_step), maximize_ ? -*r.value : *r.value, i,
                           std::move(*x)});
     } else if (r.state == v1::TRIAL_STATE_QUEUED || r.state == v1::TRIAL_STATE_ASSIGNED ||

@@ -83,6 +83,98 @@ TEST(AshaPrunerTest, RewindForgetsTheRungsPastTheCheckpointAndMatchesAReplay) {
   EXPECT_TRUE(live.OnReport(At(2, 1, 0.55), true).stop);  // judged again: 0.55 after 0.5
 }
 
+// ASHA with promotion, as Li et al. (MLSys 2020) Algorithm 2 gives it: every trial stops at
+// each rung; get_job promotes, from the top rung down, a trial in the top floor(n_k / eta) of
+// rung k not yet promoted, and only otherwise starts a new trial.
+TEST(AshaPrunerTest, PromotionPausesAtEveryRungAndPromotesTheTopThirdFromTheHighestRung) {
+  AshaPruner asha(1, 27, 3, 0, /*maximize=*/false, "asha", /*promotion=*/true);
+  ASSERT_THAT(asha.rungs(), ElementsAre(1, 3, 9));
+  std::set<int64_t> waiting;
+  auto is_waiting = [&](int64_t t) { return waiting.contains(t); };
+  // Reports below the first rung go on; at a rung the trial pauses, whatever its value.
+  EXPECT_FALSE(asha.OnReport(At(1, 0, 0.9), true).pause);
+  for (int64_t t = 1; t <= 2; ++t) {
+    const Decision d = asha.OnReport(At(t, 1, 0.1 * static_cast<double>(t)), true);
+    EXPECT_TRUE(d.pause);
+    EXPECT_FALSE(d.stop);
+    waiting.insert(t);
+  }
+  EXPECT_EQ(asha.OnReport(At(1, 1, 0.1), true).reason, "");  // recorded once: nothing new
+  // n_0 = 2: floor(2/3) = 0, nothing to promote yet (a new trial starts).
+  EXPECT_EQ(asha.NextPromotion(is_waiting), std::nullopt);
+  const Decision third = asha.OnReport(At(3, 1, 0.3), true);
+  EXPECT_EQ(third.reason, "paused by asha at rung 0 (step 1) until promoted: 0.3");
+  waiting.insert(3);
+  // n_0 = 3: the best of rung 0 (trial 1, 0.1) is promoted.
+  EXPECT_EQ(asha.NextPromotion(is_waiting), 1);
+  EXPECT_EQ(asha.RungOf(1), 0);
+  waiting.erase(1);
+  asha.Promoted(1);
+  // Promoted once: the top third is used up until rung 0 has 6 values.
+  EXPECT_EQ(asha.NextPromotion(is_waiting), std::nullopt);
+  // Trial 1 runs on and pauses at rung 1 (step 3); alone there, it waits.
+  EXPECT_FALSE(asha.OnReport(At(1, 2, 0.05), true).pause);
+  EXPECT_TRUE(asha.OnReport(At(1, 3, 0.04), true).pause);
+  waiting.insert(1);
+  EXPECT_EQ(asha.RungOf(1), 1);
+  for (int64_t t = 4; t <= 6; ++t) {
+    EXPECT_TRUE(asha.OnReport(At(t, 1, 0.5 + 0.1 * static_cast<double>(t)), true).pause);
+    waiting.insert(t);
+  }
+  // n_0 = 6: top 2 are trials 1 (promoted already, waits at rung 1) and 2: trial 2 goes next.
+  EXPECT_EQ(asha.NextPromotion(is_waiting), 2);
+  waiting.erase(2);
+  asha.Promoted(2);
+  EXPECT_TRUE(asha.OnReport(At(2, 3, 0.2), true).pause);
+  waiting.insert(2);
+  // Rung 1 has 2 values (floor(2/3) = 0); three more at rung 0 make n_0 = 9, top 3: trial 3.
+  for (int64_t t = 7; t <= 9; ++t) {
+    EXPECT_TRUE(asha.OnReport(At(t, 1, 1.0 + 0.1 * static_cast<double>(t)), true).pause);
+    waiting.insert(t);
+  }
+  // A paused trial's reports sent before the pause reached it record nothing further.
+  EXPECT_EQ(asha.OnReport(At(4, 3, 0.0), false).reason, "");
+  EXPECT_EQ(asha.RungOf(4), 0);
+  EXPECT_EQ(asha.NextPromotion(is_waiting), 3);
+  waiting.erase(3);
+  asha.Promoted(3);
+  EXPECT_TRUE(asha.OnReport(At(3, 3, 0.03), true).pause);
+  waiting.insert(3);
+  // Rung 1 now has 3 values: its best (trial 3, 0.03) is promoted before anything at rung 0.
+  EXPECT_EQ(asha.NextPromotion(is_waiting), 3);
+  // A NaN at a rung is pruned, never paused.
+  const Decision nan = asha.OnReport(At(10, 1, std::nan("")), true);
+  EXPECT_TRUE(nan.stop);
+  EXPECT_FALSE(nan.pause);
+}
+
+// Replaying stored reports (decide == false) records what the live pruner recorded: a report
+// past several rungs records only the first, as the live trial paused there.
+TEST(AshaPrunerTest, PromotionReplayRecordsOnlyTheRungATrialPausedAt) {
+  AshaPruner live(1, 27, 3, 0, false, "asha", true);
+  AshaPruner replayed(1, 27, 3, 0, false, "asha", true);
+  EXPECT_TRUE(live.OnReport(At(1, 5, 0.5), true).pause);  // jumps rungs 0 and 1
+  replayed.OnReport(At(1, 5, 0.5), false);
+  EXPECT_EQ(live.RungOf(1), 0);
+  EXPECT_EQ(replayed.RungOf(1), 0);
+}
+
+TEST(HyperbandPrunerTest, PromotionPromotesFromTheHighestRungOverAllBrackets) {
+  HyperbandPruner hb(1, 9, 3, 0, false, /*promotion=*/true);
+  ASSERT_TRUE(hb.Promotes());
+  std::set<int64_t> waiting;
+  // Enough trials that some bracket has three at its first rung.
+  for (int64_t t = 0; t < 30; ++t) {
+    const size_t b = hb.BracketOf(t);
+    const double first_rung = std::pow(3.0, static_cast<double>(b));
+    const Decision d = hb.OnReport(At(t, static_cast<int64_t>(first_rung), 1.0 / (t + 1)), true);
+    if (d.pause) waiting.insert(t);
+  }
+  auto next = hb.NextPromotion([&](int64_t t) { return waiting.contains(t); });
+  ASSERT_TRUE(next.has_value());
+  EXPECT_TRUE(waiting.contains(*next));
+}
+
 TEST(PercentilePrunerTest, RewindDropsTheScoresPastTheCheckpoint) {
   // Median after 1 completed trial, no warm-up: trial 1 completes with 1.0 at steps 0..3.
   PercentilePruner median(50, 1, 0, 1, 1, /*maximize=*/false);

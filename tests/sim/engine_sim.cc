@@ -90,7 +90,7 @@ struct SimAgent {
 struct Totals {
   int64_t steps = 0, assigns = 0, gang_sweeps = 0, reports_acked = 0, stream_drops = 0, hangs = 0,
           crashes = 0, sweepd_restarts = 0, agent_leaves = 0, cancels = 0, disk_fills = 0,
-          steps_with_disk_full = 0;
+          steps_with_disk_full = 0, promotion_sweeps = 0;
   int64_t trials = 0, completed = 0, pruned = 0, failed = 0, lost = 0, canceled = 0;
 };
 
@@ -192,7 +192,12 @@ class World {
         "run_cap: ",
         trials, "\nmax_retries: 2\nmax_failures: 40\nseed: ", seed_ % 1000, "\n");
     if (Chance(0.5)) {
-      spec += "pruner: {type: asha, min_resource: 1, reduction_factor: 2, max_resource: 8}\n";
+      // A quarter of the ASHA sweeps pause and promote (chosen by the seed, not a draw, so the
+      // other seeds' worlds stay as they were).
+      spec +=
+          absl::StrCat("pruner: {type: asha, min_resource: 1, reduction_factor: 2, max_resource: 8",
+                       seed_ % 4 == 3 ? ", mode: promotion" : "", "}\n");
+      if (seed_ % 4 == 3) ++totals_.promotion_sweeps;
     }
     if (Chance(0.3)) {
       spec += "resources: {nodes: 2, gpus_per_node: 1}\n";
@@ -909,17 +914,19 @@ int Main(int argc, char** argv) {
   }
   std::printf(
       "engine_sim: %lld seeds from %llu, %lld failed\n"
-      "  %lld steps, %lld assigns (%lld sweeps of 2-node gangs), %lld reports acknowledged\n"
+      "  %lld steps, %lld assigns (%lld sweeps of 2-node gangs, %lld ASHA sweeps that promote), "
+      "%lld reports acknowledged\n"
       "  faults: %lld stream drops, %lld hangs, %lld agent crashes, %lld agent shutdowns, "
       "%lld sweepd restarts, %lld cancels, %lld disk fills (%lld steps with the disk full)\n"
       "  trials: %lld (%lld completed, %lld pruned, %lld failed, %lld lost, %lld canceled)\n",
       static_cast<long long>(seeds), static_cast<unsigned long long>(first_seed),
       static_cast<long long>(failed), static_cast<long long>(totals.steps),
       static_cast<long long>(totals.assigns), static_cast<long long>(totals.gang_sweeps),
-      static_cast<long long>(totals.reports_acked), static_cast<long long>(totals.stream_drops),
-      static_cast<long long>(totals.hangs), static_cast<long long>(totals.crashes),
-      static_cast<long long>(totals.agent_leaves), static_cast<long long>(totals.sweepd_restarts),
-      static_cast<long long>(totals.cancels), static_cast<long long>(totals.disk_fills),
+      static_cast<long long>(totals.promotion_sweeps), static_cast<long long>(totals.reports_acked),
+      static_cast<long long>(totals.stream_drops), static_cast<long long>(totals.hangs),
+      static_cast<long long>(totals.crashes), static_cast<long long>(totals.agent_leaves),
+      static_cast<long long>(totals.sweepd_restarts), static_cast<long long>(totals.cancels),
+      static_cast<long long>(totals.disk_fills),
       static_cast<long long>(totals.steps_with_disk_full), static_cast<long long>(totals.trials),
       static_cast<long long>(totals.completed), static_cast<long long>(totals.pruned),
       static_cast<long long>(totals.failed), static_cast<long long>(totals.lost),

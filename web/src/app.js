@@ -180,7 +180,7 @@ class SweepView {
         <div class="card wide"><h2>Parallel coordinates</h2><canvas id="parallel"></canvas></div>
         <div class="card wide"><h2>Slices</h2><div id="slices" class="slices"></div></div>
         <div class="card wide"><h2>Trials</h2>
-          <div class="toolbar"><select id="filter-state"><option value="">all states</option>${['running', 'queued', 'completed', 'pruned', 'failed', 'lost', 'canceled'].map((x) => `<option>${x}</option>`).join('')}</select>
+          <div class="toolbar"><select id="filter-state"><option value="">all states</option>${['running', 'queued', 'paused', 'completed', 'pruned', 'failed', 'lost', 'canceled'].map((x) => `<option>${x}</option>`).join('')}</select>
           <input id="filter-text" placeholder="filter: text in parameters or reason" size="36"></div>
           <div class="tablewrap" id="trial-table"></div><div class="pager" id="pager"></div></div>
       </div>`;

@@ -8,6 +8,7 @@ const Charts = (() => {
   const COLORS = {
     completed: '47,111,222', pruned: '232,132,44', running: '30,158,106', assigned: '30,158,106',
     failed: '200,52,74', lost: '200,52,74', canceled: '122,129,148', queued: '152,160,179',
+    paused: '150,110,200',
   };
   const FONT = '11px system-ui, sans-serif';
   let chunksLeft = 0;  // chunked draws not finished yet (tests wait for 0)
