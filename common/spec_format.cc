@@ -209,6 +209,10 @@ Json SpecToJson(const v1::SweepSpec& spec) {
   if (spec.has_checkpoint()) {
     Json c = Json::object();
     if (!spec.checkpoint().dir().empty()) c["dir"] = spec.checkpoint().dir();
+    if (spec.checkpoint().keep_best() > 0) c["keep_best"] = spec.checkpoint().keep_best();
+    if (spec.checkpoint().delete_pruned_after_hours() > 0) {
+      c["delete_pruned_after_hours"] = spec.checkpoint().delete_pruned_after_hours();
+    }
     out["checkpoint"] = std::move(c);
   }
   out["seed"] = spec.seed();

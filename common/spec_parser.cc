@@ -1419,12 +1419,28 @@ class SpecReader {
 
   void ReadCheckpoint(const YAML::Node& node, v1::Checkpoint* checkpoint) {
     if (!node.IsMap()) {
-      Error("checkpoint", absl::StrCat("must be a map {dir: /shared/path}; got ", Describe(node)));
+      Error("checkpoint", absl::StrCat("must be a map {dir: /shared/path, keep_best: K, "
+                                       "delete_pruned_after_hours: H}; got ",
+                                       Describe(node)));
       return;
     }
     std::map<std::string, YAML::Node, std::less<>> keys;
     if (!CollectMap(node, "checkpoint", &keys)) return;
-    CheckKeys(keys, "checkpoint", {"dir"});
+    CheckKeys(keys, "checkpoint", {"dir", "keep_best", "delete_pruned_after_hours"});
+    if (auto it = keys.find("keep_best"); it != keys.end()) {
+      checkpoint->set_keep_best(static_cast<int32_t>(
+          IntInRange(it->second, "checkpoint.keep_best", 1, 1'000'000).value_or(0)));
+    }
+    if (auto it = keys.find("delete_pruned_after_hours"); it != keys.end()) {
+      if (auto v = Number(it->second, "checkpoint.delete_pruned_after_hours")) {
+        if (!(*v > 0 && *v <= 1e6)) {
+          Error("checkpoint.delete_pruned_after_hours",
+                absl::StrCat("must be > 0 and at most 1000000 hours; got ", *v));
+        } else {
+          checkpoint->set_delete_pruned_after_hours(*v);
+        }
+      }
+    }
     if (auto it = keys.find("dir"); it != keys.end()) {
       if (auto s = String(it->second, "checkpoint.dir")) {
         if (s->empty() || (*s)[0] != '/') {
@@ -1570,6 +1586,9 @@ class SpecReader {
     }
     if (spec->has_early_terminate() && spec->has_pruner()) {
       Error("pruner", "give early_terminate (W&B) or pruner (sweepd), not both");
+    }
+    if (spec->checkpoint().keep_best() > 0 && !spec->has_metric()) {
+      Error("checkpoint.keep_best", "needs a metric to rank trials by: give metric: {name: ...}");
     }
     if (spec->launcher() == v1::LAUNCHER_TORCHRUN &&
         std::find(spec->command().begin(), spec->command().end(), "${interpreter}") ==

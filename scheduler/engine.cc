@@ -274,6 +274,7 @@ void Engine::SetSweepState(Sweep& sweep, v1::SweepState state, const std::string
   if (state == v1::SWEEP_STATE_FINISHED || state == v1::SWEEP_STATE_CANCELED ||
       state == v1::SWEEP_STATE_FAILED) {
     update.end_us = NowMicros();
+    QueueCheckpointsBeyondTheBest(sweep);
   }
   // The state and its event in one write (the store's invariant: no transition without event).
   store_->UpdateSweep(

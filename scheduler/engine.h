@@ -201,6 +201,12 @@ class Engine {
     int64_t attempt_start_step = -1;
     // ASHA with promotion: times it was resumed past a rung (attempts that are not retries).
     int32_t promotions = 0;
+    // For the checkpoint policy: where it last ran (node-local checkpoints live there), its
+    // best value of the sweep metric, when it ended, and whether its checkpoints are deleted.
+    std::vector<std::string> ran_on;
+    std::optional<double> best_value;
+    int64_t end_us = 0;
+    bool checkpoint_deletion_queued = false;
     int64_t last_seq_seen = -1;           // redelivered reports are stored once and pruned on once
     std::vector<std::string> indexed_on;  // agents whose agent_trials_ entry holds it
   };
@@ -232,6 +238,10 @@ class Engine {
     int64_t live = 0;
     // ASHA with promotion: trials paused at a rung, waiting to be promoted.
     std::set<int64_t> paused;
+    // The checkpoint policy: pruned trials waiting out delete_pruned_after_hours (in the order
+    // they ended), and trials whose checkpoints are to be deleted now (when an agent can).
+    std::deque<int64_t> pruned_checkpoints;
+    std::deque<int64_t> checkpoint_deletions;
     // Why it cannot go on (see StallReason); empty while it can.
     std::string stall_reason;
     // early_terminate_period: its pruner judges running trials on this timer (steady seconds of
@@ -313,6 +323,13 @@ class Engine {
   // A trial stopped at a rung has exited: it waits, paused, holding nothing.
   void PauseTrial(Sweep& sweep, Trial& trial, const std::string& reason, double gpu_seconds,
                   store::TrialUpdate update);
+  // The checkpoint policy (engine_checkpoints.cc). Once the sweep has ended: every ended trial
+  // but the best keep_best is queued for deletion.
+  void QueueCheckpointsBeyondTheBest(Sweep& sweep);
+  // A trial ended: pruned ones start their delete_pruned_after_hours wait.
+  void CheckpointPolicyOnTrialEnd(Sweep& sweep, Trial& trial);
+  // On the engine's tick: due deletions are sent to an agent that can reach the checkpoints.
+  void RunCheckpointPolicy(Sweep& sweep);
   // The agents a trial of `sweep` could be placed on now, packed: fewest free slots first.
   // early_terminate_period: every running trial of the sweep judged now, as W&B's controller
   // judges them on its timer.

@@ -416,6 +416,7 @@ void Engine::Tick() {
       sweep.judged_at = now;
       JudgeRunningTrials(sweep);
     }
+    RunCheckpointPolicy(sweep);
   }
   if (store_was_degraded_ && !store_->Degraded()) {
     store_was_degraded_ = false;

@@ -77,6 +77,10 @@ absl::Status Engine::Rebuild() {
       trial.enqueued = t.enqueued();
       if (t.has_checkpoint_step()) trial.checkpoint_step = t.checkpoint_step();
       trial.promotions = t.promotions();
+      trial.ran_on.assign(t.agent_ids().begin(), t.agent_ids().end());
+      if (t.has_best_value()) trial.best_value = t.best_value();
+      if (t.has_end_time()) trial.end_us = TimeUtil::TimestampToMicroseconds(t.end_time());
+      trial.checkpoint_deletion_queued = t.checkpoint_deleted();
       if (t.state() == v1::TRIAL_STATE_PAUSED) sweep.paused.insert(trial.id);
       // Retries after the first resumed from the checkpoint as it was then (or from the start);
       // the exact step only weighs the GPU time a later retry redoes.
@@ -106,6 +110,24 @@ absl::Status Engine::Rebuild() {
     sweep_ids_[sweep.public_id] = sweep.id;
     sweeps_[sweep.id] = std::move(sweep);
     RETURN_IF_ERROR(ReplayPruner(sweeps_.at(sweep_key)));
+    {
+      // The checkpoint policy picks up where it was: pruned trials not yet cleaned wait out
+      // their time again (by their stored end), and an ended sweep's trials beyond the best go.
+      Sweep& rebuilt = sweeps_.at(sweep_key);
+      std::vector<int64_t> pruned;
+      for (int64_t id : rebuilt.trial_ids) {
+        const Trial& t = trials_.at(id);
+        if (t.state == v1::TRIAL_STATE_PRUNED && !t.checkpoint_deletion_queued &&
+            rebuilt.spec.checkpoint().delete_pruned_after_hours() > 0) {
+          pruned.push_back(id);
+        }
+      }
+      std::stable_sort(pruned.begin(), pruned.end(), [&](int64_t a, int64_t b) {
+        return trials_.at(a).end_us < trials_.at(b).end_us;
+      });
+      rebuilt.pruned_checkpoints.assign(pruned.begin(), pruned.end());
+      QueueCheckpointsBeyondTheBest(rebuilt);
+    }
     for (const auto& [trial_key, last_seq] : keys.last_seqs) {
       auto it = trials_.find(trial_key);
       if (it != trials_.end()) {

@@ -299,6 +299,7 @@ bool Engine::Assign(Sweep& sweep, Trial& trial) {
     trial.nodes.push_back(std::move(node));
   }
   trial.agent_id = agents[0]->id;
+  trial.ran_on = agent_ids;
   SetTrialState(trial, v1::TRIAL_STATE_ASSIGNED,
                 agents.size() == 1 ? absl::StrCat("assigned to ", agents[0]->id)
                                    : absl::StrCat("assigned to ", absl::StrJoin(agent_ids, ", "),

@@ -74,6 +74,9 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
         if (!sweep.best_value || Better(value, *sweep.best_value, maximize)) {
           sweep.best_value = value;
         }
+        if (!trial.best_value || Better(value, *trial.best_value, maximize)) {
+          trial.best_value = value;
+        }
         if (sweep.spec.metric().has_target() && !std::isnan(value) &&
             (maximize ? value >= sweep.spec.metric().target()
                       : value <= sweep.spec.metric().target())) {
@@ -333,7 +336,9 @@ void Engine::EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state,
       update.add_gpu_seconds_saved = saved;
     }
   }
+  trial.end_us = *update.end_us;
   SetTrialState(trial, final_state, reason, std::move(update));
+  CheckpointPolicyOnTrialEnd(sweep, trial);
   if (final_state == v1::TRIAL_STATE_FAILED) {
     ++sweep.failures;
     if ((sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED) &&

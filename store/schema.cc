@@ -136,6 +136,7 @@ ALTER TABLE trials ADD COLUMN gpu_seconds_saved REAL NOT NULL DEFAULT 0;
 ALTER TABLE trials ADD COLUMN checkpoint_step INTEGER;
 ALTER TABLE trials ADD COLUMN gpu_seconds_redone REAL NOT NULL DEFAULT 0;
 ALTER TABLE trials ADD COLUMN promotions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE trials ADD COLUMN checkpoint_deleted INTEGER NOT NULL DEFAULT 0;
 )sql",
   };
   return *kSteps;

@@ -69,7 +69,8 @@ class Store::Writer {
                         gpu_seconds_saved = gpu_seconds_saved + ?13,
                         checkpoint_step = COALESCE(?14, checkpoint_step),
                         gpu_seconds_redone = gpu_seconds_redone + ?15,
-                        promotions = promotions + ?16
+                        promotions = promotions + ?16,
+                        checkpoint_deleted = max(checkpoint_deleted, ?17)
       WHERE id = ?1)sql"));
     ASSIGN_OR_RETURN(drop_reports_,
                      db_->Prepare("DELETE FROM metrics WHERE trial_id = ?1 AND step > ?2"));
@@ -231,6 +232,7 @@ class Store::Writer {
     if (u.checkpoint_step) update_trial_.Bind(14, *u.checkpoint_step);
     update_trial_.Bind(15, u.add_gpu_seconds_redone);
     update_trial_.Bind(16, static_cast<int64_t>(u.add_promotion ? 1 : 0));
+    update_trial_.Bind(17, static_cast<int64_t>(u.checkpoint_deleted ? 1 : 0));
     RETURN_IF_ERROR(update_trial_.Run());
     if (u.drop_reports_after_step) {
       drop_reports_.Bind(1, u.id).Bind(2, *u.drop_reports_after_step);

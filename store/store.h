@@ -159,6 +159,8 @@ struct TrialUpdate {
   std::optional<int64_t> drop_reports_after_step;
   // ASHA with promotion: one more promotion after a pause.
   bool add_promotion = false;
+  // The checkpoint policy deleted the trial's checkpoints.
+  bool checkpoint_deleted = false;
 };
 
 // One report of a trial: several metrics at one step, with the agent's sequence number.

@@ -675,6 +675,9 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
               trial.grace_seconds);
       break;
     }
+    case v1::SchedulerMessage::kDeleteCheckpoint:
+      DeleteCheckpoint(message.delete_checkpoint());
+      break;
     case v1::SchedulerMessage::kAck: {
       auto it = trials_.find(message.ack().trial_id());
       if (it == trials_.end()) break;
@@ -696,6 +699,35 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
     default:
       break;
   }
+}
+
+void Agent::DeleteCheckpoint(const v1::DeleteCheckpoint& request) {
+  // Ids name folders: one path component each, never "." or "..".
+  for (const std::string& id : {request.sweep_id(), request.trial_id()}) {
+    if (id.empty() || id == "." || id == ".." || id.find('/') != std::string::npos ||
+        id.find('\0') != std::string::npos) {
+      LogWarn({.trial = request.trial_id()}, "refusing to delete checkpoints: bad id '{}'", id);
+      return;
+    }
+  }
+  if (trials_.contains(request.trial_id())) {
+    LogWarn({.trial = request.trial_id()}, "not deleting the checkpoints of a trial it runs");
+    return;
+  }
+  const std::filesystem::path folder =
+      request.checkpoint_dir().empty() ? std::filesystem::path(options_.workdir) /
+                                             request.sweep_id() / request.trial_id() / "checkpoint"
+                                       : std::filesystem::path(request.checkpoint_dir()) /
+                                             request.sweep_id() / request.trial_id();
+  std::error_code ec;
+  const auto removed = std::filesystem::remove_all(folder, ec);
+  if (ec) {
+    LogWarn({.trial = request.trial_id()}, "deleting its checkpoints in {} failed: {}",
+            folder.string(), ec.message());
+    return;
+  }
+  LogInfo({.trial = request.trial_id()}, "deleted its checkpoints: {} ({} files)", folder.string(),
+          static_cast<uint64_t>(removed));
 }
 
 void Agent::StartTrial(const v1::Assign& assign) {

@@ -130,6 +130,9 @@ class Agent {
   void AcceptClients(Trial& trial);
   void ServeClient(Trial& trial, Client& client);
   std::string HandleRequest(Trial& trial, const std::string& line, int peer_pid);
+  // The spec's checkpoint policy says this trial's checkpoints may go (a folder under the
+  // shared checkpoint dir, or under this agent's workdir).
+  void DeleteCheckpoint(const v1::DeleteCheckpoint& request);
   // `checkpoint`: the report marks a checkpoint saved at `step` (metrics may be empty).
   void AddReport(Trial& trial, std::optional<int64_t> step,
                  std::vector<std::pair<std::string, double>> metrics, bool checkpoint = false);

@@ -452,9 +452,26 @@ TEST(SpecParserTest, CheckpointDirIsAnAbsoluteSharedFolder) {
               Contains(HasSubstr("checkpoint.dir: must be an absolute path that every agent "
                                  "reaches (a shared filesystem); got \"ckpt\"")));
   EXPECT_THAT(MustFail(OneParam("{min: 1, max: 2}") + "checkpoint: /mnt/ckpt\n"),
-              Contains(StartsWith("checkpoint: must be a map {dir: /shared/path}")));
+              Contains(StartsWith("checkpoint: must be a map {dir: /shared/path, keep_best: K, "
+                                  "delete_pruned_after_hours: H}")));
   EXPECT_THAT(MustFail(OneParam("{min: 1, max: 2}") + "checkpoint: {keep: 3}\n"),
               Contains(StartsWith("checkpoint.keep: unknown key")));
+  const ParsedSpec policy =
+      MustParse(OneParam("{min: 1, max: 2}") +
+                "metric: {name: loss}\n"
+                "checkpoint: {keep_best: 3, delete_pruned_after_hours: 1.5}\n");
+  EXPECT_EQ(policy.spec.checkpoint().keep_best(), 3);
+  EXPECT_DOUBLE_EQ(policy.spec.checkpoint().delete_pruned_after_hours(), 1.5);
+  EXPECT_THAT(
+      MustFail(OneParam("{min: 1, max: 2}") + "metric: {name: loss}\ncheckpoint: {keep_best: 0}\n"),
+      Contains(HasSubstr("checkpoint.keep_best")));
+  EXPECT_THAT(MustFail(OneParam("{min: 1, max: 2}") +
+                       "metric: {name: loss}\ncheckpoint: {delete_pruned_after_hours: -1}\n"),
+              Contains("checkpoint.delete_pruned_after_hours: must be > 0 and at most 1000000 "
+                       "hours; got -1"));
+  EXPECT_THAT(MustFail(OneParam("{min: 1, max: 2}") + "checkpoint: {keep_best: 2}\n"),
+              Contains("checkpoint.keep_best: needs a metric to rank trials by: give metric: "
+                       "{name: ...}"));
 }
 
 TEST(SpecParserErrorsTest, ParameterNamesFollowWandbsPattern) {

@@ -315,5 +315,74 @@ parameters:
   EXPECT_EQ(promoted, 5);
 }
 
+// The checkpoint policy. keep_best: once the sweep ends, only the best trials' checkpoints stay
+// (on the shared folder). delete_pruned_after_hours: a pruned trial's node-local checkpoints go
+// that long after it was pruned, while the sweep runs on; completed trials keep theirs.
+TEST(CheckpointPolicyE2eTest, OnlyTheBestKeepTheirCheckpointsAndPrunedOnesLoseThemInTime) {
+  Cluster cluster(ClusterOptions{.agents = 2, .slots = 1});
+  const std::string root = cluster.dir() + "/shared-ckpt";
+  const std::string kept = cluster.Submit(absl::StrCat(R"(
+program: resumable.py
+method: grid
+metric: {name: loss}
+checkpoint: {dir: )",
+                                                       root, R"(, keep_best: 1}
+parameters:
+  steps: {value: 4}
+  hold_at: {value: -1}
+  x: {values: [0.5, 0.3, 0.1]}
+)"));
+  ASSERT_TRUE(cluster.WaitForState(kept, "finished", 60000)) << cluster.Logs();
+  const std::string best = cluster.Status(kept).value("best_trial_id", "");
+  ASSERT_EQ(best, kept + "-0001");  // x = 0.3
+  auto folders = [](const std::filesystem::path& dir) {
+    std::set<std::string> names;
+    if (!std::filesystem::exists(dir)) return names;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) names.insert(e.path().filename());
+    return names;
+  };
+  ASSERT_TRUE(WaitFor([&] { return folders(root + "/" + kept) == std::set<std::string>{best}; },
+                      30000))
+      << "left: " << folders(root + "/" + kept).size() << "\n"
+      << cluster.Logs();
+  for (const char* number : {"-0000", "-0002"}) {
+    const Json trial = TrialJson(cluster, kept + number);
+    EXPECT_EQ(trial["trial"].value("checkpoint_deleted", false), true) << trial.dump();
+    EXPECT_THAT(trial.dump(), HasSubstr("not among the sweep's best 1 (checkpoint.keep_best)"));
+  }
+  EXPECT_FALSE(TrialJson(cluster, best)["trial"].value("checkpoint_deleted", false));
+
+  // One trial at a time, best first: the later, worse ones are pruned at the first rung.
+  const std::string pruned = cluster.Submit(R"(
+program: resumable.py
+method: grid
+metric: {name: loss}
+parallelism: 1
+checkpoint: {delete_pruned_after_hours: 0.0003}
+pruner: {type: asha, min_resource: 1, max_resource: 4, reduction_factor: 3}
+parameters:
+  steps: {value: 4}
+  hold_at: {value: -1}
+  x: {values: [0.3, 0.5, 0.7]}
+)");
+  ASSERT_TRUE(cluster.WaitForState(pruned, "finished", 60000)) << cluster.Logs();
+  auto local_checkpoint = [&](const Json& trial) {
+    return absl::StrCat(trial["workdir"].get<std::string>(), "/checkpoint");
+  };
+  int pruned_count = 0;
+  for (const Json& t : cluster.Trials(pruned)) {
+    const Json trial = TrialJson(cluster, t["id"])["trial"];
+    if (trial["state"] == "pruned") {
+      ++pruned_count;
+      EXPECT_TRUE(WaitFor([&] { return !std::filesystem::exists(local_checkpoint(trial)); }, 30000))
+          << trial.dump() << cluster.Logs();
+    } else {
+      EXPECT_EQ(trial["state"], "completed");
+      EXPECT_TRUE(std::filesystem::exists(local_checkpoint(trial))) << trial.dump();
+    }
+  }
+  EXPECT_GE(pruned_count, 1);
+}
+
 }  // namespace
 }  // namespace sweepd

@@ -30,9 +30,13 @@ class StandInAgent {
     thread_ = std::thread([this] { Serve(); });
   }
   ~StandInAgent() {
-    thread_.join();
+    Join();
     close(listen_fd_);
     unlink(path_.c_str());
+  }
+  // Waits for the connection to end (the client closed it); `requests` is complete then.
+  void Join() {
+    if (thread_.joinable()) thread_.join();
   }
   std::vector<ReportRequest> requests;
 
@@ -51,8 +55,13 @@ class StandInAgent {
           reply = ErrorReply(req.status().message());
         } else {
           requests.push_back(*req);
-          reply =
-              req->step && *req->step >= stop_at_ ? StopReply("pruned at rung 1") : ContinueReply();
+          if (req->op == ReportRequest::Op::kCheckpoint && *req->step >= stop_at_) {
+            reply = StopReply("preempted: the agent is shutting down", /*preempted=*/true);
+          } else if (req->step && *req->step >= stop_at_) {
+            reply = StopReply("pruned at rung 1");
+          } else {
+            reply = ContinueReply();
+          }
         }
         (void)!send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
       }
@@ -94,6 +103,37 @@ TEST(CppClientTest, ReportsUntilToldToStop) {
   unsetenv("SWEEP_SOCKET");
   unsetenv("SWEEP_TRIAL_ID");
   unsetenv("SWEEP_PARAMS_JSON");
+}
+
+TEST(CppClientTest, TellsCheckpointsAndHearsPreemption) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("cpp-ckpt-" + std::to_string(getpid()))).string();
+  setenv("SWEEP_SOCKET", path.c_str(), 1);
+  setenv("SWEEP_TRIAL_ID", "s-abc-0004", 1);
+  setenv("SWEEP_CHECKPOINT_DIR", "/shared/ckpt/s-abc/s-abc-0004", 1);
+  setenv("SWEEP_RESUME_STEP", "6", 1);
+  StandInAgent agent(path, 8);
+  {
+    sweepd::Client client;
+    EXPECT_EQ(sweepd::Client::CheckpointDir(), "/shared/ckpt/s-abc/s-abc-0004");
+    EXPECT_EQ(sweepd::Client::ResumeStep(), 6);
+    EXPECT_TRUE(client.CheckpointSaved(7));
+    EXPECT_FALSE(client.Preempted());
+    EXPECT_FALSE(client.CheckpointSaved(8));
+    EXPECT_TRUE(client.Preempted());
+    EXPECT_TRUE(client.ShouldStop());
+  }
+  agent.Join();
+  const std::vector<ReportRequest>& requests = agent.requests;
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].op, ReportRequest::Op::kCheckpoint);
+  EXPECT_EQ(requests[0].step, 7);
+  EXPECT_EQ(requests[0].trial_id, "s-abc-0004");
+  unsetenv("SWEEP_RESUME_STEP");
+  EXPECT_EQ(sweepd::Client::ResumeStep(), -1);
+  unsetenv("SWEEP_SOCKET");
+  unsetenv("SWEEP_TRIAL_ID");
+  unsetenv("SWEEP_CHECKPOINT_DIR");
 }
 
 TEST(CppClientTest, OutsideASweepUsesArgumentsAndOnlyLogs) {
