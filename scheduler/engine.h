@@ -199,8 +199,11 @@ class Engine {
     // The step this attempt resumed from (-1: from the beginning), for the GPU time a retry
     // redoes.
     int64_t attempt_start_step = -1;
-    // ASHA with promotion: times it was resumed past a rung (attempts that are not retries).
+    // ASHA with promotion: times it was promoted past a rung (the pruner lets it record one
+    // rung more per promotion), and of those the ones that resumed it as a new attempt (attempts
+    // that are not retries; the others let it go on in place).
     int32_t promotions = 0;
+    int32_t resumed_promotions = 0;
     // For the checkpoint policy: where it last ran (node-local checkpoints live there), its
     // best value of the sweep metric, when it ended, and whether its checkpoints are deleted.
     std::vector<std::string> ran_on;
@@ -320,6 +323,9 @@ class Engine {
   // ASHA with promotion: the pruner's next promotable paused trial goes to the front of the
   // queue, to run on from its checkpoint; false when none is promotable.
   bool PromoteNext(Sweep& sweep);
+  // Whether paused trials may still be promoted: not once the metric target is reached or the
+  // GPU-hour budget is spent.
+  bool MayPromote(const Sweep& sweep) const;
   // A trial stopped at a rung has exited: it waits, paused, holding nothing.
   void PauseTrial(Sweep& sweep, Trial& trial, const std::string& reason, double gpu_seconds,
                   store::TrialUpdate update);

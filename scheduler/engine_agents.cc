@@ -198,6 +198,10 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
         continue;
       }
       reported.insert(trial->public_id);
+      // What the agent was acknowledged is durable, even where the store holds no row for it
+      // (a checkpoint report has no metrics; a retry's first_seq is above reports a resume
+      // dropped): without this a rebuilt sweepd would wait for a re-send that never comes.
+      trial->last_seq_seen = std::max(trial->last_seq_seen, running.acked_seq());
       if (node == &trial->nodes[0])
         (*reply.mutable_next_seqs())[trial->public_id] = trial->last_seq_seen + 1;
       for (int32_t g : node->gpu_indices) {
@@ -223,6 +227,7 @@ absl::StatusOr<v1::Registered> Engine::AgentConnected(const v1::Register& reques
         stop.mutable_stop()->set_trial_id(trial->public_id);
         stop.mutable_stop()->set_reason(trial->stop_reason);
         stop.mutable_stop()->set_grace_seconds(options_.stop_grace_seconds);
+        stop.mutable_stop()->set_checkpoint(*trial->stop_as == v1::TRIAL_STATE_PAUSED);
         SendWhenDurable(agent.channel, std::move(stop));
       }
     }

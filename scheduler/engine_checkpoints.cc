@@ -72,8 +72,10 @@ void Engine::RunCheckpointPolicy(Sweep& sweep) {
     trial.checkpoint_deletion_queued = true;
     sweep.checkpoint_deletions.push_back(trial.id);
   }
-  while (!sweep.checkpoint_deletions.empty()) {
+  // One pass over what is due: a trial whose agent is away goes to the back, and waits.
+  for (size_t n = sweep.checkpoint_deletions.size(); n > 0; --n) {
     Trial& trial = trials_.at(sweep.checkpoint_deletions.front());
+    sweep.checkpoint_deletions.pop_front();
     const std::string& shared = sweep.spec.checkpoint().dir();
     // Node-local checkpoints: only the agent the trial last ran on has them. Shared ones: any
     // agent reaches them, that one first.
@@ -93,8 +95,11 @@ void Engine::RunCheckpointPolicy(Sweep& sweep) {
         }
       }
     }
-    if (agent == nullptr) return;  // on a later tick, once an agent that can is connected
-    sweep.checkpoint_deletions.pop_front();
+    if (agent == nullptr) {
+      // Node-local checkpoints of a trial that never ran anywhere: nothing to delete.
+      if (!trial.ran_on.empty() || !shared.empty()) sweep.checkpoint_deletions.push_back(trial.id);
+      continue;
+    }
     const std::string why =
         trial.state == v1::TRIAL_STATE_PRUNED && hours > 0 && !SweepEnded(sweep.state)
             ? absl::StrCat("pruned ", hours, " h ago (checkpoint.delete_pruned_after_hours)")

@@ -77,6 +77,7 @@ absl::Status Engine::Rebuild() {
       trial.enqueued = t.enqueued();
       if (t.has_checkpoint_step()) trial.checkpoint_step = t.checkpoint_step();
       trial.promotions = t.promotions();
+      trial.resumed_promotions = t.resumed_promotions();
       trial.ran_on.assign(t.agent_ids().begin(), t.agent_ids().end());
       if (t.has_best_value()) trial.best_value = t.best_value();
       if (t.has_end_time()) trial.end_us = TimeUtil::TimestampToMicroseconds(t.end_time());
@@ -176,7 +177,7 @@ absl::Status Engine::Rebuild() {
       SetTrialState(trial, v1::TRIAL_STATE_LOST, "sweepd restarted before the trial was placed");
     }
     if (trial.state == v1::TRIAL_STATE_LOST &&
-        trial.attempt - trial.promotions <= sweep.spec.max_retries() &&
+        trial.attempt - trial.resumed_promotions <= sweep.spec.max_retries() &&
         (sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED)) {
       Requeue(sweep, trial, /*attempt_gpu_seconds=*/0);  // counted when it was lost
       continue;

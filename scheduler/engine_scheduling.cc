@@ -210,8 +210,9 @@ std::string Engine::StallReason(const std::string& sweep_id) const {
 bool Engine::ScheduleSweep(Sweep& sweep) {
   if (sweep.external) return false;
   if (sweep.spec.parallelism() > 0 && sweep.active >= sweep.spec.parallelism()) return false;
-  // ASHA's get_job: a promotable paused trial before any new one (and after the run cap).
-  if (sweep.queue.empty() && !Placement(sweep).empty()) PromoteNext(sweep);
+  // ASHA's get_job: a promotable paused trial before any new one (also after the run cap, not
+  // once the target is reached or the GPU-hour budget spent).
+  if (sweep.queue.empty() && MayPromote(sweep) && !Placement(sweep).empty()) PromoteNext(sweep);
   if (sweep.queue.empty()) {
     if (sweep.exhausted || sweep.target_reached) return false;
     int64_t cap = sweep.spec.run_cap();
@@ -299,6 +300,30 @@ bool Engine::Assign(Sweep& sweep, Trial& trial) {
     trial.nodes.push_back(std::move(node));
   }
   trial.agent_id = agents[0]->id;
+  if (trial.checkpoint_step && sweep.spec.checkpoint().dir().empty() &&
+      (agent_ids.size() > 1 || trial.ran_on != agent_ids)) {
+    // Node-local checkpoints on another node (or a gang, whose other nodes never had them): the
+    // retry cannot load them, so it starts over, and its curve and pruner do too.
+    const int64_t lost_step = *trial.checkpoint_step;
+    trial.checkpoint_step.reset();
+    trial.attempt_start_step = -1;
+    trial.metric_reports = 0;
+    trial.resource = 0;
+    if (sweep.pruner) {
+      sweep.pruner->Rewind(trial.id, -std::numeric_limits<double>::infinity(), 0);
+    }
+    store_->UpdateTrial({.id = trial.id,
+                         .clear_checkpoint_step = true,
+                         .drop_reports_after_step = std::numeric_limits<int64_t>::min()},
+                        MakeEvent(sweep.id, trial.id, agent_ids[0], "trial.checkpoint_unreachable",
+                                  TrialStateName(trial.state), "",
+                                  absl::StrCat("its checkpoint at step ", lost_step, " is on ",
+                                               absl::StrJoin(trial.ran_on, ", "),
+                                               " (no checkpoint.dir): it starts over"
+                                               " on ",
+                                               absl::StrJoin(agent_ids, ", "))),
+                        EventStored("a checkpoint left behind"));
+  }
   trial.ran_on = agent_ids;
   SetTrialState(trial, v1::TRIAL_STATE_ASSIGNED,
                 agents.size() == 1 ? absl::StrCat("assigned to ", agents[0]->id)
@@ -351,7 +376,15 @@ Engine::Node* Engine::NodeOn(Trial& trial, const std::string& agent_id) {
 }
 
 void Engine::StopTrial(Trial& trial, v1::TrialState stop_as, const std::string& reason) {
-  if (trial.stop_as) return;
+  if (trial.stop_as) {
+    // Already stopping. A trial told to pause that is then canceled (or its sweep fails) ends
+    // as that says: it will not be promoted. The agent already stops it; nothing to send.
+    if (*trial.stop_as == v1::TRIAL_STATE_PAUSED && stop_as != v1::TRIAL_STATE_PAUSED) {
+      trial.stop_as = stop_as;
+      trial.stop_reason = reason;
+    }
+    return;
+  }
   trial.stop_as = stop_as;
   trial.stop_reason = reason;
   for (Node& node : trial.nodes) {
@@ -380,6 +413,12 @@ void Engine::StopTrial(Trial& trial, v1::TrialState stop_as, const std::string& 
         reason);
 }
 
+bool Engine::MayPromote(const Sweep& sweep) const {
+  if (sweep.target_reached) return false;
+  return !(sweep.spec.budget().gpu_hours() > 0 &&
+           sweep.gpu_seconds >= sweep.spec.budget().gpu_hours() * 3600);
+}
+
 void Engine::MaybeFinish(Sweep& sweep) {
   if (sweep.state != v1::SWEEP_STATE_RUNNING) return;
   if (!sweep.exhausted && !sweep.target_reached) return;
@@ -387,7 +426,7 @@ void Engine::MaybeFinish(Sweep& sweep) {
   if (!sweep.paused.empty()) {
     // Nothing left to start or run: paused trials that can still be promoted wait for a slot;
     // the others end where they stopped, as pruned (ASHA never promoted them).
-    if (!sweep.target_reached && sweep.pruner &&
+    if (MayPromote(sweep) && sweep.pruner &&
         sweep.pruner->NextPromotion([&](int64_t id) { return sweep.paused.contains(id); })) {
       return;
     }

@@ -216,6 +216,7 @@ absl::StatusOr<v1::Sweep> Engine::CancelSweep(const std::string& sweep_id,
       }
     }
     sweep->queue.clear();
+    QueueCheckpointsBeyondTheBest(*sweep);  // paused trials were just canceled too
     return SweepSnapshot(*sweep);
   });
 }

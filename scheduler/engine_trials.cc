@@ -94,6 +94,13 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
       } else if (r.metrics().contains(metric)) {
         ++trial.metric_reports;
       }
+      if (!r.checkpoint() && trial.checkpoint_step && r.step() <= *trial.checkpoint_step) {
+        // A report at or before the checkpoint's step that arrives after it ("save, then
+        // report"): a retry keeps it, so the pruner's rewind point includes it, as a replay
+        // of the stored reports (by step) does.
+        trial.metric_reports_at_checkpoint = trial.metric_reports;
+        trial.resource_at_checkpoint = trial.resource;
+      }
       if (r.checkpoint()) {
         // Stored before the batch's acknowledgement (the writer keeps order): once the script
         // hears its checkpoint is recorded, a retry resumes from it.
@@ -191,7 +198,8 @@ void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState no
     for (auto& slot : it->second.slot_trial) {
       if (slot == trial.public_id) slot.clear();
     }
-    if (node_state == v1::TRIAL_STATE_LOST && node.wall_seconds <= 0 && trial.start_us > 0) {
+    if (node_state == v1::TRIAL_STATE_LOST && node.wall_seconds <= 0 && trial.start_us > 0 &&
+        trial.state == v1::TRIAL_STATE_RUNNING) {
       // Its agent went away without telling how long the trial ran: it ran (and held its GPUs)
       // at least until sweepd last heard from the agent. GPU-hours count every attempt.
       const double heard_us = static_cast<double>(NowMicros()) -
@@ -225,7 +233,7 @@ void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState no
   const bool sweep_live =
       sweep.state == v1::SWEEP_STATE_RUNNING || sweep.state == v1::SWEEP_STATE_PAUSED;
   // Promotions (ASHA's) are attempts too, but not retries.
-  if (sweep_live && trial.attempt - trial.promotions <= sweep.spec.max_retries()) {
+  if (sweep_live && trial.attempt - trial.resumed_promotions <= sweep.spec.max_retries()) {
     Requeue(sweep, trial, gpu_seconds);
   }
   Schedule();
@@ -233,6 +241,13 @@ void Engine::NodeEnded(Sweep& sweep, Trial& trial, Node& node, v1::TrialState no
 
 void Engine::PauseTrial(Sweep& sweep, Trial& trial, const std::string& reason, double gpu_seconds,
                         store::TrialUpdate update) {
+  if (sweep.state != v1::SWEEP_STATE_RUNNING && sweep.state != v1::SWEEP_STATE_PAUSED) {
+    // The sweep ended while the pause was on its way: nothing will promote it.
+    EndTrial(sweep, trial, v1::TRIAL_STATE_CANCELED,
+             absl::StrCat("sweep ", SweepStateName(sweep.state), " while pausing"), gpu_seconds,
+             std::move(update));
+    return;
+  }
   sweep.gpu_seconds += gpu_seconds;
   update.end_us = NowMicros();
   update.add_gpu_seconds = gpu_seconds;
@@ -254,6 +269,8 @@ bool Engine::PromoteNext(Sweep& sweep) {
   sweep.pruner->Promoted(trial.id);
   trial.attempt += 1;
   trial.promotions += 1;
+  trial.resumed_promotions += 1;
+  trial.start_us = 0;
   trial.attempt_start_step = trial.checkpoint_step.value_or(-1);
   // It runs on from its checkpoint; what it reported after it is reported again. The pruner
   // keeps the rung it recorded (it was promoted for that value).
@@ -266,7 +283,8 @@ bool Engine::PromoteNext(Sweep& sweep) {
       {.attempt = trial.attempt,
        .drop_reports_after_step =
            trial.checkpoint_step.value_or(std::numeric_limits<int64_t>::min()),
-       .add_promotion = true});
+       .add_promotion = true,
+       .add_resumed_promotion = true});
   sweep.queue.push_front(trial.id);
   return true;
 }
@@ -287,6 +305,7 @@ void Engine::Requeue(Sweep& sweep, Trial& trial, double attempt_gpu_seconds) {
   trial.nodes.clear();
   trial.stop_as.reset();
   trial.stop_reason.clear();
+  trial.start_us = 0;
   trial.attempt_start_step = resume_from;
   // The pruner forgets what the retry will report again; the store drops those reports, so the
   // curve has each step once and a rebuilt sweepd replays the same.
@@ -355,6 +374,7 @@ void Engine::EndTrial(Sweep& sweep, Trial& trial, v1::TrialState final_state,
         }
       }
       sweep.queue.clear();
+      QueueCheckpointsBeyondTheBest(sweep);
     }
   }
   Schedule();

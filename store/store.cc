@@ -67,10 +67,12 @@ class Store::Writer {
                         gpus = COALESCE(?10, gpus), workdir = COALESCE(?11, workdir),
                         gpu_seconds = gpu_seconds + ?12,
                         gpu_seconds_saved = gpu_seconds_saved + ?13,
-                        checkpoint_step = COALESCE(?14, checkpoint_step),
+                        checkpoint_step = CASE WHEN ?19 THEN NULL
+                                               ELSE COALESCE(?14, checkpoint_step) END,
                         gpu_seconds_redone = gpu_seconds_redone + ?15,
                         promotions = promotions + ?16,
-                        checkpoint_deleted = max(checkpoint_deleted, ?17)
+                        checkpoint_deleted = max(checkpoint_deleted, ?17),
+                        resumed_promotions = resumed_promotions + ?18
       WHERE id = ?1)sql"));
     ASSIGN_OR_RETURN(drop_reports_,
                      db_->Prepare("DELETE FROM metrics WHERE trial_id = ?1 AND step > ?2"));
@@ -233,6 +235,8 @@ class Store::Writer {
     update_trial_.Bind(15, u.add_gpu_seconds_redone);
     update_trial_.Bind(16, static_cast<int64_t>(u.add_promotion ? 1 : 0));
     update_trial_.Bind(17, static_cast<int64_t>(u.checkpoint_deleted ? 1 : 0));
+    update_trial_.Bind(18, static_cast<int64_t>(u.add_resumed_promotion ? 1 : 0));
+    update_trial_.Bind(19, static_cast<int64_t>(u.clear_checkpoint_step ? 1 : 0));
     RETURN_IF_ERROR(update_trial_.Run());
     if (u.drop_reports_after_step) {
       drop_reports_.Bind(1, u.id).Bind(2, *u.drop_reports_after_step);

@@ -148,8 +148,10 @@ struct TrialUpdate {
   // GPU seconds pruning this trial saved (added to the trial only; the sweep's total is kept by
   // SweepUpdate::add_gpu_seconds_saved).
   double add_gpu_seconds_saved = 0;
-  // The step of the trial's last checkpoint.
+  // The step of the trial's last checkpoint; clear_checkpoint_step forgets it (a retry that
+  // cannot reach it starts over).
   std::optional<int64_t> checkpoint_step;
+  bool clear_checkpoint_step = false;
   // GPU seconds of an attempt that a retry redoes (added to the trial only; they are in
   // add_gpu_seconds already).
   double add_gpu_seconds_redone = 0;
@@ -157,8 +159,9 @@ struct TrialUpdate {
   // attempt's, which the retry reports again) are deleted and its metric summaries recomputed,
   // so its curve has each step once. INT64_MIN: every report (a retry without a checkpoint).
   std::optional<int64_t> drop_reports_after_step;
-  // ASHA with promotion: one more promotion after a pause.
+  // ASHA with promotion: one more promotion, and whether it resumed the trial after a pause.
   bool add_promotion = false;
+  bool add_resumed_promotion = false;
   // The checkpoint policy deleted the trial's checkpoints.
   bool checkpoint_deleted = false;
 };

@@ -139,6 +139,10 @@ struct Agent::Trial {
   bool stop_requested = false;
   bool interrupted = false;         // stopped by the agent itself, leaving
   bool checkpoint_on_stop = false;  // paused by sweepd: it runs again from its checkpoint
+  // Checkpoint reports not yet acknowledged (seq, step), and the newest step sweepd stored: the
+  // client deletes older checkpoint files only once a newer one is recorded.
+  std::deque<std::pair<int64_t, int64_t>> pending_checkpoints;
+  int64_t recorded_checkpoint = -1;
   std::string stop_reason;
   int grace_seconds = 30;
   double term_at = 0, kill_at = 0;
@@ -693,6 +697,11 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
         ack_log_.flush();
       }
       trial.reports->Ack(message.ack().seq());
+      while (!trial.pending_checkpoints.empty() &&
+             trial.pending_checkpoints.front().first <= message.ack().seq()) {
+        trial.recorded_checkpoint = trial.pending_checkpoints.front().second;
+        trial.pending_checkpoints.pop_front();
+      }
       trial.waiting_since = NowSeconds();
       break;
     }
@@ -710,7 +719,7 @@ void Agent::DeleteCheckpoint(const v1::DeleteCheckpoint& request) {
       return;
     }
   }
-  if (trials_.contains(request.trial_id())) {
+  if (auto it = trials_.find(request.trial_id()); it != trials_.end() && !it->second->exited) {
     LogWarn({.trial = request.trial_id()}, "not deleting the checkpoints of a trial it runs");
     return;
   }
@@ -923,7 +932,13 @@ void Agent::AddReport(Trial& trial, std::optional<int64_t> step,
   report.set_checkpoint(checkpoint);
   report.set_time_us(NowMicros());
   for (auto& [name, value] : metrics) (*report.mutable_metrics())[name] = value;
+  const int64_t step_reported = report.step();
   trial.reports->Add(std::move(report));
+  // Numbered now unless the agent restarted and waits for sweepd's numbering; then the client
+  // keeps its older files (it never hears this one was recorded).
+  if (checkpoint && trial.reports->last_seq() >= 0) {
+    trial.pending_checkpoints.emplace_back(trial.reports->last_seq(), step_reported);
+  }
 }
 
 std::unique_ptr<ReportBuffer> Agent::NewReportBuffer(const Trial& trial) const {
@@ -969,8 +984,9 @@ std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer
       break;
   }
   return trial.stop_requested
-             ? StopReply(trial.stop_reason, trial.interrupted || trial.checkpoint_on_stop)
-             : ContinueReply();
+             ? StopReply(trial.stop_reason, trial.interrupted || trial.checkpoint_on_stop,
+                         trial.recorded_checkpoint)
+             : ContinueReply(trial.recorded_checkpoint);
 }
 
 void Agent::AcceptClients(Trial& trial) {

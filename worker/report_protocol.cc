@@ -110,11 +110,16 @@ absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line) {
   return req;
 }
 
-std::string ContinueReply() { return "{\"action\":\"continue\"}\n"; }
+std::string ContinueReply(int64_t checkpoint_recorded) {
+  if (checkpoint_recorded < 0) return "{\"action\":\"continue\"}\n";
+  return absl::StrCat("{\"action\":\"continue\",\"checkpoint_recorded\":", checkpoint_recorded,
+                      "}\n");
+}
 
-std::string StopReply(absl::string_view reason, bool preempted) {
+std::string StopReply(absl::string_view reason, bool preempted, int64_t checkpoint_recorded) {
   nlohmann::json reply{{"action", "stop"}, {"reason", std::string(reason)}};
   if (preempted) reply["preempted"] = true;
+  if (checkpoint_recorded >= 0) reply["checkpoint_recorded"] = checkpoint_recorded;
   return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 

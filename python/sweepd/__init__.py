@@ -36,7 +36,7 @@ class SweepdError(RuntimeError):
 
 
 _state = {"sock": None, "file": None, "step": 0, "stop": False, "reason": "", "preempted": False,
-          "sigterm_handler": False}
+          "sigterm_handler": False, "recorded": -1}
 _TIMEOUT_SECONDS = 60.0
 
 
@@ -196,6 +196,11 @@ def _request(message):
             _state["preempted"] = True
     if _state["preempted"]:
         reply["action"] = "stop"
+    recorded = reply.get("checkpoint_recorded")
+    if isinstance(recorded, int) and recorded > _state["recorded"]:
+        # sweepd has stored a checkpoint at this step: older files are no longer needed.
+        _state["recorded"] = recorded
+        _remove_checkpoints_before(recorded)
     return reply
 
 
@@ -406,36 +411,41 @@ def save_checkpoint(state, step, name="checkpoint.pt"):
 
     torch.save when torch is imported, else pickle; written to a temporary file, fsynced and
     renamed, so a kill at any moment leaves the previous checkpoint whole. Older checkpoints are
-    removed once sweepd has recorded this one. In a distributed job only global rank 0 writes
-    and tells: call it on every rank (the others wait for it, so none reads a half-written
-    file). Returns the path.
+    removed once sweepd has stored a newer one (the agent's answers say which). In a
+    distributed job only global rank 0 writes and tells: call it on every rank (the others wait
+    for it, so none reads a half-written file). Returns the path.
     """
     dist = _dist()
     path = _checkpoint_path(step, name)
-    if _is_reporting_rank(dist):
-        if "torch" in sys.modules:
-            import torch
+    try:
+        if _is_reporting_rank(dist):
+            if "torch" in sys.modules:
+                import torch
 
-            _write_atomically(path, lambda f: torch.save(state, f))
-        else:
-            import pickle
+                _write_atomically(path, lambda f: torch.save(state, f))
+            else:
+                import pickle
 
-            _write_atomically(path, lambda f: pickle.dump(state, f, protocol=4))
-        checkpoint_saved(step)
-        _remove_older_checkpoints(int(step), name)
-    if dist is not None:
-        dist.barrier()
+                _write_atomically(path, lambda f: pickle.dump(state, f, protocol=4))
+            checkpoint_saved(step)
+    finally:
+        if dist is not None:
+            dist.barrier()  # also when rank 0 failed: no rank waits here for ever
     return path
 
 
-def _remove_older_checkpoints(step, name):
-    folder = checkpoint_dir()
-    suffix = "-" + name
+def _remove_checkpoints_before(step):
+    """Removes checkpoint files (ckpt-N-*) with N < step: sweepd has stored a newer one, so a
+    retry never asks for them. Until then they stay, whatever was written since."""
+    folder = os.environ.get("SWEEP_CHECKPOINT_DIR")
+    if not folder or not os.path.isdir(folder):
+        return
     for entry in os.listdir(folder):
-        if not (entry.startswith(_CHECKPOINT_PREFIX) and entry.endswith(suffix)):
+        if not entry.startswith(_CHECKPOINT_PREFIX):
             continue
+        number = entry[len(_CHECKPOINT_PREFIX):].split("-", 1)[0]
         try:
-            other = int(entry[len(_CHECKPOINT_PREFIX):-len(suffix)])
+            other = int(number)
         except ValueError:
             continue
         if other < step:

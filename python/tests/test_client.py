@@ -45,6 +45,11 @@ class StandInAgent:
                     self.requests.append(request)
                     if self.error_on is not None and request.get("step") == self.error_on:
                         reply = {"error": "metrics.loss: must be a number"}
+                    elif request.get("op") == "checkpoint":
+                        # As the agent does once sweepd acknowledged it: here one step late.
+                        reply = {"action": "continue"}
+                        if request["step"] >= 1:
+                            reply["checkpoint_recorded"] = request["step"] - 1
                     elif self.preempt_at is not None and request.get("step", -1) >= self.preempt_at:
                         reply = {"action": "stop", "reason": "preempted: the agent is shutting down",
                                  "preempted": True}
@@ -70,7 +75,8 @@ class ClientTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp()
         self.saved_env = dict(os.environ)
         sweepd._close()
-        sweepd._state.update(step=0, stop=False, reason="", preempted=False, sigterm_handler=False)
+        sweepd._state.update(step=0, stop=False, reason="", preempted=False, sigterm_handler=False,
+                             recorded=-1)
 
     def tearDown(self):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -178,7 +184,7 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(agent.requests[-1]["metrics"], {"loss": 0.125})
 
 
-    def test_save_checkpoint_writes_then_tells_and_keeps_only_the_latest(self):
+    def test_save_checkpoint_writes_then_tells_and_keeps_what_may_be_asked_for(self):
         agent = self.start_agent()
         os.environ["SWEEP_CHECKPOINT_DIR"] = os.path.join(self.dir, "ckpt")
         for step in range(3):
@@ -187,8 +193,9 @@ class ClientTest(unittest.TestCase):
             self.assertTrue(os.path.exists(path))
             self.assertEqual(agent.requests[-1], {"op": "checkpoint", "step": step,
                                                   "trial": "s-test-0001"})
+        # Step 1 is the newest sweepd has stored: a retry may ask for it or for 2, not for 0.
         self.assertEqual(sorted(os.listdir(os.environ["SWEEP_CHECKPOINT_DIR"])),
-                         ["ckpt-2-checkpoint.pt"])
+                         ["ckpt-1-checkpoint.pt", "ckpt-2-checkpoint.pt"])
         # A first attempt has nothing to resume.
         self.assertIsNone(sweepd.resume_step())
         self.assertIsNone(sweepd.load_checkpoint())

@@ -1,16 +1,19 @@
 """An independent model of ASHA's two modes on checkpoint_e2e_test's toy problem.
 
-One worker, the grid in order, loss = 1/(step+1) + (x-0.3)^2 reported at steps 0..8, rungs at
+One worker, the grid in order, loss = 1/(step+1) + 1000 (x-0.3)^2 reported at steps 0..8, rungs at
 steps 1 and 3 (min_resource 1, max_resource 9, eta 3). `kill` is Optuna's successive-halving
 rule (a trial goes on past a rung if its value is within the top floor(n/eta) of the n recorded
 there, the best always); `promotion` is Li et al. (MLSys 2020) Algorithm 2: a trial stops at each
 rung and a free worker promotes, from the highest rung down, a trial in the top floor(n_k/eta) of
 rung k not yet promoted, before it starts a new one. Prints the steps each runs and the best.
 """
-xs = [0.9, 0.7, 0.5, 0.3, 0.1, 0.8, 0.6, 0.4, 0.2]
+# Distinct distances from 0.3, scaled so far apart that the step's term never reorders trials:
+# a trial that runs a step or two past a rung before its pause arrives ranks the same.
+xs = [0.95, 0.7, 0.55, 0.3, 0.1, 0.8, 0.62, 0.4, 0.22]
+SCALE = 1000.0
 rungs = [1, 3]
 STEPS = 9
-def loss(x, step): return 1.0 / (step + 1) + (x - 0.3) ** 2
+def loss(x, step): return 1.0 / (step + 1) + SCALE * (x - 0.3) ** 2
 
 def kill():
     rec = {0: [], 1: []}

@@ -349,5 +349,155 @@ TEST_F(EngineRulesTest, FailuresSpreadBeyondTheWindowDoNotQuarantine) {
   EXPECT_EQ(AgentState("a"), v1::AGENT_STATE_CONNECTED);
 }
 
+// ---- Checkpoints and promotion, in the same virtual time.
+
+class EngineCheckpointTest : public EngineRulesTest {
+ protected:
+  std::string CreatePromotionSweep(int run_cap, int max_retries) {
+    v1::CreateSweepRequest request;
+    request.set_spec_yaml(
+        absl::StrCat("program: train.py\nmethod: random\nmetric: {name: loss}\n"
+                     "parameters:\n  lr: {min: 0.1, max: 1}\n"
+                     "pruner: {type: asha, min_resource: 1, max_resource: 9, reduction_factor: 3, "
+                     "mode: promotion}\nrun_cap: ",
+                     run_cap, "\nmax_retries: ", max_retries, "\n"));
+    auto created = engine_->CreateSweep(request);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? created->sweep().id() : "";
+  }
+  // Reports (seq, step, loss), a checkpoint first when `checkpoint`.
+  void Report(const std::string& agent_id, const std::string& trial_id, int64_t seq, int64_t step,
+              double loss, bool checkpoint = false) {
+    v1::AgentMessage m;
+    auto* batch = m.mutable_metric_batch();
+    batch->set_trial_id(trial_id);
+    batch->set_first_seq(seq);
+    if (checkpoint) {
+      auto* c = batch->add_reports();
+      c->set_seq(seq);
+      c->set_step(step);
+      c->set_checkpoint(true);
+      seq += 1;
+    }
+    auto* r = batch->add_reports();
+    r->set_seq(seq);
+    r->set_step(step);
+    (*r->mutable_metrics())["loss"] = loss;
+    Send(agent_id, std::move(m));
+  }
+  void StoppedByScheduler(const std::string& agent_id, const std::string& trial_id) {
+    v1::AgentMessage m;
+    m.mutable_trial_exited()->set_trial_id(trial_id);
+    m.mutable_trial_exited()->set_stopped_by_scheduler(true);
+    m.mutable_trial_exited()->set_wall_seconds(1);
+    Send(agent_id, std::move(m));
+  }
+  std::vector<v1::Stop> TakeStops(Channel& channel) {
+    std::vector<v1::Stop> stops;
+    for (auto& m : channel.Take()) {
+      if (m.has_stop()) stops.push_back(m.stop());
+    }
+    return stops;
+  }
+};
+
+// A trial told to pause at a rung whose sweep is then canceled ends canceled: it is never left
+// paused in an ended sweep.
+TEST_F(EngineCheckpointTest, ATrialPausingWhenItsSweepIsCanceledEndsCanceled) {
+  auto channel = Register("a");
+  const std::string sweep = CreatePromotionSweep(3, 3);
+  const std::string trial = StartOnlyTrial(*channel);
+  Report("a", trial, 0, 1, 0.5, /*checkpoint=*/true);
+  const auto stops = TakeStops(*channel);
+  ASSERT_EQ(stops.size(), 1u);
+  EXPECT_TRUE(stops[0].checkpoint()) << "a pause asks the trial for a checkpoint";
+  ASSERT_TRUE(engine_->CancelSweep(sweep, "").ok());
+  engine_->RunUntilIdle();
+  StoppedByScheduler("a", trial);
+  EXPECT_EQ(Trial(trial).state(), v1::TRIAL_STATE_CANCELED);
+  auto s = store_->GetSweep(sweep);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->counts().paused(), 0);
+  EXPECT_EQ(s->state(), v1::SWEEP_STATE_CANCELED);
+}
+
+// Li et al.'s rule in the engine: trials pause at rung 0 until a third of the rung ranks below
+// one; the best of three goes on in place (a promotion, not a new attempt); once nothing is left
+// to start and nothing can be promoted, the paused trials end pruned and the sweep finishes.
+TEST_F(EngineCheckpointTest, ThePromotableTrialGoesOnInPlaceAndUnpromotedOnesEndPruned) {
+  auto channel = Register("a");
+  CreatePromotionSweep(3, 0);
+  // Three trials reach rung 0 (step 1) with losses 0.9, 0.8 and 0.1: the first two pause, the
+  // third is the best of three and goes on in place.
+  std::vector<std::string> trials;
+  for (double loss : {0.9, 0.8, 0.1}) {
+    const std::string trial = StartOnlyTrial(*channel);
+    trials.push_back(trial);
+    Report("a", trial, 0, 1, loss, /*checkpoint=*/true);
+    if (loss > 0.5) StoppedByScheduler("a", trial);
+  }
+  EXPECT_EQ(Trial(trials[0]).state(), v1::TRIAL_STATE_PAUSED);
+  EXPECT_EQ(Trial(trials[2]).state(), v1::TRIAL_STATE_RUNNING);
+  EXPECT_EQ(Trial(trials[2]).promotions(), 1);
+  EXPECT_EQ(Trial(trials[2]).resumed_promotions(), 0);
+  // It pauses at rung 1 (step 3): alone there. Nothing else is promotable and the run cap is
+  // reached; it is stopped.
+  Report("a", trials[2], 2, 3, 0.05, /*checkpoint=*/true);
+  ASSERT_EQ(TakeStops(*channel).size(), 1u);
+  StoppedByScheduler("a", trials[2]);
+  // Paused everywhere, nothing promotable (rung 1 holds one value, rung 0's top third is
+  // used): the sweep ends and the paused trials end pruned.
+  for (const auto& t : trials) EXPECT_EQ(Trial(t).state(), v1::TRIAL_STATE_PRUNED) << t;
+  EXPECT_EQ(Trial(trials[2]).attempt(), 1);
+}
+
+// After a sweepd restart a running trial whose last acknowledged report was a checkpoint (no
+// metric row in the store) goes on reporting: the engine continues after what its agent says is
+// durable, not after the last stored row.
+TEST_F(EngineCheckpointTest, AfterARestartReportsContinueAfterAnAcknowledgedCheckpoint) {
+  auto channel = Register("a");
+  CreateSweep(1);
+  const std::string trial = StartOnlyTrial(*channel);
+  Report("a", trial, 0, 0, 0.5, /*checkpoint=*/true);  // seq 0: checkpoint, seq 1: loss
+  // A checkpoint alone at seq 2, acknowledged.
+  {
+    v1::AgentMessage m;
+    auto* batch = m.mutable_metric_batch();
+    batch->set_trial_id(trial);
+    batch->set_first_seq(2);
+    auto* c = batch->add_reports();
+    c->set_seq(2);
+    c->set_step(1);
+    c->set_checkpoint(true);
+    Send("a", std::move(m));
+  }
+  EXPECT_EQ(Trial(trial).checkpoint_step(), 1);
+  RestartSweepd();
+  v1::Register reg;
+  reg.set_agent_id("a");
+  reg.set_hostname("a");
+  reg.set_workdir_key("key-a");
+  reg.add_gpus()->set_index(0);
+  auto* running = reg.add_running_trials();
+  running->set_trial_id(trial);
+  running->add_gpu_indices(0);
+  running->set_attempt(1);
+  running->set_last_seq(2);
+  running->set_acked_seq(2);
+  auto again = std::make_shared<Channel>();
+  ASSERT_TRUE(engine_->AgentConnected(reg, again).ok());
+  engine_->RunUntilIdle();
+  Report("a", trial, 3, 2, 0.25);
+  bool acked = false;
+  for (auto& m : again->Take()) {
+    if (m.has_ack() && !m.ack().exited() && m.ack().seq() == 3) acked = true;
+  }
+  EXPECT_TRUE(acked) << "the report after the checkpoint was refused as if after a gap";
+  auto detail = store_->GetTrial(trial, {"loss"}, 0);
+  ASSERT_TRUE(detail.ok());
+  ASSERT_EQ(detail->curves.size(), 1u);
+  EXPECT_EQ(detail->curves[0].points_size(), 2);  // steps 0 and 2
+}
+
 }  // namespace
 }  // namespace sweepd::scheduler
