@@ -128,6 +128,21 @@ absl::Status Engine::Rebuild() {
       });
       rebuilt.pruned_checkpoints.assign(pruned.begin(), pruned.end());
       QueueCheckpointsBeyondTheBest(rebuilt);
+      // ASHA with promotion: a running trial that recorded a rung it was not promoted past had
+      // been told to pause when sweepd stopped (the pause is not stored). It pauses again: the
+      // stop goes out with the checkpoint flag when its agent reattaches it.
+      if (rebuilt.pruner && rebuilt.pruner->Promotes()) {
+        for (int64_t id : rebuilt.trial_ids) {
+          Trial& t = trials_.at(id);
+          const int rung = rebuilt.pruner->RungOf(id);
+          if ((t.state == v1::TRIAL_STATE_RUNNING || t.state == v1::TRIAL_STATE_ASSIGNED) &&
+              rung >= 0 && rung >= t.promotions) {
+            t.stop_as = v1::TRIAL_STATE_PAUSED;
+            t.stop_reason = absl::StrCat("paused at rung ", rung,
+                                         " until promoted (said again after a sweepd restart)");
+          }
+        }
+      }
     }
     for (const auto& [trial_key, last_seq] : keys.last_seqs) {
       auto it = trials_.find(trial_key);

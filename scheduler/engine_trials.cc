@@ -323,6 +323,20 @@ void Engine::Requeue(Sweep& sweep, Trial& trial, double attempt_gpu_seconds) {
           : "; starts over (no checkpoint)";
   const std::string waste =
       redone > 0 ? absl::StrCat(", redoing ", pruning::FormatNumber(redone), " GPU-seconds") : "";
+  if (sweep.pruner && sweep.pruner->Promotes() && trial.checkpoint_step &&
+      sweep.pruner->RungOf(trial.id) >= trial.promotions) {
+    // ASHA with promotion: it had reached a rung it was not promoted past (it was pausing
+    // there, or about to). It waits there, paused, and a promotion resumes it from its
+    // checkpoint; run now, it would go on past the rung unjudged.
+    SetTrialState(trial, v1::TRIAL_STATE_PAUSED,
+                  absl::StrCat("lost while at rung ", sweep.pruner->RungOf(trial.id),
+                               "; paused there until promoted", waste),
+                  {.end_us = NowMicros(),
+                   .attempt = trial.attempt,
+                   .add_gpu_seconds_redone = redone,
+                   .drop_reports_after_step = *trial.checkpoint_step});
+    return;
+  }
   SetTrialState(
       trial, v1::TRIAL_STATE_QUEUED,
       absl::StrCat("retry ", trial.attempt - 1, " of ", sweep.spec.max_retries(), how, waste),

@@ -9,9 +9,6 @@ nodes at the same epoch.
 Each rank also writes its local values to local_metrics.jsonl in its trial folder, so the
 integration test can check that the reported value is the mean of the ranks' values.
 
-It is resumable (docs/checkpoints.md): every epoch saves a checkpoint through the client, and a
-retry of the trial (its node died, its agent was stopped) starts after the last one.
-
 Runs by hand too (one process, no sweep): /usr/bin/python3 train.py --lr=0.05
 """
 
@@ -64,13 +61,7 @@ def main():
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     log = open(os.path.join(os.environ.get("SWEEP_TRIAL_DIR", "."), "local_metrics.jsonl"), "a")
-    first_epoch = 0
-    state = sweepd.load_checkpoint(map_location=device)  # None unless this attempt resumes
-    if state is not None:
-        (model.module if distributed else model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        first_epoch = state["epoch"] + 1
-    for epoch in range(first_epoch, epochs):
+    for epoch in range(epochs):
         model.train()
         for start in range(0, len(x_train), 32):
             optimizer.zero_grad()
@@ -84,9 +75,6 @@ def main():
         log.flush()
         print("rank %d epoch %d: local validation loss %.6f" % (rank, epoch, local_loss),
               flush=True)
-        sweepd.save_checkpoint({"epoch": epoch,
-                                "model": (model.module if distributed else model).state_dict(),
-                                "optimizer": optimizer.state_dict()}, step=epoch)
         if not sweepd.report(step=epoch, val_loss=local_loss):
             print("rank %d: stopping (%s)" % (rank, sweepd.stop_reason()), flush=True)
             break

@@ -499,5 +499,51 @@ TEST_F(EngineCheckpointTest, AfterARestartReportsContinueAfterAnAcknowledgedChec
   EXPECT_EQ(detail->curves[0].points_size(), 2);  // steps 0 and 2
 }
 
+// A pause on its way when sweepd restarts is said again when the agent reattaches the trial
+// (the pause is not stored; the rung the trial reached without a promotion is).
+TEST_F(EngineCheckpointTest, APauseOnItsWayIsSaidAgainAfterARestart) {
+  auto channel = Register("a");
+  CreatePromotionSweep(3, 3);
+  const std::string trial = StartOnlyTrial(*channel);
+  Report("a", trial, 0, 1, 0.5, /*checkpoint=*/true);
+  ASSERT_EQ(TakeStops(*channel).size(), 1u);
+  RestartSweepd();
+  v1::Register reg;
+  reg.set_agent_id("a");
+  reg.set_hostname("a");
+  reg.set_workdir_key("key-a");
+  reg.add_gpus()->set_index(0);
+  auto* running = reg.add_running_trials();
+  running->set_trial_id(trial);
+  running->add_gpu_indices(0);
+  running->set_attempt(1);
+  running->set_last_seq(1);
+  running->set_acked_seq(1);
+  auto again = std::make_shared<Channel>();
+  ASSERT_TRUE(engine_->AgentConnected(reg, again).ok());
+  engine_->RunUntilIdle();
+  const auto stops = TakeStops(*again);
+  ASSERT_EQ(stops.size(), 1u);
+  EXPECT_TRUE(stops[0].checkpoint());
+  StoppedByScheduler("a", trial);
+  EXPECT_EQ(Trial(trial).state(), v1::TRIAL_STATE_PAUSED);
+}
+
+// A trial lost while it waits at a rung it was not promoted past waits there, paused: run again
+// at once it would go on past the rung with nobody judging it.
+TEST_F(EngineCheckpointTest, ATrialLostAtARungWaitsPausedForItsPromotion) {
+  auto channel = Register("a");
+  CreatePromotionSweep(3, 3);
+  const std::string trial = StartOnlyTrial(*channel);
+  Report("a", trial, 0, 1, 0.5, /*checkpoint=*/true);
+  ASSERT_EQ(TakeStops(*channel).size(), 1u);
+  engine_->AgentDisconnected("a", channel.get());
+  engine_->RunUntilIdle();
+  Advance(kTimeout + 1);
+  EXPECT_EQ(Trial(trial).state(), v1::TRIAL_STATE_PAUSED);
+  EXPECT_EQ(Trial(trial).attempt(), 2);
+  EXPECT_EQ(Trial(trial).checkpoint_step(), 1);
+}
+
 }  // namespace
 }  // namespace sweepd::scheduler
