@@ -25,6 +25,16 @@
 #include "scheduler/engine_internal.h"
 
 namespace sweepd::scheduler {
+namespace {
+
+// Where a trial that runs again starts, for its event: "; resumes from its checkpoint at step
+// 12" or "; starts over (no checkpoint)".
+std::string ResumesFrom(const std::optional<int64_t>& checkpoint_step) {
+  return checkpoint_step ? absl::StrCat("; resumes from its checkpoint at step ", *checkpoint_step)
+                         : std::string("; starts over (no checkpoint)");
+}
+
+}  // namespace
 
 void Engine::OnMetricBatch(Agent& agent, v1::MetricBatch batch) {
   Trial* trial = FindTrial(batch.trial_id());
@@ -274,17 +284,13 @@ bool Engine::PromoteNext(Sweep& sweep) {
   trial.attempt_start_step = trial.checkpoint_step.value_or(-1);
   // It runs on from its checkpoint; what it reported after it is reported again. The pruner
   // keeps the rung it recorded (it was promoted for that value).
-  SetTrialState(
-      trial, v1::TRIAL_STATE_QUEUED,
-      absl::StrCat("promoted past rung ", rung,
-                   trial.checkpoint_step ? absl::StrCat("; resumes from its checkpoint at step ",
-                                                        *trial.checkpoint_step)
-                                         : std::string("; starts over (no checkpoint)")),
-      {.attempt = trial.attempt,
-       .drop_reports_after_step =
-           trial.checkpoint_step.value_or(std::numeric_limits<int64_t>::min()),
-       .add_promotion = true,
-       .add_resumed_promotion = true});
+  SetTrialState(trial, v1::TRIAL_STATE_QUEUED,
+                absl::StrCat("promoted past rung ", rung, ResumesFrom(trial.checkpoint_step)),
+                {.attempt = trial.attempt,
+                 .drop_reports_after_step =
+                     trial.checkpoint_step.value_or(std::numeric_limits<int64_t>::min()),
+                 .add_promotion = true,
+                 .add_resumed_promotion = true});
   sweep.queue.push_front(trial.id);
   return true;
 }
@@ -317,10 +323,7 @@ void Engine::Requeue(Sweep& sweep, Trial& trial, double attempt_gpu_seconds) {
                                                : -std::numeric_limits<double>::infinity(),
                          trial.metric_reports);
   }
-  const std::string how =
-      trial.checkpoint_step
-          ? absl::StrCat("; resumes from its checkpoint at step ", *trial.checkpoint_step)
-          : "; starts over (no checkpoint)";
+  const std::string how = ResumesFrom(trial.checkpoint_step);
   const std::string waste =
       redone > 0 ? absl::StrCat(", redoing ", pruning::FormatNumber(redone), " GPU-seconds") : "";
   if (sweep.pruner && sweep.pruner->Promotes() && trial.checkpoint_step &&

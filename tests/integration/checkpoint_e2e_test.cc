@@ -68,6 +68,12 @@ Json TrialJson(Cluster& cluster, const std::string& trial_id) {
   return Json::parse(r.out, nullptr, false);
 }
 
+// Whether sweepd stores `step` as the trial's checkpoint within 30 s.
+bool WaitForCheckpoint(Cluster& cluster, const std::string& trial_id, int64_t step) {
+  return WaitFor(
+      [&] { return Int(TrialJson(cluster, trial_id)["trial"], "checkpoint_step") == step; }, 30000);
+}
+
 // The one trial's folder under the checkpoint dir, once its first attempt holds at hold_at.
 std::string WaitUntilHeld(const std::string& checkpoint_root) {
   std::string folder;
@@ -128,9 +134,7 @@ TEST(CheckpointE2eTest, ATrialWhoseNodeDiesResumesFromItsCheckpointOnAnotherAgen
   ASSERT_FALSE(folder.empty()) << cluster.Logs();
   const std::string trial_id = std::filesystem::path(folder).filename();
   // The script heard back from its agent; wait until sweepd has stored the checkpoint too.
-  ASSERT_TRUE(WaitFor(
-      [&] { return Int(TrialJson(cluster, trial_id)["trial"], "checkpoint_step") == 4; }, 30000))
-      << TrialJson(cluster, trial_id).dump() << cluster.Logs();
+  ASSERT_TRUE(WaitForCheckpoint(cluster, trial_id, 4)) << cluster.Logs();
   const Json first = TrialJson(cluster, trial_id)["trial"];
   ASSERT_EQ(first["agent_ids"].size(), 1u);
   const int victim = AgentIndex(first["agent_ids"][0]);
@@ -168,9 +172,7 @@ TEST(CheckpointE2eTest, APreemptedTrialCheckpointsWithinItsGraceAndResumesElsewh
   const std::string folder = WaitUntilHeld(root);
   ASSERT_FALSE(folder.empty()) << cluster.Logs();
   const std::string trial_id = std::filesystem::path(folder).filename();
-  ASSERT_TRUE(WaitFor(
-      [&] { return Int(TrialJson(cluster, trial_id)["trial"], "checkpoint_step") == 4; }, 30000))
-      << cluster.Logs();
+  ASSERT_TRUE(WaitForCheckpoint(cluster, trial_id, 4)) << cluster.Logs();
   const int victim = AgentIndex(TrialJson(cluster, trial_id)["trial"]["agent_ids"][0]);
   cluster.SignalAgent(victim, SIGTERM);
   // With a 120 s grace, the agent is gone well within it only because the trial left by itself.

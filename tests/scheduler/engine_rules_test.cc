@@ -392,6 +392,26 @@ class EngineCheckpointTest : public EngineRulesTest {
     m.mutable_trial_exited()->set_wall_seconds(1);
     Send(agent_id, std::move(m));
   }
+  // Agent `agent_id` comes back (after a sweepd restart) still running attempt 1 of `trial`,
+  // everything up to `acked_seq` acknowledged; returns its new stream.
+  std::shared_ptr<Channel> Reattach(const std::string& agent_id, const std::string& trial,
+                                    int64_t acked_seq) {
+    v1::Register reg;
+    reg.set_agent_id(agent_id);
+    reg.set_hostname(agent_id);
+    reg.set_workdir_key("key-" + agent_id);
+    reg.add_gpus()->set_index(0);
+    auto* running = reg.add_running_trials();
+    running->set_trial_id(trial);
+    running->add_gpu_indices(0);
+    running->set_attempt(1);
+    running->set_last_seq(acked_seq);
+    running->set_acked_seq(acked_seq);
+    auto channel = std::make_shared<Channel>();
+    EXPECT_TRUE(engine_->AgentConnected(reg, channel).ok());
+    engine_->RunUntilIdle();
+    return channel;
+  }
   std::vector<v1::Stop> TakeStops(Channel& channel) {
     std::vector<v1::Stop> stops;
     for (auto& m : channel.Take()) {
@@ -473,20 +493,7 @@ TEST_F(EngineCheckpointTest, AfterARestartReportsContinueAfterAnAcknowledgedChec
   }
   EXPECT_EQ(Trial(trial).checkpoint_step(), 1);
   RestartSweepd();
-  v1::Register reg;
-  reg.set_agent_id("a");
-  reg.set_hostname("a");
-  reg.set_workdir_key("key-a");
-  reg.add_gpus()->set_index(0);
-  auto* running = reg.add_running_trials();
-  running->set_trial_id(trial);
-  running->add_gpu_indices(0);
-  running->set_attempt(1);
-  running->set_last_seq(2);
-  running->set_acked_seq(2);
-  auto again = std::make_shared<Channel>();
-  ASSERT_TRUE(engine_->AgentConnected(reg, again).ok());
-  engine_->RunUntilIdle();
+  auto again = Reattach("a", trial, /*acked_seq=*/2);
   Report("a", trial, 3, 2, 0.25);
   bool acked = false;
   for (auto& m : again->Take()) {
@@ -508,20 +515,7 @@ TEST_F(EngineCheckpointTest, APauseOnItsWayIsSaidAgainAfterARestart) {
   Report("a", trial, 0, 1, 0.5, /*checkpoint=*/true);
   ASSERT_EQ(TakeStops(*channel).size(), 1u);
   RestartSweepd();
-  v1::Register reg;
-  reg.set_agent_id("a");
-  reg.set_hostname("a");
-  reg.set_workdir_key("key-a");
-  reg.add_gpus()->set_index(0);
-  auto* running = reg.add_running_trials();
-  running->set_trial_id(trial);
-  running->add_gpu_indices(0);
-  running->set_attempt(1);
-  running->set_last_seq(1);
-  running->set_acked_seq(1);
-  auto again = std::make_shared<Channel>();
-  ASSERT_TRUE(engine_->AgentConnected(reg, again).ok());
-  engine_->RunUntilIdle();
+  auto again = Reattach("a", trial, /*acked_seq=*/1);
   const auto stops = TakeStops(*again);
   ASSERT_EQ(stops.size(), 1u);
   EXPECT_TRUE(stops[0].checkpoint());
