@@ -1,7 +1,8 @@
 // Early-stopping strategies compared in virtual time (scheduler/simulator.h, as `sweepctl
 // simulate`): GPU-hours until the sweep's best value reaches a target, for random search without
 // pruning, ASHA that kills (mode: stop), ASHA that pauses and promotes (mode: promotion), and
-// Hyperband in both modes, on the synthetic curve families. The target is the best value random
+// Hyperband in both modes, and population-based training (32 members, a decision every tenth of
+// the steps), on the synthetic curve families. The target is the best value random
 // search without pruning finds with all its trials (the same proposals: random search does not
 // depend on results). Medians over seeds; "-" when a strategy never reaches it. Prints figures;
 // it is not a test.
@@ -27,6 +28,7 @@ using sweepd::scheduler::SimulationResult;
 struct Strategy {
   std::string name;
   std::string pruner;  // the spec's pruner line ("" = none)
+  std::string method = "method: random";
 };
 
 std::optional<double> HoursToReach(const SimulationResult& r, double target) {
@@ -79,6 +81,10 @@ int main(int argc, char** argv) {
       {"hyperband (stop)", absl::StrCat("pruner: {type: hyperband, ", range, "}")},
       {"hyperband (promotion)",
        absl::StrCat("pruner: {type: hyperband, mode: promotion, ", range, "}")},
+      // PBT trains its population to the end: population x steps in all (a copy adds no work).
+      {"pbt (population 32)", "",
+       absl::StrCat("method: pbt\npbt: {population_size: 32, interval: ",
+                    std::max<int64_t>(1, steps / 10), "}")},
   };
   std::printf("strategy_bench: %lld trials of %lld steps on %d workers, median of %d seeds\n",
               static_cast<long long>(trials), static_cast<long long>(steps), workers, seeds);
@@ -93,7 +99,7 @@ int main(int argc, char** argv) {
       std::vector<SimulationResult> results;
       for (const Strategy& s : strategies) {
         auto parsed = sweepd::ParseSweepSpec(
-            absl::StrCat("method: random\nseed: ", seed,
+            absl::StrCat(s.method, "\nseed: ", seed,
                          "\ncommand: [run]\nmetric: {name: loss, goal: minimize}\n", s.pruner, R"(
 parameters:
   lr: {distribution: log_uniform_values, min: 0.0001, max: 1}

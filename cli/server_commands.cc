@@ -375,8 +375,46 @@ int RunTrial(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   grpc::Status status = client.stub().GetTrial(client.Context().get(), request, &response);
   if (!status.ok()) return Fail(err, client.Explain(status));
   const v1::Trial& t = response.trial();
+  // Method pbt: the chain of checkpoints it descends from, nearest first (each ancestor fetched
+  // in turn; a chain is as long as the exploit steps on its way, tens at most).
+  struct Ancestor {
+    v1::Trial trial;
+    std::string changes;  // what explore changed from its parent's parameters
+  };
+  std::vector<Ancestor> lineage;
+  for (v1::Trial current = t; !current.parent_trial_id().empty() && lineage.size() < 10'000;) {
+    v1::GetTrialRequest parent_request;
+    parent_request.set_trial_id(current.parent_trial_id());
+    parent_request.set_max_points(1);
+    v1::GetTrialResponse parent_response;
+    grpc::Status parent_status =
+        client.stub().GetTrial(client.Context().get(), parent_request, &parent_response);
+    if (!parent_status.ok()) return Fail(err, client.Explain(parent_status));
+    std::vector<std::string> changes;
+    for (int i = 0; i < current.params_size() && i < parent_response.trial().params_size(); ++i) {
+      const auto& mine = current.params(i);
+      const auto& theirs = parent_response.trial().params(i);
+      if (mine.value_json() != theirs.value_json()) {
+        changes.push_back(
+            absl::StrCat(mine.name(), " ", theirs.value_json(), " -> ", mine.value_json()));
+      }
+    }
+    lineage.push_back({current, absl::StrJoin(changes, ", ")});
+    current = parent_response.trial();
+  }
   if (args.Get("output") == "json") {
     Json doc = ToJson(response);
+    if (!lineage.empty()) {
+      Json chain = Json::array();
+      for (const auto& a : lineage) {
+        chain.push_back({{"trial_id", a.trial.id()},
+                         {"parent_trial_id", a.trial.parent_trial_id()},
+                         {"parent_step", a.trial.parent_step()},
+                         {"replaced_trial_id", a.trial.replaced_trial_id()},
+                         {"changes", a.changes}});
+      }
+      doc["lineage"] = std::move(chain);
+    }
     out << doc.dump(2) << "\n";
     return kExitOk;
   }
@@ -388,7 +426,15 @@ int RunTrial(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
               ? absl::StrCat(" (", Hours(t.gpu_seconds_redone()), " redone by retries)")
               : "")
       << (t.has_checkpoint_step() ? absl::StrCat("\ncheckpoint step ", t.checkpoint_step()) : "")
-      << "\nparams\n";
+      << "\n";
+  for (size_t i = 0; i < lineage.size(); ++i) {
+    const v1::Trial& a = lineage[i].trial;
+    out << (i == 0 ? "lineage   " : "          ") << (i == 0 ? "" : a.id() + ": ") << "copy of "
+        << a.parent_trial_id() << " at step " << a.parent_step() << " (replaced "
+        << a.replaced_trial_id() << "; "
+        << (lineage[i].changes.empty() ? "parameters unchanged" : lineage[i].changes) << ")\n";
+  }
+  out << "params\n";
   for (const auto& p : t.params()) out << "  " << p.name() << " = " << p.value_json() << "\n";
   if (t.metrics_size() > 0) {
     out << "metrics\n";

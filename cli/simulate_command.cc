@@ -86,8 +86,8 @@ int RunSimulate(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
     for (const auto& [h, v] : r.best_over_time) curve.push_back({{"gpu_hours", h}, {"best", v}});
     return Json{{"gpu_hours", r.gpu_hours},   {"wall_hours", r.simulated_hours},
                 {"trials", r.trials},         {"pruned", r.pruned},
-                {"promotions", r.promotions}, {"best_value", r.best_value},
-                {"best_over_time", curve}};
+                {"promotions", r.promotions}, {"pbt_copies", r.pbt_copies},
+                {"best_value", r.best_value}, {"best_over_time", curve}};
   };
   if (args.Get("output") == "json") {
     Json doc = {{"with_pruning", describe(*pruned)},
@@ -106,6 +106,7 @@ int RunSimulate(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
                   static_cast<long long>(r.pruned), r.best_value);
     out << buf;
     if (r.promotions > 0) out << "  promotions " << r.promotions;
+    if (r.pbt_copies > 0) out << "  pbt copies " << r.pbt_copies;
     out << "\n";
   };
   out << "simulated " << workers << " workers, "

@@ -177,4 +177,15 @@ double QuantizeToStep(double x, double q) {
   return std::strtod(buf, nullptr);
 }
 
+bool IsQuantised(v1::Distribution d) {
+  return d == v1::Q_UNIFORM || d == v1::Q_LOG_UNIFORM || d == v1::Q_LOG_UNIFORM_VALUES ||
+         d == v1::Q_NORMAL || d == v1::Q_LOG_NORMAL || d == v1::Q_BETA;
+}
+
+bool PbtExploresByDefault(const v1::Parameter& leaf) {
+  return leaf.distribution() != v1::DISTRIBUTION_UNSPECIFIED &&
+         leaf.distribution() != v1::CONSTANT && leaf.distribution() != v1::CATEGORICAL &&
+         !leaf.integer();
+}
+
 }  // namespace sweepd

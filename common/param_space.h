@@ -49,6 +49,14 @@ std::string GridValue(const v1::Parameter& leaf, int64_t index);
 // kMaxGridPoints + 1.
 int64_t GridSize(const v1::SweepSpec& spec);
 
+// Whether the distribution is a q_* one (values rounded to multiples of `q`).
+bool IsQuantised(v1::Distribution distribution);
+
+// Whether method pbt explores the leaf when the spec does not name its hyperparameters: a
+// continuous distribution (learning rates, momenta, decays). Integer and categorical leaves are
+// often the model's shape, which a copied checkpoint fixes.
+bool PbtExploresByDefault(const v1::Parameter& leaf);
+
 // round(x / q) * q, rounded to 15 significant digits so 0.1 * 3 prints as 0.3 while integers
 // up to 10^15 stay exact.
 double QuantizeToStep(double x, double q);

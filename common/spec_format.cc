@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/param_space.h"
 #include "common/spec_parser.h"
 
 namespace sweepd {
@@ -55,18 +56,7 @@ Json ParametersToJson(const google::protobuf::RepeatedPtrField<v1::Parameter>& p
         def["max"] = p.max();
         break;
     }
-    switch (p.distribution()) {
-      case v1::Q_UNIFORM:
-      case v1::Q_LOG_UNIFORM:
-      case v1::Q_LOG_UNIFORM_VALUES:
-      case v1::Q_NORMAL:
-      case v1::Q_LOG_NORMAL:
-      case v1::Q_BETA:
-        def["q"] = number(p.q());
-        break;
-      default:
-        break;
-    }
+    if (IsQuantised(p.distribution())) def["q"] = number(p.q());
     out[p.name()] = std::move(def);
   }
   return out;
@@ -214,6 +204,20 @@ Json SpecToJson(const v1::SweepSpec& spec) {
       c["delete_pruned_after_hours"] = spec.checkpoint().delete_pruned_after_hours();
     }
     out["checkpoint"] = std::move(c);
+  }
+  if (spec.method() == v1::SEARCH_METHOD_PBT) {
+    const v1::Pbt& pbt = spec.pbt();
+    Json p = {{"population_size", pbt.population_size()},
+              {"interval", pbt.interval()},
+              {"quantile", pbt.quantile()},
+              {"resample_probability", pbt.resample_probability()},
+              {"perturb_factors",
+               std::vector<double>(pbt.perturb_factors().begin(), pbt.perturb_factors().end())}};
+    if (pbt.hyperparameters_size() > 0) {
+      p["hyperparameters"] =
+          std::vector<std::string>(pbt.hyperparameters().begin(), pbt.hyperparameters().end());
+    }
+    out["pbt"] = std::move(p);
   }
   out["seed"] = spec.seed();
   out["max_failures"] = spec.max_failures();

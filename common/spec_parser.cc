@@ -352,13 +352,31 @@ class SpecReader {
     static const std::set<std::string, std::less<>> kWandbIgnored = {
         "apiVersion", "kind", "controller", "job", "image_uri", "imageuri"};
     static const std::set<std::string, std::less<>> kUnsupported = {"metrics", "scheduler"};
-    static const std::vector<absl::string_view> kKnown = {
-        "program",         "method",      "metric",         "parameters",
-        "early_terminate", "command",     "run_cap",        "name",
-        "description",     "project",     "entity",         "parallelism",
-        "resources",       "pruner",      "seed",           "max_failures",
-        "max_retries",     "budget",      "metric_pattern", "search",
-        "launcher",        "working_dir", "checkpoint",     "early_terminate_period"};
+    static const std::vector<absl::string_view> kKnown = {"program",
+                                                          "method",
+                                                          "metric",
+                                                          "parameters",
+                                                          "early_terminate",
+                                                          "command",
+                                                          "run_cap",
+                                                          "name",
+                                                          "description",
+                                                          "project",
+                                                          "entity",
+                                                          "parallelism",
+                                                          "resources",
+                                                          "pruner",
+                                                          "seed",
+                                                          "max_failures",
+                                                          "max_retries",
+                                                          "budget",
+                                                          "metric_pattern",
+                                                          "search",
+                                                          "launcher",
+                                                          "working_dir",
+                                                          "checkpoint",
+                                                          "early_terminate_period",
+                                                          "pbt"};
     std::map<std::string, YAML::Node, std::less<>> keys;
     if (!CollectMap(root, "", &keys)) return out;
     for (const auto& [key, value] : keys) {
@@ -417,6 +435,17 @@ class SpecReader {
     if (auto node = get("budget"); node.IsDefined()) ReadBudget(node, spec.mutable_budget());
     if (auto node = get("checkpoint"); node.IsDefined()) {
       ReadCheckpoint(node, spec.mutable_checkpoint());
+    }
+    if (auto node = get("pbt"); node.IsDefined()) {
+      if (spec.method() != v1::SEARCH_METHOD_PBT) {
+        Error("pbt", "settings of method pbt, and the spec's method is not pbt");
+      } else {
+        ReadPbt(node, spec.mutable_pbt());
+      }
+    } else if (spec.method() == v1::SEARCH_METHOD_PBT) {
+      Error("pbt",
+            "method pbt needs pbt: {interval: N} (steps between exploit/explore "
+            "decisions); see docs/sweep-spec.md");
     }
     ReadSearchSettings(get("search"), spec.mutable_search());
     if (auto node = get("launcher"); node.IsDefined()) {
@@ -683,13 +712,11 @@ class SpecReader {
 
   void ReadMethod(const YAML::Node& node, SweepSpec* spec) {
     static const std::vector<std::pair<absl::string_view, v1::SearchMethod>> kMethods = {
-        {"grid", v1::SEARCH_METHOD_GRID},
-        {"random", v1::SEARCH_METHOD_RANDOM},
-        {"bayes", v1::SEARCH_METHOD_BAYES},
-        {"tpe", v1::SEARCH_METHOD_TPE},
-        {"sobol", v1::SEARCH_METHOD_SOBOL}};
+        {"grid", v1::SEARCH_METHOD_GRID},   {"random", v1::SEARCH_METHOD_RANDOM},
+        {"bayes", v1::SEARCH_METHOD_BAYES}, {"tpe", v1::SEARCH_METHOD_TPE},
+        {"sobol", v1::SEARCH_METHOD_SOBOL}, {"pbt", v1::SEARCH_METHOD_PBT}};
     if (!node.IsDefined()) {
-      Error("method", "required; one of grid, random, bayes, tpe, sobol");
+      Error("method", "required; one of grid, random, bayes, tpe, sobol, pbt");
       return;
     }
     auto s = String(node, "method");
@@ -701,8 +728,8 @@ class SpecReader {
       }
     }
     Error("method",
-          absl::StrCat("'", *s, "' is not a method; one of grid, random, bayes, tpe, ", "sobol",
-                       *s == "custom" ? " (W&B's custom is not supported)" : ""));
+          absl::StrCat("'", *s, "' is not a method; one of grid, random, bayes, tpe, ",
+                       "sobol, pbt", *s == "custom" ? " (W&B's custom is not supported)" : ""));
   }
 
   void ReadMetric(const YAML::Node& node, v1::Metric* metric) {
@@ -1457,6 +1484,88 @@ class SpecReader {
     }
   }
 
+  // Defaults are Ray Tune's PopulationBasedTraining's (quantile_fraction 0.25,
+  // resample_probability 0.25, perturbation_factors (1.2, 0.8)); population_size 8.
+  void ReadPbt(const YAML::Node& node, v1::Pbt* pbt) {
+    pbt->set_population_size(8);
+    pbt->set_quantile(0.25);
+    pbt->set_resample_probability(0.25);
+    static const std::vector<absl::string_view> kKeys = {"population_size", "interval",
+                                                         "quantile",        "resample_probability",
+                                                         "perturb_factors", "hyperparameters"};
+    if (!node.IsMap()) {
+      Error("pbt", absl::StrCat("must be a map {", Join(kKeys), "}; got ", Describe(node)));
+      return;
+    }
+    std::map<std::string, YAML::Node, std::less<>> keys;
+    if (!CollectMap(node, "pbt", &keys)) return;
+    CheckKeys(keys, "pbt", kKeys);
+    auto get = [&](absl::string_view k) {
+      return keys.contains(k) ? keys.find(k)->second : Undefined();
+    };
+    if (auto v = IntInRange(get("population_size"), "pbt.population_size", 2, 10'000)) {
+      pbt->set_population_size(static_cast<int32_t>(*v));
+    }
+    if (!get("interval").IsDefined()) {
+      Error("pbt.interval",
+            "required: steps between a member's exploit/explore decisions "
+            "(Ray Tune's perturbation_interval), e.g. 4");
+    } else if (auto v = IntInRange(get("interval"), "pbt.interval", 1, 1'000'000'000)) {
+      pbt->set_interval(*v);
+    }
+    for (auto [key, setter] : {std::pair<absl::string_view, void (v1::Pbt::*)(double)>{
+                                   "quantile", &v1::Pbt::set_quantile},
+                               std::pair<absl::string_view, void (v1::Pbt::*)(double)>{
+                                   "resample_probability", &v1::Pbt::set_resample_probability}}) {
+      const std::string path = absl::StrCat("pbt.", key);
+      if (auto n = get(key); n.IsDefined()) {
+        if (auto v = Number(n, path)) {
+          const bool quantile = key == "quantile";
+          if (quantile ? !(*v > 0 && *v <= 0.5) : !(*v >= 0 && *v <= 1)) {
+            Error(path, absl::StrCat(quantile ? "must be in (0, 0.5]" : "must be in [0, 1]",
+                                     "; got ", *v));
+          } else {
+            (pbt->*setter)(*v);
+          }
+        }
+      }
+    }
+    if (auto n = get("perturb_factors"); n.IsDefined()) {
+      if (!n.IsSequence() || n.size() == 0 || n.size() > 16) {
+        Error("pbt.perturb_factors",
+              absl::StrCat("must be a list of 1 to 16 positive numbers, e.g. [0.8, 1.2]; got ",
+                           Describe(n)));
+      } else {
+        for (size_t i = 0; i < n.size(); ++i) {
+          const std::string path = absl::StrCat("pbt.perturb_factors[", i, "]");
+          if (auto v = Number(n[i], path)) {
+            if (!(*v > 0 && *v <= 1e6)) {
+              Error(path, absl::StrCat("must be > 0 (a factor); got ", *v));
+            } else {
+              pbt->add_perturb_factors(*v);
+            }
+          }
+        }
+      }
+    } else {
+      pbt->add_perturb_factors(0.8);
+      pbt->add_perturb_factors(1.2);
+    }
+    if (auto n = get("hyperparameters"); n.IsDefined()) {
+      if (!n.IsSequence() || n.size() == 0) {
+        Error("pbt.hyperparameters",
+              absl::StrCat("must be a list of parameter names, e.g. [lr, momentum]; got ",
+                           Describe(n)));
+      } else {
+        for (size_t i = 0; i < n.size() && i < 10'000; ++i) {
+          if (auto s = String(n[i], absl::StrCat("pbt.hyperparameters[", i, "]"))) {
+            pbt->add_hyperparameters(*s);
+          }
+        }
+      }
+    }
+  }
+
   void ReadSearchSettings(const YAML::Node& node, v1::SearchSettings* search) {
     search->set_n_startup_trials(10);
     search->set_n_ei_candidates(24);
@@ -1559,6 +1668,51 @@ class SpecReader {
     }
   }
 
+  // Method pbt: what it explores exists and can move, and nothing else stops its members.
+  void ValidatePbt(SweepSpec* spec, bool pruned) {
+    if (external_) {
+      Error("method",
+            "pbt copies checkpoints between trials that sweepd's agents run; an "
+            "external runner (ask/tell) cannot use it");
+    }
+    if (pruned) {
+      Error(spec->has_early_terminate() ? "early_terminate" : "pruner",
+            "method pbt replaces its weak members itself; drop the early stopping");
+    }
+    if (spec->resources().nodes() > 1 && spec->checkpoint().dir().empty()) {
+      Error("checkpoint.dir",
+            "method pbt with multi-node trials copies checkpoints between trials: give a shared "
+            "checkpoint: {dir: /shared/path}");
+    }
+    std::map<std::string, const v1::Parameter*, std::less<>> leaves;
+    for (const v1::Parameter* leaf : LeafParameters(*spec)) leaves[leaf->path()] = leaf;
+    if (spec->pbt().hyperparameters_size() == 0) {
+      for (const auto& [path, leaf] : leaves) {
+        if (PbtExploresByDefault(*leaf)) return;
+      }
+      Error("pbt.hyperparameters",
+            "nothing to explore: no parameter has a continuous distribution; name the ones PBT "
+            "may change, e.g. hyperparameters: [lr]");
+      return;
+    }
+    std::set<std::string, std::less<>> seen;
+    for (int i = 0; i < spec->pbt().hyperparameters_size(); ++i) {
+      const std::string& name = spec->pbt().hyperparameters(i);
+      const std::string path = absl::StrCat("pbt.hyperparameters[", i, "]");
+      auto it = leaves.find(name);
+      if (it == leaves.end()) {
+        std::vector<std::string> names;
+        for (const auto& [leaf_path, leaf] : leaves) names.push_back(leaf_path);
+        Error(path, absl::StrCat("'", name,
+                                 "' is not a parameter; parameters: ", absl::StrJoin(names, ", ")));
+      } else if (it->second->distribution() == v1::CONSTANT) {
+        Error(path, absl::StrCat("'", name, "' is a constant: PBT cannot change it"));
+      } else if (!seen.insert(name).second) {
+        Error(path, absl::StrCat("'", name, "' is named twice"));
+      }
+    }
+  }
+
   void CrossChecks(SweepSpec* spec) {
     if (errors_.empty()) CheckCommandLength(*spec);
     // Flattened names must be unique (`a.b` at the top and `a: {parameters: {b}}` collide: the
@@ -1573,8 +1727,9 @@ class SpecReader {
               "nested one spell the same path)");
       }
     }
-    const bool model_based =
-        spec->method() == v1::SEARCH_METHOD_BAYES || spec->method() == v1::SEARCH_METHOD_TPE;
+    const bool model_based = spec->method() == v1::SEARCH_METHOD_BAYES ||
+                             spec->method() == v1::SEARCH_METHOD_TPE ||
+                             spec->method() == v1::SEARCH_METHOD_PBT;
     const bool pruned = spec->has_early_terminate() ||
                         (spec->has_pruner() && spec->pruner().type() != v1::Pruner::NONE);
     if (!spec->has_metric() && (model_based || pruned)) {
@@ -1587,6 +1742,7 @@ class SpecReader {
     if (spec->has_early_terminate() && spec->has_pruner()) {
       Error("pruner", "give early_terminate (W&B) or pruner (sweepd), not both");
     }
+    if (spec->method() == v1::SEARCH_METHOD_PBT) ValidatePbt(spec, pruned);
     if (spec->checkpoint().keep_best() > 0 && !spec->has_metric()) {
       Error("checkpoint.keep_best", "needs a metric to rank trials by: give metric: {name: ...}");
     }
@@ -1690,6 +1846,8 @@ absl::string_view SearchMethodName(v1::SearchMethod method) {
       return "tpe";
     case v1::SEARCH_METHOD_SOBOL:
       return "sobol";
+    case v1::SEARCH_METHOD_PBT:
+      return "pbt";
     default:
       return "unspecified";
   }

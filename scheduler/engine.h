@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "scheduler/pruning/pruner.h"
+#include "scheduler/search/pbt.h"
 #include "scheduler/search/search_method.h"
 #include "store/store.h"
 #include "sweepd/v1/agent_service.pb.h"
@@ -210,6 +211,17 @@ class Engine {
     std::optional<double> best_value;
     int64_t end_us = 0;
     bool checkpoint_deletion_queued = false;
+    // Method pbt. A copy starts from `pbt_parent`'s checkpoint at `pbt_parent_step` (its own
+    // first checkpoint_step), in place of the member it replaced; until it has started, that
+    // checkpoint is pinned (copy_pending) and, without a shared checkpoint.dir, it runs only where
+    // the parent's files are. A replaced member has left the population. pbt_last_step: its last
+    // report of the sweep metric (decisions come at interval boundaries past it).
+    bool pbt_copy = false;
+    int64_t pbt_parent = 0;
+    int64_t pbt_parent_step = 0;
+    bool copy_pending = false;
+    bool pbt_replaced = false;
+    int64_t pbt_last_step = -1;
     int64_t last_seq_seen = -1;           // redelivered reports are stored once and pruned on once
     std::vector<std::string> indexed_on;  // agents whose agent_trials_ entry holds it
   };
@@ -222,6 +234,8 @@ class Engine {
     v1::SweepState state = v1::SWEEP_STATE_RUNNING;
     bool external = false;
     std::unique_ptr<SearchMethod> search;
+    PopulationBasedTraining* pbt = nullptr;  // `search` when the method is pbt
+    std::set<int64_t> pending_copies;        // pbt copies not yet started (their pins)
     std::vector<TrialRecord> history;
     std::vector<int64_t> trial_ids;  // by number
     std::deque<int64_t> queue;       // queued trial ids, enqueued ones first
@@ -299,7 +313,14 @@ class Engine {
   absl::Status Rebuild();
   void Schedule();
   bool ScheduleSweep(Sweep& sweep);
-  std::optional<int64_t> NewTrial(Sweep& sweep, ParamSet params, bool enqueued);
+  // Method pbt's copies: where a new trial's weights come from and whom it replaces.
+  struct Lineage {
+    int64_t parent = 0;
+    int64_t parent_step = 0;
+    int64_t replaced = 0;
+  };
+  std::optional<int64_t> NewTrial(Sweep& sweep, ParamSet params, bool enqueued,
+                                  const Lineage* lineage = nullptr);
   bool Assign(Sweep& sweep, Trial& trial);
   void SetTrialState(Trial& trial, v1::TrialState state, const std::string& reason,
                      store::TrialUpdate update = {});
@@ -343,7 +364,18 @@ class Engine {
   // After scheduling: whether the sweep is stuck, and why (see StallReason).
   void UpdateStall(Sweep& sweep);
   std::string WhyNoPlacement(const Sweep& sweep) const;
-  std::vector<Agent*> Placement(const Sweep& sweep);
+  // With `trial`: for that trial (a pbt copy whose checkpoint is on one node's disk goes there
+  // while that agent is around).
+  std::vector<Agent*> Placement(const Sweep& sweep, const Trial* trial = nullptr);
+  // Method pbt (engine_pbt.cc). At a member's interval boundary: when it ranks in the bottom
+  // quantile, it stops and a copy of a top member's checkpoint with explored hyperparameters
+  // takes its place at the front of the queue.
+  void PbtOnReport(Sweep& sweep, Trial& trial, int64_t step,
+                   const google::protobuf::Map<std::string, double>& metrics);
+  // The checkpoint step of `trial` that a pbt copy not yet started needs kept, if any.
+  std::optional<int64_t> PinnedCheckpoint(const Sweep& sweep, const Trial& trial) const;
+  // Rebuild: lineage fields from the stored trials.
+  void RestorePbt(Sweep& sweep, const std::map<std::string, v1::Trial>& stored);
   // Sends a node its Assign.
   void AssignNode(Sweep& sweep, Trial& trial, size_t rank);
   // The node of `trial` that `agent_id` runs, or nullptr.

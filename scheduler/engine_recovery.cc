@@ -65,7 +65,9 @@ absl::Status Engine::Rebuild() {
                                                                 .limit = 10'000'000,
                                                                 .with_total = false,
                                                                 .by_number = true}));
+    std::map<std::string, v1::Trial> copies;  // method pbt's copies, for their lineage
     for (auto& t : page.trials) {
+      if (!t.parent_trial_id().empty()) copies[t.id()] = t;
       Trial trial;
       trial.public_id = t.id();
       trial.id = keys.trial_ids.at(t.id());
@@ -110,6 +112,7 @@ absl::Status Engine::Rebuild() {
     }
     sweep_ids_[sweep.public_id] = sweep.id;
     sweeps_[sweep.id] = std::move(sweep);
+    RestorePbt(sweeps_.at(sweep_key), copies);
     RETURN_IF_ERROR(ReplayPruner(sweeps_.at(sweep_key)));
     {
       // The checkpoint policy picks up where it was: pruned trials not yet cleaned wait out

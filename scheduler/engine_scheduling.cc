@@ -47,7 +47,8 @@ std::string ParamsJson(const ParamSet& params) {
 // ---------------------------------------------------------------------------------------------
 // Scheduling.
 
-std::optional<int64_t> Engine::NewTrial(Sweep& sweep, ParamSet params, bool enqueued) {
+std::optional<int64_t> Engine::NewTrial(Sweep& sweep, ParamSet params, bool enqueued,
+                                        const Lineage* lineage) {
   Trial trial;
   trial.id = next_trial_id_++;
   trial.sweep_id = sweep.id;
@@ -56,21 +57,40 @@ std::optional<int64_t> Engine::NewTrial(Sweep& sweep, ParamSet params, bool enqu
   trial.params = std::move(params);
   trial.enqueued = enqueued;
   trial.history_index = sweep.history.size();
-  sweep.history.push_back(TrialRecord{.params = trial.params, .state = v1::TRIAL_STATE_QUEUED});
-  store_->CreateTrial({.id = trial.id,
-                       .sweep_id = sweep.id,
-                       .number = trial.number,
-                       .public_id = trial.public_id,
-                       .state = v1::TRIAL_STATE_QUEUED,
-                       .params_json = ParamsJson(trial.params),
-                       .attempt = 1,
-                       .enqueued = enqueued,
-                       .created_us = NowMicros()},
-                      [](absl::Status s) {
-                        if (!s.ok()) spdlog::error("storing a trial failed: {}", s.message());
-                      });
-  Event(sweep.id, trial.id, "", "trial.created", "", "queued",
-        enqueued ? "enqueued by a user" : "proposed");
+  sweep.history.push_back(TrialRecord{
+      .params = trial.params, .state = v1::TRIAL_STATE_QUEUED, .pbt_copy = lineage != nullptr});
+  store::NewTrial row{.id = trial.id,
+                      .sweep_id = sweep.id,
+                      .number = trial.number,
+                      .public_id = trial.public_id,
+                      .state = v1::TRIAL_STATE_QUEUED,
+                      .params_json = ParamsJson(trial.params),
+                      .attempt = 1,
+                      .enqueued = enqueued,
+                      .created_us = NowMicros()};
+  std::string origin = enqueued ? "enqueued by a user" : "proposed";
+  if (lineage != nullptr) {
+    // It resumes from the parent's checkpoint as a retry resumes from its own.
+    const Trial& parent = trials_.at(lineage->parent);
+    trial.pbt_copy = true;
+    trial.pbt_parent = lineage->parent;
+    trial.pbt_parent_step = lineage->parent_step;
+    trial.checkpoint_step = lineage->parent_step;
+    trial.attempt_start_step = lineage->parent_step;
+    trial.pbt_last_step = lineage->parent_step;
+    trial.copy_pending = true;
+    trial.ran_on = parent.ran_on;
+    sweep.pending_copies.insert(trial.id);
+    row.parent_trial = parent.public_id;
+    row.parent_step = lineage->parent_step;
+    row.replaced_trial = trials_.at(lineage->replaced).public_id;
+    origin = absl::StrCat("pbt: a copy of ", parent.public_id, " at step ", lineage->parent_step,
+                          " in place of ", row.replaced_trial);
+  }
+  store_->CreateTrial(row, [](absl::Status s) {
+    if (!s.ok()) spdlog::error("storing a trial failed: {}", s.message());
+  });
+  Event(sweep.id, trial.id, "", "trial.created", "", "queued", origin);
   if (!enqueued) ++sweep.proposed;
   CountTrial(sweep, v1::TRIAL_STATE_QUEUED, +1);
   sweep.trial_ids.push_back(trial.id);
@@ -247,20 +267,39 @@ bool Engine::ScheduleSweep(Sweep& sweep) {
     }
     NewTrial(sweep, std::move(*params), false);
   }
-  Trial& trial = trials_.at(sweep.queue.front());
-  if (!Assign(sweep, trial)) return false;
-  sweep.queue.pop_front();
-  return true;
+  // The queue's front, or the first after it that can go: a pbt copy waiting for the node that
+  // holds its parent's checkpoint does not hold up the others.
+  for (auto it = sweep.queue.begin(); it != sweep.queue.end(); ++it) {
+    Trial& trial = trials_.at(*it);
+    if (Assign(sweep, trial)) {
+      sweep.queue.erase(it);
+      return true;
+    }
+    if (!trial.copy_pending) return false;
+  }
+  return false;
 }
 
-std::vector<Engine::Agent*> Engine::Placement(const Sweep& sweep) {
+std::vector<Engine::Agent*> Engine::Placement(const Sweep& sweep, const Trial* trial) {
   const auto slots = static_cast<int64_t>(std::max(1, sweep.spec.resources().gpus_per_node()));
   const auto nodes = static_cast<size_t>(std::max(1, sweep.spec.resources().nodes()));
+  // A pbt copy whose parent's checkpoint is on one node's disk runs there, while that agent is
+  // connected or away for less than its timeout; once it is gone the copy goes anywhere and
+  // starts over (Assign says so).
+  std::string only;
+  if (trial != nullptr && trial->copy_pending && trial->checkpoint_step &&
+      sweep.spec.checkpoint().dir().empty() && trial->ran_on.size() == 1) {
+    auto it = agents_.find(trial->ran_on[0]);
+    if (it != agents_.end() && (it->second.connected || it->second.disconnected_at > 0)) {
+      only = it->first;
+    }
+  }
   // Pack: the agents with the fewest free slots that still fit, so whole nodes stay free for
   // gangs and larger trials. Ties go by agent id (agents_ is ordered), so placement is stable.
   std::vector<std::pair<int64_t, Agent*>> fits;
   for (auto& [id, agent] : agents_) {
     if (!agent.connected || agent.quarantined || agent.draining) continue;
+    if (!only.empty() && id != only) continue;
     const auto free = std::count(agent.slot_trial.begin(), agent.slot_trial.end(), "");
     if (free >= slots) fits.emplace_back(free, &agent);
   }
@@ -275,7 +314,7 @@ std::vector<Engine::Agent*> Engine::Placement(const Sweep& sweep) {
 bool Engine::Assign(Sweep& sweep, Trial& trial) {
   // All nodes or none: the engine thread reserves every node's slots in this one step, so two
   // gangs never hold part of what each needs.
-  const std::vector<Agent*> agents = Placement(sweep);
+  const std::vector<Agent*> agents = Placement(sweep, &trial);
   if (agents.empty()) return false;
   const size_t slots_needed =
       static_cast<size_t>(std::max(1, sweep.spec.resources().gpus_per_node()));
@@ -306,6 +345,8 @@ bool Engine::Assign(Sweep& sweep, Trial& trial) {
     // retry cannot load them, so it starts over, and its curve and pruner do too.
     const int64_t lost_step = *trial.checkpoint_step;
     trial.checkpoint_step.reset();
+    trial.copy_pending = false;
+    sweep.pending_copies.erase(trial.id);
     trial.attempt_start_step = -1;
     trial.metric_reports = 0;
     trial.resource = 0;
@@ -357,6 +398,9 @@ void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {
   assign->set_first_seq(trial.last_seq_seen + 1);
   assign->set_checkpoint_dir(sweep.spec.checkpoint().dir());
   if (trial.checkpoint_step) assign->set_resume_step(*trial.checkpoint_step);
+  if (trial.copy_pending && trial.checkpoint_step) {
+    assign->set_clone_checkpoint_from(trials_.at(trial.pbt_parent).public_id);
+  }
   v1::Gang* gang = assign->mutable_gang();
   gang->set_nnodes(static_cast<int32_t>(trial.nodes.size()));
   gang->set_node_rank(static_cast<int32_t>(rank));

@@ -135,6 +135,7 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
         sweep.state = request.paused() ? v1::SWEEP_STATE_PAUSED : v1::SWEEP_STATE_RUNNING;
         sweep.external = request.external();
         sweep.search = std::move(*search);
+        sweep.pbt = dynamic_cast<PopulationBasedTraining*>(sweep.search.get());
         sweep.pruner = std::move(*pruner);
         sweep.judge_period = sweep.spec.early_terminate().period_seconds();
         if (sweep.spec.has_pruner() && sweep.spec.pruner().resource() != "step") {

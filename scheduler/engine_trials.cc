@@ -101,6 +101,7 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
       trial.last_seq_seen = last_seq;
       if (prune) {
         Prune(sweep, trial, r.step(), r.metrics(), /*decide=*/true);
+        PbtOnReport(sweep, trial, r.step(), r.metrics());
       } else if (r.metrics().contains(metric)) {
         ++trial.metric_reports;
       }
@@ -121,31 +122,33 @@ void Engine::StoreReports(Sweep& sweep, Trial& trial, v1::MetricBatch batch,
       }
     }
   }
-  // Ack once durable; the agent then drops its copy.
+  // Ack once durable; the agent then drops its copy. It names the checkpoint a pbt copy still
+  // needs (decided before this ack, so the client never drops it in between).
   std::weak_ptr<AgentChannel> channel = ack_to;
-  store_->AppendMetrics(trial.id, std::move(reports),
-                        [this, channel, trial_id = batch.trial_id(), first_seq = batch.first_seq(),
-                         last_seq, count = batch.reports_size()](absl::Status status) {
-                          if (!status.ok()) {
-                            LogError({.trial = trial_id}, "storing metrics failed: {}",
-                                     status.message());
-                            // Not acknowledged: the agent sends them again. Until then no later
-                            // batch may be taken (its cumulative ack would cover these).
-                            Post([this, trial_id, first_seq] {
-                              if (Trial* t = FindTrial(trial_id)) {
-                                t->last_seq_seen = std::min(t->last_seq_seen, first_seq - 1);
-                              }
-                            });
-                            return;
-                          }
-                          reports_acknowledged_.fetch_add(count, std::memory_order_relaxed);
-                          if (auto c = channel.lock()) {
-                            v1::SchedulerMessage ack;
-                            ack.mutable_ack()->set_trial_id(trial_id);
-                            ack.mutable_ack()->set_seq(last_seq);
-                            c->Send(std::move(ack));
-                          }
-                        });
+  store_->AppendMetrics(
+      trial.id, std::move(reports),
+      [this, channel, trial_id = batch.trial_id(), first_seq = batch.first_seq(), last_seq,
+       count = batch.reports_size(), keep = PinnedCheckpoint(sweep, trial)](absl::Status status) {
+        if (!status.ok()) {
+          LogError({.trial = trial_id}, "storing metrics failed: {}", status.message());
+          // Not acknowledged: the agent sends them again. Until then no later
+          // batch may be taken (its cumulative ack would cover these).
+          Post([this, trial_id, first_seq] {
+            if (Trial* t = FindTrial(trial_id)) {
+              t->last_seq_seen = std::min(t->last_seq_seen, first_seq - 1);
+            }
+          });
+          return;
+        }
+        reports_acknowledged_.fetch_add(count, std::memory_order_relaxed);
+        if (auto c = channel.lock()) {
+          v1::SchedulerMessage ack;
+          ack.mutable_ack()->set_trial_id(trial_id);
+          ack.mutable_ack()->set_seq(last_seq);
+          if (keep) ack.mutable_ack()->set_keep_checkpoint_step(*keep);
+          c->Send(std::move(ack));
+        }
+      });
   if (sweep.target_reached && !sweep.exhausted) {
     sweep.exhausted = true;
     sweep.exhausted_reason = "metric target reached";

@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "scheduler/pruning/pruner.h"
 #include "scheduler/search/param_sampler.h"
+#include "scheduler/search/pbt.h"
 #include "scheduler/search/search_method.h"
 
 namespace sweepd::scheduler {
@@ -213,6 +214,19 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
     std::map<std::string, std::string> params;
     int64_t step = 0;
   };
+  // Method pbt: a copy goes on from its parent's last step with its own parameters' curve (the
+  // synthetic curves have no other state to inherit), on the replaced member's worker, at once.
+  // disable_pruning: the same population, never exploited (random search of population_size).
+  const auto* pbt = options.disable_pruning
+                        ? nullptr
+                        : dynamic_cast<const PopulationBasedTraining*>(search.get());
+  struct Member {
+    int64_t origin = 0;      // the step it started from
+    int64_t last_step = -1;  // its last report
+    bool replaced = false;
+    bool running = false;
+  };
+  std::vector<Member> members;
   // (time the next step finishes, worker)
   using Event = std::pair<double, int>;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events;
@@ -247,6 +261,7 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
     Running r{.trial = static_cast<int64_t>(history.size())};
     for (const auto& p : *params) r.params[p.name()] = p.value_json();
     history.push_back(TrialRecord{.params = *params, .state = v1::TRIAL_STATE_RUNNING});
+    members.push_back({.running = true});
     workers[static_cast<size_t>(w)] = std::move(r);
     events.push({now + options.seconds_per_step, w});
     ++result.trials;
@@ -269,6 +284,42 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
       best = value;
       result.best_params = r.params;
       result.best_over_time.emplace_back(gpu_seconds / 3600, value);
+    }
+    if (pbt != nullptr) {
+      Member& member = members[static_cast<size_t>(r.trial)];
+      const int64_t previous = member.last_step;
+      member.last_step = r.step;
+      if (pbt->DecisionDue(member.origin, previous, r.step) && r.step + 1 < curves.Steps()) {
+        std::vector<PbtMember> population;
+        for (size_t t = 0; t < history.size(); ++t) {
+          if (members[t].replaced || !history[t].value) continue;
+          population.push_back({.trial = static_cast<int64_t>(t),
+                                .score = pruning::Score(*history[t].value, maximize),
+                                .can_be_source = members[t].running && members[t].last_step >= 0});
+        }
+        const uint64_t salt =
+            SplitMix64(spec.seed() ^ SplitMix64(static_cast<uint64_t>(r.trial) * 1'000'003u +
+                                                static_cast<uint64_t>(r.step)));
+        if (auto source = pbt->ExploitSource(r.trial, population, salt)) {
+          const auto s = static_cast<size_t>(*source);
+          const ParamSet params = pbt->Explore(history[s].params, SplitMix64(salt));
+          member.replaced = true;
+          member.running = false;
+          record.state = v1::TRIAL_STATE_PRUNED;
+          ++result.pruned;
+          ++result.pbt_copies;
+          Running copy{.trial = static_cast<int64_t>(history.size()),
+                       .step = members[s].last_step + 1};
+          for (const auto& p : params) copy.params[p.name()] = p.value_json();
+          history.push_back(
+              TrialRecord{.params = params, .state = v1::TRIAL_STATE_RUNNING, .pbt_copy = true});
+          members.push_back(
+              {.origin = members[s].last_step, .last_step = members[s].last_step, .running = true});
+          r = std::move(copy);
+          events.push({now + options.seconds_per_step, w});
+          continue;
+        }
+      }
     }
     bool stop = false;
     bool pause = false;
@@ -300,6 +351,7 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
     }
     if (stop || done) {
       record.state = stop ? v1::TRIAL_STATE_PRUNED : v1::TRIAL_STATE_COMPLETED;
+      if (pbt != nullptr) members[static_cast<size_t>(r.trial)].running = false;
       if (stop) ++result.pruned;
       if (pruner) pruner->OnTrialEnd(r.trial, record.state);
       workers[static_cast<size_t>(w)].reset();

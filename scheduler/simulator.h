@@ -44,6 +44,7 @@ struct SimulationOptions {
   int workers = 4;
   int64_t max_trials = 100;  // run_cap / budget.max_trials win when set and smaller
   double seconds_per_step = 60;
+  // No pruner; for method pbt, no exploit/explore either (its first generation only).
   bool disable_pruning = false;
 };
 
@@ -54,6 +55,8 @@ struct SimulationResult {
   int64_t pruned = 0;
   // ASHA with promotion: times a paused trial was resumed.
   int64_t promotions = 0;
+  // Method pbt: members replaced by a copy of a top member (counted in `pruned` too).
+  int64_t pbt_copies = 0;
   double best_value = 0;  // best value any trial reported (by the goal)
   std::map<std::string, std::string> best_params;
   // (GPU-hours spent, best value so far) each time the best improved.

@@ -139,6 +139,13 @@ ALTER TABLE trials ADD COLUMN promotions INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE trials ADD COLUMN resumed_promotions INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE trials ADD COLUMN checkpoint_deleted INTEGER NOT NULL DEFAULT 0;
 )sql",
+      // 4: population-based training. A copy's lineage: the trial whose checkpoint it started
+      // from (public id), at which step, and the member it replaced.
+      R"sql(
+ALTER TABLE trials ADD COLUMN parent_trial TEXT NOT NULL DEFAULT '';
+ALTER TABLE trials ADD COLUMN parent_step INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE trials ADD COLUMN replaced_trial TEXT NOT NULL DEFAULT '';
+)sql",
   };
   return *kSteps;
 }

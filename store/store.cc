@@ -55,8 +55,10 @@ class Store::Writer {
       WHERE id = ?1)sql"));
     ASSIGN_OR_RETURN(insert_trial_, db_->Prepare(R"sql(
       INSERT INTO trials (id, sweep_id, number, public_id, state, params_json, attempt, enqueued,
-                          created_us)
-      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9))sql"));
+                          created_us, parent_trial, parent_step, replaced_trial,
+                          checkpoint_step)
+      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+              CASE WHEN ?10 = '' THEN NULL ELSE ?11 END))sql"));
     ASSIGN_OR_RETURN(trial_state_,
                      db_->Prepare("SELECT sweep_id, state FROM trials WHERE id = ?1"));
     ASSIGN_OR_RETURN(update_trial_, db_->Prepare(R"sql(
@@ -202,7 +204,10 @@ class Store::Writer {
         .Bind(6, t.params_json)
         .Bind(7, static_cast<int64_t>(t.attempt))
         .Bind(8, static_cast<int64_t>(t.enqueued))
-        .Bind(9, t.created_us);
+        .Bind(9, t.created_us)
+        .Bind(10, t.parent_trial)
+        .Bind(11, t.parent_step)
+        .Bind(12, t.replaced_trial);
     RETURN_IF_ERROR(insert_trial_.Run());
     trial_sweeps_[t.id] = t.sweep_id;
     return CountState(t.sweep_id, t.state, +1);

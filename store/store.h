@@ -129,6 +129,11 @@ struct NewTrial {
   int32_t attempt = 1;
   bool enqueued = false;
   int64_t created_us = 0;
+  // Method pbt's copies: the trial whose checkpoint it starts from (public id), that
+  // checkpoint's step (also its own first checkpoint_step), and the member it replaces.
+  std::string parent_trial;
+  int64_t parent_step = 0;
+  std::string replaced_trial;
 };
 
 struct TrialUpdate {

@@ -155,8 +155,9 @@ constexpr char kTrialColumns[] =
     "t.id, t.public_id, t.number, t.state, t.params_json, t.attempt, t.enqueued, t.agent_ids, "
     "t.gpus, t.workdir, t.created_us, t.start_us, t.end_us, t.exit_code, t.exit_signal, "
     "t.reason, t.gpu_seconds, t.gpu_seconds_saved, t.checkpoint_step, t.gpu_seconds_redone, "
-    "t.promotions, t.checkpoint_deleted, t.resumed_promotions";
-constexpr int kTrialColumnCount = 23;
+    "t.promotions, t.checkpoint_deleted, t.resumed_promotions, t.parent_trial, t.parent_step, "
+    "t.replaced_trial";
+constexpr int kTrialColumnCount = 26;
 
 v1::Trial TrialFromRow(const Statement& s, const std::string& sweep_public_id) {
   v1::Trial t;
@@ -187,6 +188,9 @@ v1::Trial TrialFromRow(const Statement& s, const std::string& sweep_public_id) {
   t.set_promotions(static_cast<int32_t>(s.ColumnInt(20)));
   t.set_checkpoint_deleted(s.ColumnInt(21) != 0);
   t.set_resumed_promotions(static_cast<int32_t>(s.ColumnInt(22)));
+  t.set_parent_trial_id(s.ColumnText(23));
+  if (!t.parent_trial_id().empty()) t.set_parent_step(s.ColumnInt(24));
+  t.set_replaced_trial_id(s.ColumnText(25));
   return t;
 }
 

@@ -38,6 +38,7 @@
 #include "common/command_template.h"
 #include "common/logging.h"
 #include "worker/agent_identity.h"
+#include "worker/checkpoint_clone.h"
 #include "worker/report_protocol.h"
 #include "worker/scheduler_connection.h"
 #include "worker/trial_cgroup.h"
@@ -143,6 +144,8 @@ struct Agent::Trial {
   // client deletes older checkpoint files only once a newer one is recorded.
   std::deque<std::pair<int64_t, int64_t>> pending_checkpoints;
   int64_t recorded_checkpoint = -1;
+  // A pbt copy is still to take this step's checkpoint (sweepd's acks say): the client keeps it.
+  int64_t keep_checkpoint = -1;
   std::string stop_reason;
   int grace_seconds = 30;
   double term_at = 0, kill_at = 0;
@@ -702,6 +705,8 @@ void Agent::HandleMessage(const v1::SchedulerMessage& message) {
         trial.recorded_checkpoint = trial.pending_checkpoints.front().second;
         trial.pending_checkpoints.pop_front();
       }
+      trial.keep_checkpoint =
+          message.ack().has_keep_checkpoint_step() ? message.ack().keep_checkpoint_step() : -1;
       trial.waiting_since = NowSeconds();
       break;
     }
@@ -840,6 +845,28 @@ void Agent::StartTrial(const v1::Assign& assign) {
     fail(absl::StrCat("cannot create the checkpoint folder ", plan->checkpoint_dir, ": ",
                       ec.message(), " (is the spec's checkpoint.dir mounted on this node?)"));
     return;
+  }
+  if (!assign.clone_checkpoint_from().empty() && assign.has_resume_step()) {
+    // Method pbt: this trial starts from another's checkpoint, copied into its own folder
+    // before it runs (the source keeps its files until sweepd has seen this one start).
+    const std::string& source = assign.clone_checkpoint_from();
+    if (source.empty() || source == "." || source == ".." ||
+        source.find('/') != std::string::npos) {
+      fail(absl::StrCat("bad clone_checkpoint_from '", source, "'"));
+      return;
+    }
+    const std::filesystem::path from =
+        assign.checkpoint_dir().empty()
+            ? std::filesystem::path(options_.workdir) / assign.sweep_id() / source / "checkpoint"
+            : std::filesystem::path(assign.checkpoint_dir()) / assign.sweep_id() / source;
+    auto copied = CloneCheckpoint(from, plan->checkpoint_dir, assign.resume_step());
+    if (!copied.ok()) {
+      fail(absl::StrCat("cannot copy the checkpoint of trial ", source, " at step ",
+                        assign.resume_step(), ": ", copied.status().message()));
+      return;
+    }
+    LogInfo({.trial = assign.trial_id()}, "copied {} checkpoint file(s) of {} at step {}", *copied,
+            source, assign.resume_step());
   }
   std::ofstream(plan->params_file) << plan->params_json << "\n";
   trial->listen_fd = ListenOn(trial->socket_path);
@@ -985,8 +1012,8 @@ std::string Agent::HandleRequest(Trial& trial, const std::string& line, int peer
   }
   return trial.stop_requested
              ? StopReply(trial.stop_reason, trial.interrupted || trial.checkpoint_on_stop,
-                         trial.recorded_checkpoint)
-             : ContinueReply(trial.recorded_checkpoint);
+                         trial.recorded_checkpoint, trial.keep_checkpoint)
+             : ContinueReply(trial.recorded_checkpoint, trial.keep_checkpoint);
 }
 
 void Agent::AcceptClients(Trial& trial) {

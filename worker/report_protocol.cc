@@ -110,16 +110,22 @@ absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line) {
   return req;
 }
 
-std::string ContinueReply(int64_t checkpoint_recorded) {
+std::string ContinueReply(int64_t checkpoint_recorded, int64_t checkpoint_keep) {
   if (checkpoint_recorded < 0) return "{\"action\":\"continue\"}\n";
+  if (checkpoint_keep < 0) {
+    return absl::StrCat("{\"action\":\"continue\",\"checkpoint_recorded\":", checkpoint_recorded,
+                        "}\n");
+  }
   return absl::StrCat("{\"action\":\"continue\",\"checkpoint_recorded\":", checkpoint_recorded,
-                      "}\n");
+                      ",\"checkpoint_keep\":", checkpoint_keep, "}\n");
 }
 
-std::string StopReply(absl::string_view reason, bool preempted, int64_t checkpoint_recorded) {
+std::string StopReply(absl::string_view reason, bool preempted, int64_t checkpoint_recorded,
+                      int64_t checkpoint_keep) {
   nlohmann::json reply{{"action", "stop"}, {"reason", std::string(reason)}};
   if (preempted) reply["preempted"] = true;
   if (checkpoint_recorded >= 0) reply["checkpoint_recorded"] = checkpoint_recorded;
+  if (checkpoint_recorded >= 0 && checkpoint_keep >= 0) reply["checkpoint_keep"] = checkpoint_keep;
   return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 

@@ -45,12 +45,13 @@ absl::StatusOr<ReportRequest> ParseReportRequest(absl::string_view line);
 
 // Replies, each one JSON line with its newline.
 // `checkpoint_recorded` (>= 0): the step of the newest checkpoint sweepd has stored for the
-// trial; the client may delete older checkpoint files.
-std::string ContinueReply(int64_t checkpoint_recorded = -1);
+// trial; the client may delete older checkpoint files, except the one of `checkpoint_keep`
+// (>= 0), which a newer trial of a pbt sweep is still to copy.
+std::string ContinueReply(int64_t checkpoint_recorded = -1, int64_t checkpoint_keep = -1);
 // `preempted`: the trial is stopped to be run again elsewhere (its agent is shutting down), not
 // for good: it should save a checkpoint before it exits.
 std::string StopReply(absl::string_view reason, bool preempted = false,
-                      int64_t checkpoint_recorded = -1);
+                      int64_t checkpoint_recorded = -1, int64_t checkpoint_keep = -1);
 std::string ErrorReply(absl::string_view message);
 
 // Finds metrics in a script's stdout lines with the sweep's `metric_pattern` (group 1 the name,

@@ -197,10 +197,15 @@ def _request(message):
     if _state["preempted"]:
         reply["action"] = "stop"
     recorded = reply.get("checkpoint_recorded")
-    if isinstance(recorded, int) and recorded > _state["recorded"]:
-        # sweepd has stored a checkpoint at this step: older files are no longer needed.
-        _state["recorded"] = recorded
-        _remove_checkpoints_before(recorded)
+    keep = reply.get("checkpoint_keep")
+    keep = keep if isinstance(keep, int) else None
+    if isinstance(recorded, int) and (recorded > _state["recorded"] or
+                                      (keep != _state.get("keep") and keep is None)):
+        # sweepd has stored a checkpoint at this step: older files are no longer needed, but for
+        # the one a pbt copy of this trial is still to take (checkpoint_keep).
+        _state["recorded"] = max(recorded, _state["recorded"])
+        _remove_checkpoints_before(_state["recorded"], keep)
+    _state["keep"] = keep
     return reply
 
 
@@ -434,9 +439,10 @@ def save_checkpoint(state, step, name="checkpoint.pt"):
     return path
 
 
-def _remove_checkpoints_before(step):
-    """Removes checkpoint files (ckpt-N-*) with N < step: sweepd has stored a newer one, so a
-    retry never asks for them. Until then they stay, whatever was written since."""
+def _remove_checkpoints_before(step, keep=None):
+    """Removes checkpoint files (ckpt-N-*) with N < step, N != keep: sweepd has stored a newer
+    one, so a retry never asks for them (and no pbt copy still to start, which `keep` names).
+    Until then they stay, whatever was written since."""
     folder = os.environ.get("SWEEP_CHECKPOINT_DIR")
     if not folder or not os.path.isdir(folder):
         return
@@ -448,7 +454,7 @@ def _remove_checkpoints_before(step):
             other = int(number)
         except ValueError:
             continue
-        if other < step:
+        if other < step and other != keep:
             try:
                 os.remove(os.path.join(folder, entry))
             except OSError:

@@ -11,11 +11,6 @@
 namespace sweepd {
 namespace {
 
-bool IsQuantised(v1::Distribution d) {
-  return d == v1::Q_UNIFORM || d == v1::Q_LOG_UNIFORM || d == v1::Q_LOG_UNIFORM_VALUES ||
-         d == v1::Q_NORMAL || d == v1::Q_LOG_NORMAL || d == v1::Q_BETA;
-}
-
 // Keeps u inside the open interval so unbounded laws give finite values.
 double Interior(double u) { return std::clamp(u, 1e-12, 1.0 - 1e-12); }
 

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/param_space.h"
 #include "scheduler/search/grid_search.h"
+#include "scheduler/search/pbt.h"
 #include "scheduler/search/random_search.h"
 #include "scheduler/search/sobol_search.h"
 #include "scheduler/search/tpe_search.h"
@@ -20,6 +21,8 @@ absl::StatusOr<std::unique_ptr<SearchMethod>> CreateSearchMethod(const v1::Sweep
       return std::make_unique<TpeSearch>(spec);
     case v1::SEARCH_METHOD_SOBOL:
       return std::make_unique<SobolSearch>(spec);
+    case v1::SEARCH_METHOD_PBT:
+      return std::make_unique<PopulationBasedTraining>(spec);
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("method: unsupported search method ", static_cast<int>(spec.method())));

@@ -1,8 +1,8 @@
 #pragma once
 
 // The search-method interface of DESIGN.md: Propose(history) -> params. One implementation per
-// method (grid, random, Sobol; TPE later). Implementations are not thread-safe: the scheduler's
-// state-owner thread calls them.
+// method (grid, random, Sobol, TPE, PBT's first generation). Implementations are not thread-safe:
+// the scheduler's state-owner thread calls them.
 
 #include <cstdint>
 #include <memory>
@@ -27,6 +27,8 @@ struct TrialRecord {
   std::optional<double> value;
   // Deepest step reached (pruned trials rank by it).
   int64_t last_step = 0;
+  // Method pbt made it by copying another trial's checkpoint (not proposed).
+  bool pbt_copy = false;
 };
 
 class SearchMethod {
