@@ -293,6 +293,12 @@ void Engine::SetTrialState(Trial& trial, v1::TrialState state, const std::string
     CountTrial(sweeps_.at(trial.sweep_id), state, +1);
   }
   trial.state = state;
+  if (state == v1::TRIAL_STATE_RUNNING && trial.copy_pending) {
+    // A pbt copy runs once its agent has copied the parent's checkpoint (started, or reattached
+    // after a restart): the parent's pin goes.
+    trial.copy_pending = false;
+    sweeps_.at(trial.sweep_id).pending_copies.erase(trial.id);
+  }
   if (state == v1::TRIAL_STATE_PAUSED) {
     sweeps_.at(trial.sweep_id).paused.insert(trial.id);
   } else {

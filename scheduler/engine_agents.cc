@@ -348,11 +348,6 @@ void Engine::OnTrialStarted(Agent& agent, const v1::TrialStarted& started) {
   trial->master_addr = started.master_addr().empty() ? agent.info.address() : started.master_addr();
   trial->master_port = started.master_port();
   trial->start_us = NowMicros();
-  if (trial->copy_pending) {
-    // A pbt copy starts once its agent has copied the parent's checkpoint: the pin goes.
-    trial->copy_pending = false;
-    sweeps_.at(trial->sweep_id).pending_copies.erase(trial->id);
-  }
   SetTrialState(*trial, v1::TRIAL_STATE_RUNNING, absl::StrCat("started on ", agent.id),
                 {.start_us = trial->start_us, .workdir = started.workdir()});
   // The gang's other nodes now know where to meet node 0.

@@ -76,6 +76,11 @@ void Engine::RunCheckpointPolicy(Sweep& sweep) {
   for (size_t n = sweep.checkpoint_deletions.size(); n > 0; --n) {
     Trial& trial = trials_.at(sweep.checkpoint_deletions.front());
     sweep.checkpoint_deletions.pop_front();
+    if (PinnedCheckpoint(sweep, trial)) {
+      // A pbt copy not yet started still needs its checkpoint: after that, then.
+      sweep.checkpoint_deletions.push_back(trial.id);
+      continue;
+    }
     const std::string& shared = sweep.spec.checkpoint().dir();
     // Node-local checkpoints: only the agent the trial last ran on has them. Shared ones: any
     // agent reaches them, that one first.

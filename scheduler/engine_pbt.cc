@@ -37,20 +37,24 @@ void Engine::PbtOnReport(Sweep& sweep, Trial& trial, int64_t step,
   const int64_t previous = trial.pbt_last_step;
   trial.pbt_last_step = std::max(previous, step);
   if (trial.state != v1::TRIAL_STATE_RUNNING || trial.stop_as || trial.pbt_replaced ||
-      sweep.state != v1::SWEEP_STATE_RUNNING || !MayPromote(sweep)) {
+      sweep.state != v1::SWEEP_STATE_RUNNING || !MayPromote(sweep) ||
+      static_cast<int64_t>(sweep.trial_ids.size()) >= kMaxTrialsPerSweep) {
     return;
   }
-  const int64_t origin = trial.pbt_copy ? trial.pbt_parent_step : 0;
+  // Steps count from 0, so the first generation's first decision comes after `interval`
+  // reports, as Ray's comes at training_iteration == perturbation_interval.
+  const int64_t origin = trial.pbt_copy ? trial.pbt_parent_step : -1;
   if (!sweep.pbt->DecisionDue(origin, previous, step)) return;
-  // The population: every member still in it (not replaced, not failed or canceled) with a
-  // value, by its latest one, as Ray ranks its trials' last scores.
+  trial.pbt_score = value->second;
+  // The population as Ray's _quantiles sees it: the members not finished (nor replaced) that
+  // have a score, each by its score at its own last decision.
   const bool maximize = sweep.spec.metric().goal() == v1::GOAL_MAXIMIZE;
   std::vector<PbtMember> population;
   for (int64_t id : sweep.trial_ids) {
     const Trial& member = trials_.at(id);
-    const TrialRecord& record = sweep.history[member.history_index];
-    if (member.pbt_replaced || !record.value) continue;
-    if (!Live(member) && member.state != v1::TRIAL_STATE_COMPLETED) continue;
+    const std::optional<double> score =
+        member.pbt_score ? member.pbt_score : sweep.history[member.history_index].value;
+    if (member.pbt_replaced || !score || !Live(member)) continue;
     // A source is running, has a recorded checkpoint, and has no copy waiting on an older one
     // (its client keeps one pinned step at a time).
     bool other_pin = false;
@@ -58,7 +62,7 @@ void Engine::PbtOnReport(Sweep& sweep, Trial& trial, int64_t step,
       other_pin = true;
     }
     population.push_back({.trial = id,
-                          .score = pruning::Score(*record.value, maximize),
+                          .score = pruning::Score(*score, maximize),
                           .can_be_source = member.state == v1::TRIAL_STATE_RUNNING &&
                                            !member.stop_as && member.checkpoint_step.has_value() &&
                                            !member.copy_pending && !other_pin});

@@ -233,7 +233,14 @@ bool Engine::ScheduleSweep(Sweep& sweep) {
   // ASHA's get_job: a promotable paused trial before any new one (also after the run cap, not
   // once the target is reached or the GPU-hour budget spent).
   if (sweep.queue.empty() && MayPromote(sweep) && !Placement(sweep).empty()) PromoteNext(sweep);
-  if (sweep.queue.empty()) {
+  // pbt copies that wait for the node holding their parent's checkpoint are not work that can go
+  // now: a free slot elsewhere takes a new trial meanwhile. (Other sweeps stop at the first
+  // queued trial, so this costs nothing there.)
+  const bool nothing_ready = std::all_of(sweep.queue.begin(), sweep.queue.end(), [&](int64_t id) {
+    const Trial& queued = trials_.at(id);
+    return queued.copy_pending && Placement(sweep, &queued).empty();
+  });
+  if (nothing_ready) {
     if (sweep.exhausted || sweep.target_reached) return false;
     int64_t cap = sweep.spec.run_cap();
     if (sweep.spec.budget().max_trials() > 0) {
@@ -284,13 +291,17 @@ std::vector<Engine::Agent*> Engine::Placement(const Sweep& sweep, const Trial* t
   const auto slots = static_cast<int64_t>(std::max(1, sweep.spec.resources().gpus_per_node()));
   const auto nodes = static_cast<size_t>(std::max(1, sweep.spec.resources().nodes()));
   // A pbt copy whose parent's checkpoint is on one node's disk runs there, while that agent is
-  // connected or away for less than its timeout; once it is gone the copy goes anywhere and
-  // starts over (Assign says so).
+  // connected or away for less than its timeout (or, just after a restart, may still
+  // re-register). Once it is gone, quarantined or draining, the copy goes anywhere and starts
+  // over (Assign says so).
   std::string only;
   if (trial != nullptr && trial->copy_pending && trial->checkpoint_step &&
       sweep.spec.checkpoint().dir().empty() && trial->ran_on.size() == 1) {
     auto it = agents_.find(trial->ran_on[0]);
-    if (it != agents_.end() && (it->second.connected || it->second.disconnected_at > 0)) {
+    if (it == agents_.end()) {
+      if (SteadySeconds() - started_at_ < options_.reattach_seconds) return {};
+    } else if (!it->second.quarantined && !it->second.draining &&
+               (it->second.connected || it->second.disconnected_at > 0)) {
       only = it->first;
     }
   }

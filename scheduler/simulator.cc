@@ -221,10 +221,11 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
                         ? nullptr
                         : dynamic_cast<const PopulationBasedTraining*>(search.get());
   struct Member {
-    int64_t origin = 0;      // the step it started from
+    int64_t origin = -1;     // the step it started from (-1: the first generation)
     int64_t last_step = -1;  // its last report
     bool replaced = false;
     bool running = false;
+    std::optional<double> score;  // at its last decision
   };
   std::vector<Member> members;
   // (time the next step finishes, worker)
@@ -290,12 +291,13 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
       const int64_t previous = member.last_step;
       member.last_step = r.step;
       if (pbt->DecisionDue(member.origin, previous, r.step) && r.step + 1 < curves.Steps()) {
+        member.score = value;
         std::vector<PbtMember> population;
         for (size_t t = 0; t < history.size(); ++t) {
-          if (members[t].replaced || !history[t].value) continue;
+          if (members[t].replaced || !members[t].running || !members[t].score) continue;
           population.push_back({.trial = static_cast<int64_t>(t),
-                                .score = pruning::Score(*history[t].value, maximize),
-                                .can_be_source = members[t].running && members[t].last_step >= 0});
+                                .score = pruning::Score(*members[t].score, maximize),
+                                .can_be_source = members[t].last_step >= 0});
         }
         const uint64_t salt =
             SplitMix64(spec.seed() ^ SplitMix64(static_cast<uint64_t>(r.trial) * 1'000'003u +
@@ -308,6 +310,7 @@ absl::StatusOr<SimulationResult> Simulate(const v1::SweepSpec& spec, const Curve
           record.state = v1::TRIAL_STATE_PRUNED;
           ++result.pruned;
           ++result.pbt_copies;
+          // Checkpointed at every step here: the copy goes on after the source's last one.
           Running copy{.trial = static_cast<int64_t>(history.size()),
                        .step = members[s].last_step + 1};
           for (const auto& p : params) copy.params[p.name()] = p.value_json();

@@ -8,8 +8,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 
 namespace sweepd::worker {
 namespace {
@@ -31,13 +31,19 @@ int64_t ClientStep(absl::string_view name) {
 // A temporary file of the client's atomic writes (<name>.tmp.<pid>): never complete.
 bool Temporary(absl::string_view name) { return name.find(".tmp.") != absl::string_view::npos; }
 
-absl::Status LinkOrCopy(const fs::path& source, const fs::path& target) {
+// `link`: the client's files, which it only ever replaces by a rename, so a link shares nothing
+// that changes. A script's own files may be rewritten in place (torch.save over the old name):
+// those are copied, or the copy's first save would change its parent's checkpoint.
+absl::Status LinkOrCopy(const fs::path& source, const fs::path& target, bool link) {
   std::error_code ec;
   fs::create_directories(target.parent_path(), ec);
-  if (ec) return absl::InternalError(absl::StrCat(target.parent_path().string(), ": ", ec.message()));
-  fs::create_hard_link(source, target, ec);
-  if (!ec) return absl::OkStatus();
-  if (ec == std::errc::file_exists) return absl::OkStatus();
+  if (ec)
+    return absl::InternalError(absl::StrCat(target.parent_path().string(), ": ", ec.message()));
+  if (fs::exists(target, ec)) return absl::OkStatus();  // an earlier attempt copied it
+  if (link) {
+    fs::create_hard_link(source, target, ec);
+    if (!ec || ec == std::errc::file_exists) return absl::OkStatus();
+  }
   // Another filesystem, or one without links: a copy, renamed into place when whole.
   const fs::path tmp = target.string() + ".tmp.clone";
   fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
@@ -45,8 +51,8 @@ absl::Status LinkOrCopy(const fs::path& source, const fs::path& target) {
   if (ec) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
-    return absl::InternalError(absl::StrCat("copying ", source.string(), " to ", target.string(),
-                                            ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("copying ", source.string(), " to ", target.string(), ": ", ec.message()));
   }
   return absl::OkStatus();
 }
@@ -82,11 +88,16 @@ absl::StatusOr<int> CloneCheckpoint(const fs::path& from, const fs::path& to, in
                                             absl::StrJoin(steps, ", ")));
   }
   const std::vector<fs::path>& files = of_step.empty() ? everything : of_step;
+  if (files.empty()) {
+    return absl::NotFoundError(absl::StrCat("no checkpoint files in ", from.string()));
+  }
   int copied = 0;
   for (const fs::path& file : files) {
     const fs::path target = to / fs::relative(file, from, ec);
     if (ec) return absl::InternalError(absl::StrCat(file.string(), ": ", ec.message()));
-    if (auto status = LinkOrCopy(file, target); !status.ok()) return status;
+    if (auto status = LinkOrCopy(file, target, /*link=*/!of_step.empty()); !status.ok()) {
+      return status;
+    }
     ++copied;
   }
   return copied;

@@ -16,10 +16,10 @@ namespace sweepd::worker {
 // - else, when `from` has none of the client's files at all, every file in it (a script that
 //   names its own files; sub-folders included);
 // - an error naming the steps it has when it has client files, but none of `step`.
-// Hard links where the filesystem allows (no bytes copied, and the source may drop its name at
-// any time after), else byte copies through a temporary name. Files `to` already has are kept:
-// an attempt after a failed start finds them there, and 0 is returned when `to` already holds
-// the step's client files.
+// The client's files are hard-linked where the filesystem allows (no bytes copied, and the source
+// may drop its name at any time after; the client never rewrites a file in place), a script's
+// own files byte-copied through a temporary name. Files `to` already has are kept, and 0 is
+// returned when it already holds the step's client files. An empty source folder is an error.
 absl::StatusOr<int> CloneCheckpoint(const std::filesystem::path& from,
                                     const std::filesystem::path& to, int64_t step);
 

@@ -197,15 +197,15 @@ def _request(message):
     if _state["preempted"]:
         reply["action"] = "stop"
     recorded = reply.get("checkpoint_recorded")
-    keep = reply.get("checkpoint_keep")
-    keep = keep if isinstance(keep, int) else None
-    if isinstance(recorded, int) and (recorded > _state["recorded"] or
-                                      (keep != _state.get("keep") and keep is None)):
+    if isinstance(recorded, int):
         # sweepd has stored a checkpoint at this step: older files are no longer needed, but for
         # the one a pbt copy of this trial is still to take (checkpoint_keep).
-        _state["recorded"] = max(recorded, _state["recorded"])
-        _remove_checkpoints_before(_state["recorded"], keep)
-    _state["keep"] = keep
+        keep = reply.get("checkpoint_keep")
+        keep = keep if isinstance(keep, int) else None
+        if recorded > _state["recorded"] or keep != _state.get("keep"):
+            _state["recorded"] = max(recorded, _state["recorded"])
+            _state["keep"] = keep
+            _remove_checkpoints_before(_state["recorded"], keep)
     return reply
 
 

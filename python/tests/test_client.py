@@ -24,6 +24,7 @@ class StandInAgent:
         self.stop_at = stop_at
         self.preempt_at = preempt_at
         self.error_on = error_on
+        self.keep = None  # the step a pbt copy still needs (sweepd's pin), when set
         self.requests = []
         self.conn = None
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -50,6 +51,8 @@ class StandInAgent:
                         reply = {"action": "continue"}
                         if request["step"] >= 1:
                             reply["checkpoint_recorded"] = request["step"] - 1
+                            if self.keep is not None:
+                                reply["checkpoint_keep"] = self.keep
                     elif self.preempt_at is not None and request.get("step", -1) >= self.preempt_at:
                         reply = {"action": "stop", "reason": "preempted: the agent is shutting down",
                                  "preempted": True}
@@ -76,7 +79,7 @@ class ClientTest(unittest.TestCase):
         self.saved_env = dict(os.environ)
         sweepd._close()
         sweepd._state.update(step=0, stop=False, reason="", preempted=False, sigterm_handler=False,
-                             recorded=-1)
+                             recorded=-1, keep=None)
 
     def tearDown(self):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -199,6 +202,22 @@ class ClientTest(unittest.TestCase):
         # A first attempt has nothing to resume.
         self.assertIsNone(sweepd.resume_step())
         self.assertIsNone(sweepd.load_checkpoint())
+
+    def test_a_checkpoint_a_pbt_copy_still_needs_is_kept_until_the_pin_goes(self):
+        agent = self.start_agent()
+        folder = os.path.join(self.dir, "ckpt")
+        os.environ["SWEEP_CHECKPOINT_DIR"] = folder
+        sweepd.save_checkpoint({"step": 0}, step=0)
+        sweepd.save_checkpoint({"step": 1}, step=1)
+        agent.keep = 1  # sweepd made a copy of this trial at step 1; it has not started yet
+        for step in range(2, 5):
+            sweepd.save_checkpoint({"step": step}, step=step)
+        self.assertEqual(sorted(os.listdir(folder)), ["ckpt-1-checkpoint.pt", "ckpt-3-checkpoint.pt",
+                                                      "ckpt-4-checkpoint.pt"])
+        agent.keep = None  # the copy has started: step 1 may go with the next answer
+        sweepd.save_checkpoint({"step": 5}, step=5)
+        self.assertEqual(sorted(os.listdir(folder)), ["ckpt-4-checkpoint.pt",
+                                                      "ckpt-5-checkpoint.pt"])
 
     def test_load_checkpoint_loads_the_step_sweepd_recorded(self):
         self.start_agent()

@@ -90,7 +90,7 @@ struct SimAgent {
 struct Totals {
   int64_t steps = 0, assigns = 0, gang_sweeps = 0, reports_acked = 0, stream_drops = 0, hangs = 0,
           crashes = 0, sweepd_restarts = 0, agent_leaves = 0, cancels = 0, disk_fills = 0,
-          steps_with_disk_full = 0, promotion_sweeps = 0;
+          steps_with_disk_full = 0, promotion_sweeps = 0, pbt_sweeps = 0;
   int64_t trials = 0, completed = 0, pruned = 0, failed = 0, lost = 0, canceled = 0;
 };
 
@@ -186,12 +186,22 @@ class World {
 
   void CreateSweep() {
     const int trials = 6 + Pick(10);
-    std::string spec = absl::StrCat(
-        "program: train.py\nmethod: random\nmetric: {name: loss, goal: minimize}\n"
-        "parameters:\n  lr: {min: 0.0001, max: 0.1}\n  layers: {values: [1, 2, 3]}\n"
-        "run_cap: ",
-        trials, "\nmax_retries: 2\nmax_failures: 40\nseed: ", seed_ % 1000, "\n");
-    if (Chance(0.5)) {
+    const bool asha = Chance(0.5);
+    // A quarter of the other sweeps are population-based training (by the seed, as below):
+    // copies of checkpoints replace members, through restarts and faults alike.
+    const bool pbt = !asha && seed_ % 4 == 2;
+    std::string spec =
+        absl::StrCat("program: train.py\nmethod: ", pbt ? "pbt" : "random",
+                     "\nmetric: {name: loss, goal: minimize}\n"
+                     "parameters:\n  lr: {min: 0.0001, max: 0.1}\n  layers: {values: [1, 2, 3]}\n"
+                     "run_cap: ",
+                     trials, "\nmax_retries: 2\nmax_failures: 40\nseed: ", seed_ % 1000, "\n");
+    if (pbt) {
+      spec += absl::StrCat("pbt: {population_size: ", trials,
+                           ", interval: 2}\ncheckpoint: {dir: /shared/checkpoints}\n");
+      ++totals_.pbt_sweeps;
+    }
+    if (asha) {
       // A quarter of the ASHA sweeps pause and promote (chosen by the seed, not a draw, so the
       // other seeds' worlds stay as they were).
       spec +=
@@ -914,19 +924,19 @@ int Main(int argc, char** argv) {
   }
   std::printf(
       "engine_sim: %lld seeds from %llu, %lld failed\n"
-      "  %lld steps, %lld assigns (%lld sweeps of 2-node gangs, %lld ASHA sweeps that promote), "
-      "%lld reports acknowledged\n"
+      "  %lld steps, %lld assigns (%lld sweeps of 2-node gangs, %lld ASHA sweeps that promote, "
+      "%lld pbt sweeps), %lld reports acknowledged\n"
       "  faults: %lld stream drops, %lld hangs, %lld agent crashes, %lld agent shutdowns, "
       "%lld sweepd restarts, %lld cancels, %lld disk fills (%lld steps with the disk full)\n"
       "  trials: %lld (%lld completed, %lld pruned, %lld failed, %lld lost, %lld canceled)\n",
       static_cast<long long>(seeds), static_cast<unsigned long long>(first_seed),
       static_cast<long long>(failed), static_cast<long long>(totals.steps),
       static_cast<long long>(totals.assigns), static_cast<long long>(totals.gang_sweeps),
-      static_cast<long long>(totals.promotion_sweeps), static_cast<long long>(totals.reports_acked),
-      static_cast<long long>(totals.stream_drops), static_cast<long long>(totals.hangs),
-      static_cast<long long>(totals.crashes), static_cast<long long>(totals.agent_leaves),
-      static_cast<long long>(totals.sweepd_restarts), static_cast<long long>(totals.cancels),
-      static_cast<long long>(totals.disk_fills),
+      static_cast<long long>(totals.promotion_sweeps), static_cast<long long>(totals.pbt_sweeps),
+      static_cast<long long>(totals.reports_acked), static_cast<long long>(totals.stream_drops),
+      static_cast<long long>(totals.hangs), static_cast<long long>(totals.crashes),
+      static_cast<long long>(totals.agent_leaves), static_cast<long long>(totals.sweepd_restarts),
+      static_cast<long long>(totals.cancels), static_cast<long long>(totals.disk_fills),
       static_cast<long long>(totals.steps_with_disk_full), static_cast<long long>(totals.trials),
       static_cast<long long>(totals.completed), static_cast<long long>(totals.pruned),
       static_cast<long long>(totals.failed), static_cast<long long>(totals.lost),
