@@ -94,15 +94,17 @@ def main():
                       row["random"]["at_equal"], row["random"]["best"], row["random"]["trials"],
                       row["random"]["gpu_seconds"]), flush=True)
     wins = sum(r["pbt"]["best"] < r["random"]["at_equal"] for r in rows)
+    # A tie: the best trial is one of the first generation, which both methods draw alike.
+    ties = sum(r["pbt"]["best"] == r["random"]["at_equal"] for r in rows)
     mean = lambda values: sum(values) / len(values)
-    print("\n| method | mean best val_loss | mean GPU-seconds | seeds won |")
+    print("\n| method | mean best val_loss | mean GPU-seconds | seeds better (tied) |")
     print("|---|---|---|---|")
-    print("| pbt | %.4f | %.0f | %d of %d |" % (mean([r["pbt"]["best"] for r in rows]),
-                                             mean([r["pbt"]["gpu_seconds"] for r in rows]),
-                                             wins, len(rows)))
-    print("| random, same GPU-seconds | %.4f | %.0f | %d of %d |" % (
+    print("| pbt | %.4f | %.0f | %d of %d (%d) |" % (mean([r["pbt"]["best"] for r in rows]),
+                                                  mean([r["pbt"]["gpu_seconds"] for r in rows]),
+                                                  wins, len(rows), ties))
+    print("| random, same GPU-seconds | %.4f | %.0f | %d of %d (%d) |" % (
         mean([r["random"]["at_equal"] for r in rows]),
-        mean([r["pbt"]["gpu_seconds"] for r in rows]), len(rows) - wins, len(rows)))
+        mean([r["pbt"]["gpu_seconds"] for r in rows]), len(rows) - wins - ties, len(rows), ties))
     print("| random, all it ran | %.4f | %.0f | |" % (mean([r["random"]["best"] for r in rows]),
                                                    mean([r["random"]["gpu_seconds"] for r in rows])))
 
