@@ -144,5 +144,40 @@ parameters:
   EXPECT_EQ(agents["rows"].size(), 2u);
 }
 
+// Method pbt: a copy's page says whose checkpoint it started from, at which step, and whom it
+// replaced, with links to both.
+TEST_F(DashboardE2eTest, APbtCopysPageShowsItsLineage) {
+  const std::string url_file = dir_ + "/url";
+  Cluster cluster(
+      ClusterOptions{.agents = 1,
+                     .slots = 4,
+                     .sweepd_flags = {"--http=127.0.0.1:0", "--dashboard_url_file=" + url_file}});
+  ASSERT_TRUE(WaitFor([&] { return !ReadFileText(url_file).empty(); }, 30000));
+  std::string url = ReadFileText(url_file);
+  url.erase(url.find_last_not_of("\n") + 1);
+  const std::string id = cluster.Submit(R"(
+program: pbt_toy.py
+method: pbt
+seed: 3
+metric: {name: loss, goal: minimize}
+pbt: {population_size: 4, interval: 3}
+parameters:
+  lr: {distribution: uniform, min: 0.01, max: 0.6}
+  steps: {value: 15}
+  sync_dir: {value: )" + cluster.dir() + R"(/sync}
+)");
+  ASSERT_TRUE(cluster.WaitForState(id, "finished", 240000)) << cluster.Logs();
+  Json copy;
+  for (const Json& t : cluster.Trials(id)) {
+    if (!t.value("parent_trial_id", "").empty()) copy = t;
+  }
+  ASSERT_TRUE(copy.is_object()) << "no member was replaced: " << cluster.Logs();
+  const Json page = Browse(url, "#/trials/" + copy.value("id", ""), "dashboard-pbt-copy.png");
+  EXPECT_THAT(page["text"].get<std::string>(),
+              HasSubstr("pbt: a copy of " + copy.value("parent_trial_id", "") + " at step " +
+                        std::to_string(Int(copy, "parent_step")) + ", in place of " +
+                        copy.value("replaced_trial_id", "")));
+}
+
 }  // namespace
 }  // namespace sweepd

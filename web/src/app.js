@@ -538,6 +538,7 @@ async function trialPage(id) {
     chosen = chosen || (curves[0] && curves[0].name);
     $('#trial').innerHTML = `<h1>Trial ${num(t.number)} ${badge(st)}</h1>
       <p class="muted">${esc(t.reason || '')}</p>
+      ${t.parentTrialId ? `<p class="lineage" data-parent="${esc(t.parentTrialId)}">pbt: a copy of <a href="#/trials/${esc(t.parentTrialId)}">${esc(t.parentTrialId)}</a> at step ${num(t.parentStep)}, in place of <a href="#/trials/${esc(t.replacedTrialId)}">${esc(t.replacedTrialId)}</a></p>` : ''}
       <div class="stats">
         <div class="stat" data-stat="best"><b>${fmt(t.bestValue, 6)}</b><span>best value</span></div>
         <div class="stat" data-stat="last"><b>${fmt(t.lastValue, 6)}</b><span>last value</span></div>
