@@ -120,7 +120,18 @@ void Engine::RestorePbt(Sweep& sweep, const std::map<std::string, v1::Trial>& st
     trial.pbt_parent_step = row.parent_step();
     trial.pbt_last_step = std::max(trial.pbt_last_step, row.parent_step());
     sweep.history[trial.history_index].pbt_copy = true;
-    if (replaced != trial_ids_.end()) trials_.at(replaced->second).pbt_replaced = true;
+    if (replaced != trial_ids_.end()) {
+      Trial& member = trials_.at(replaced->second);
+      member.pbt_replaced = true;
+      if (Live(member) && !member.stop_as) {
+        // Its stop was not stored (a stop never is): it is said again when its agent reattaches
+        // it, so a replaced member does not train on beside its copy.
+        member.stop_as = v1::TRIAL_STATE_PRUNED;
+        member.stop_reason =
+            absl::StrCat("pbt: replaced by ", trial.public_id, ", a copy of ", row.parent_trial_id(),
+                         " at step ", row.parent_step(), " (said again after a sweepd restart)");
+      }
+    }
     // Not started yet: its parent's checkpoint is still to be copied (an attempt that failed to
     // start copies it again), and without checkpoint.dir only the parent's node has it.
     if (!row.has_start_time() && Live(trial) && trial.checkpoint_step) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -23,6 +24,7 @@ namespace {
 using ::sweepd::testing::Cluster;
 using ::sweepd::testing::ClusterOptions;
 using ::sweepd::testing::Json;
+using ::sweepd::testing::WaitFor;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -46,8 +48,10 @@ std::map<int64_t, double> Curve(store::Store& store, const std::string& trial_id
 }
 
 // Runs a population of 4 (lr uniform in [0.01, 0.6], 15 steps, decisions every 3) to the end and
-// checks every copy it made; returns how many.
-int RunAndCheckPopulation(Cluster& cluster, const std::string& checkpoint) {
+// checks every copy it made; returns how many. `meanwhile` runs once it is submitted.
+int RunAndCheckPopulation(Cluster& cluster, const std::string& checkpoint,
+                          const std::function<void(const std::string&)>& meanwhile = nullptr,
+                          double step_sleep = 0.05) {
   const std::string id = cluster.Submit(absl::StrCat(R"(
 program: pbt_toy.py
 method: pbt
@@ -59,9 +63,12 @@ pbt: {population_size: 4, interval: 3, quantile: 0.25, resample_probability: 0, 
 parameters:
   lr: {distribution: uniform, min: 0.01, max: 0.6}
   steps: {value: 15}
+  step_sleep: {value: )",
+                                                     step_sleep, R"(}
   sync_dir: {value: )",
                                                      cluster.dir(), R"(/sync}
 )"));
+  if (meanwhile) meanwhile(id);
   EXPECT_TRUE(cluster.WaitForState(id, "finished", 240000)) << cluster.Logs();
 
   auto store = store::Store::Open({.path = cluster.db()});
@@ -93,8 +100,12 @@ parameters:
     EXPECT_NE(copy.parent_trial_id(), copy.replaced_trial_id());
     // The replaced member stopped, as pruned, saying why and by whom.
     EXPECT_EQ(replaced.state(), v1::TRIAL_STATE_PRUNED);
-    EXPECT_THAT(replaced.reason(), StartsWith("pbt: in the bottom 25%"));
-    EXPECT_THAT(replaced.reason(), HasSubstr(absl::StrCat("replaced by ", trial_id)));
+    // ("pbt: in the bottom 25% at step 5 (0.3); replaced by ...", or after a sweepd restart
+    // that lost the stop, "pbt: replaced by ..., said again after a sweepd restart".)
+    EXPECT_THAT(replaced.reason(), StartsWith("pbt: "));
+    EXPECT_THAT(replaced.reason(),
+                HasSubstr(absl::StrCat("replaced by ", trial_id, ", a copy of ",
+                                       copy.parent_trial_id(), " at step ", copy.parent_step())));
     // A copy is a member like the others: it runs to the end, or is replaced in turn.
     const bool replaced_in_turn = copy.state() == v1::TRIAL_STATE_PRUNED;
     if (replaced_in_turn) {
@@ -109,6 +120,7 @@ parameters:
                 std::abs(Param(copy, "lr") - clipped) < 1e-12)
         << "lr " << Param(parent, "lr") << " -> " << Param(copy, "lr");
     EXPECT_EQ(Param(copy, "steps"), Param(parent, "steps"));
+    EXPECT_EQ(Param(copy, "step_sleep"), Param(parent, "step_sleep"));
     // Exploit: it started from the parent's checkpoint at parent_step, exactly, and its curve
     // goes on from the step after.
     const auto parent_w = Curve(**store, parent.id(), "w");
@@ -134,8 +146,8 @@ parameters:
     // `sweepctl trial` shows the lineage.
     auto shown = cluster.Sweepctl({"trial", trial_id});
     EXPECT_EQ(shown.exit_code, 0) << shown.err;
-    EXPECT_THAT(shown.out, HasSubstr(absl::StrCat("copy of ", parent.id(), " at step ",
-                                                  copy.parent_step())));
+    EXPECT_THAT(shown.out,
+                HasSubstr(absl::StrCat("copy of ", parent.id(), " at step ", copy.parent_step())));
     EXPECT_THAT(shown.out, HasSubstr(absl::StrCat("replaced ", replaced.id())));
   }
   std::printf("%d copies in %zu trials\n", copies, trials.size());
@@ -167,6 +179,33 @@ TEST(PbtE2eTest, WithASharedCheckpointDirACopyRunsAnywhere) {
                 cluster, absl::StrCat("checkpoint: {dir: ", cluster.dir(), "/checkpoints}")),
             1)
       << "no member was replaced: " << cluster.Logs();
+}
+
+// sweepd is killed (-9) once the population has made a copy, and started again: the copies
+// made before are rebuilt from the store (their lineage, pins and placement), a replaced member
+// whose stop was not yet stored is stopped again, and the sweep ends with every copy having
+// started from exactly its parent's state.
+TEST(PbtE2eTest, ASweepdKilledMidPopulationRebuildsItsLineage) {
+  Cluster cluster(ClusterOptions{.agents = 1, .slots = 4});
+  bool restarted = false;
+  const int copies = RunAndCheckPopulation(
+      cluster, "",
+      [&](const std::string& id) {
+        const bool copied = WaitFor(
+            [&] {
+              for (const Json& t : cluster.Trials(id)) {
+                if (!t.value("parent_trial_id", "").empty()) return true;
+              }
+              return false;
+            },
+            120000);
+        ASSERT_TRUE(copied) << cluster.Logs();
+        cluster.RestartSweepd();
+        restarted = true;
+      },
+      /*step_sleep=*/0.3);
+  EXPECT_TRUE(restarted);
+  EXPECT_GE(copies, 1);
 }
 
 }  // namespace

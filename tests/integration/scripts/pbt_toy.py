@@ -14,6 +14,7 @@ import sweepd
 
 p = sweepd.params()
 steps = int(p["steps"])
+step_sleep = float(p.get("step_sleep", 0.05))
 lr = float(p["lr"])
 sync_dir = p["sync_dir"]
 me = os.environ.get("SWEEP_TRIAL_ID", "manual")
@@ -58,6 +59,6 @@ for step in range(start, steps):
     if not sweepd.report(step=step, loss=abs(10.0 - w), w=w, w_prev=w_prev):
         progress("done")
         sys.exit(0)
-    time.sleep(0.05)
+    time.sleep(step_sleep)
 progress("done")
 sweepd.finish()
