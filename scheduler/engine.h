@@ -222,8 +222,9 @@ class Engine {
     bool copy_pending = false;
     bool pbt_replaced = false;
     int64_t pbt_last_step = -1;
-    // The sweep metric at its last decision (Ray ranks members by the score they had then);
-    // after a restart, until its next decision, its latest value.
+    // The sweep metric at its last decision (Ray ranks members by the score they had then, and
+    // leaves out those that have made none); after a restart, until its next decision, its
+    // latest value.
     std::optional<double> pbt_score;
     int64_t last_seq_seen = -1;           // redelivered reports are stored once and pruned on once
     std::vector<std::string> indexed_on;  // agents whose agent_trials_ entry holds it

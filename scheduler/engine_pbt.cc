@@ -47,13 +47,12 @@ void Engine::PbtOnReport(Sweep& sweep, Trial& trial, int64_t step,
   if (!sweep.pbt->DecisionDue(origin, previous, step)) return;
   trial.pbt_score = value->second;
   // The population as Ray's _quantiles sees it: the members not finished (nor replaced) that
-  // have a score, each by its score at its own last decision.
+  // have made a decision, each by its score then.
   const bool maximize = sweep.spec.metric().goal() == v1::GOAL_MAXIMIZE;
   std::vector<PbtMember> population;
   for (int64_t id : sweep.trial_ids) {
     const Trial& member = trials_.at(id);
-    const std::optional<double> score =
-        member.pbt_score ? member.pbt_score : sweep.history[member.history_index].value;
+    const std::optional<double>& score = member.pbt_score;
     if (member.pbt_replaced || !score || !Live(member)) continue;
     // A source is running, has a recorded checkpoint, and has no copy waiting on an older one
     // (its client keeps one pinned step at a time).
@@ -108,8 +107,17 @@ void Engine::RestorePbt(Sweep& sweep, const std::map<std::string, v1::Trial>& st
   sweep.pbt = dynamic_cast<PopulationBasedTraining*>(sweep.search.get());
   for (int64_t id : sweep.trial_ids) {
     Trial& trial = trials_.at(id);
-    trial.pbt_last_step = sweep.history[trial.history_index].last_step;
+    const TrialRecord& record = sweep.history[trial.history_index];
+    trial.pbt_last_step = record.last_step;
     auto it = stored.find(trial.public_id);
+    // Its score at its last decision is not stored: a member past a decision point ranks by its
+    // latest value until its next one.
+    const int64_t origin =
+        it != stored.end() && !it->second.parent_trial_id().empty() ? it->second.parent_step() : -1;
+    if (sweep.pbt != nullptr && record.value &&
+        record.last_step - origin >= std::max<int64_t>(1, sweep.pbt->settings().interval())) {
+      trial.pbt_score = record.value;
+    }
     if (it == stored.end() || it->second.parent_trial_id().empty()) continue;
     const v1::Trial& row = it->second;
     auto parent = trial_ids_.find(row.parent_trial_id());
@@ -127,9 +135,9 @@ void Engine::RestorePbt(Sweep& sweep, const std::map<std::string, v1::Trial>& st
         // Its stop was not stored (a stop never is): it is said again when its agent reattaches
         // it, so a replaced member does not train on beside its copy.
         member.stop_as = v1::TRIAL_STATE_PRUNED;
-        member.stop_reason =
-            absl::StrCat("pbt: replaced by ", trial.public_id, ", a copy of ", row.parent_trial_id(),
-                         " at step ", row.parent_step(), " (said again after a sweepd restart)");
+        member.stop_reason = absl::StrCat("pbt: replaced by ", trial.public_id, ", a copy of ",
+                                          row.parent_trial_id(), " at step ", row.parent_step(),
+                                          " (said again after a sweepd restart)");
       }
     }
     // Not started yet: its parent's checkpoint is still to be copied (an attempt that failed to
