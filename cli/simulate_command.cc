@@ -136,7 +136,9 @@ Command SimulateCommand() {
           .description =
               "Runs the spec's search method and pruner against learning curves with N simulated\n"
               "workers, and again without pruning. Curves: a synthetic family (rank-preserving,\n"
-              "noisy, crossing) or a CSV table `param1,...,step,value`.",
+              "noisy, crossing) or a CSV table `param1,...,step,value`. For method pbt, \"with\n"
+              "pruning\" exploits and explores (a copy goes on at its parent's step with its own\n"
+              "parameters' curve) and \"without\" is the first generation never exploited.",
           .flags = {{.name = "synthetic",
                      .value_name = "FAMILY",
                      .help = "synthetic curves",

@@ -1669,12 +1669,9 @@ class SpecReader {
   }
 
   // Method pbt: what it explores exists and can move, and nothing else stops its members.
+  // (External sweeps, which cannot run pbt, are refused where they are created: `sweepctl
+  // simulate` parses as external too, and simulates pbt.)
   void ValidatePbt(SweepSpec* spec, bool pruned) {
-    if (external_) {
-      Error("method",
-            "pbt copies checkpoints between trials that sweepd's agents run; an "
-            "external runner (ask/tell) cannot use it");
-    }
     if (pruned) {
       Error(spec->has_early_terminate() ? "early_terminate" : "pruner",
             "method pbt replaces its weak members itself; drop the early stopping");

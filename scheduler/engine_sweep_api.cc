@@ -112,6 +112,11 @@ absl::StatusOr<v1::CreateSweepResponse> Engine::CreateSweep(const v1::CreateSwee
         "resources.nodes: an external sweep has no agents to place a multi-node trial on; use "
         "nodes: 1 (your runner decides where its trials run)");
   }
+  if (parsed->spec.method() == v1::SEARCH_METHOD_PBT && request.external()) {
+    return absl::InvalidArgumentError(
+        "method: pbt copies checkpoints between trials that sweepd's agents run; an external "
+        "runner (ask/tell) cannot use it");
+  }
   if (parsed->spec.pruner().promotion() && request.external()) {
     return absl::InvalidArgumentError(
         "pruner.mode: promotion pauses and resumes trials on agents, and an external sweep has "

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -206,6 +207,38 @@ TEST(PbtE2eTest, ASweepdKilledMidPopulationRebuildsItsLineage) {
       /*step_sleep=*/0.3);
   EXPECT_TRUE(restarted);
   EXPECT_GE(copies, 1);
+}
+
+// `sweepctl simulate` on a pbt spec, as a user tries one before spending GPUs: the population
+// with exploit and explore against the same population never exploited, at the same GPU-hours.
+TEST(PbtSimulateTest, SweepctlSimulateComparesPbtWithItsFirstGeneration) {
+  const std::string dir = ::testing::TempDir();
+  const std::string spec = dir + "/pbt-simulate.yaml";
+  std::ofstream(spec) << R"(
+method: pbt
+seed: 2
+command: [run]
+metric: {name: loss}
+pbt: {population_size: 16, interval: 10}
+parameters:
+  lr: {distribution: log_uniform_values, min: 0.0001, max: 1}
+  dropout: {min: 0.0, max: 0.5}
+)";
+  auto r = ::sweepd::testing::RunProcess({::sweepd::testing::BinaryPath("cli/sweepctl"), "simulate",
+                                          spec, "--workers", "16", "--steps", "100", "--output",
+                                          "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const Json doc = Json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(doc.is_object()) << r.out;
+  const Json& pbt = doc["with_pruning"];
+  const Json& first_generation = doc["without_pruning"];
+  EXPECT_EQ(pbt["trials"], 16);
+  EXPECT_EQ(first_generation["trials"], 16);
+  EXPECT_GT(pbt["pbt_copies"].get<int64_t>(), 0);
+  EXPECT_EQ(first_generation["pbt_copies"], 0);
+  EXPECT_LT(pbt["best_value"].get<double>(), first_generation["best_value"].get<double>());
+  EXPECT_NEAR(pbt["gpu_hours"].get<double>(), first_generation["gpu_hours"].get<double>(),
+              0.1 * first_generation["gpu_hours"].get<double>());
 }
 
 }  // namespace

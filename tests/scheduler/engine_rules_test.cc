@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/engine.h"
 #include "spdlog/spdlog.h"
@@ -537,6 +538,21 @@ TEST_F(EngineCheckpointTest, ATrialLostAtARungWaitsPausedForItsPromotion) {
   EXPECT_EQ(Trial(trial).state(), v1::TRIAL_STATE_PAUSED);
   EXPECT_EQ(Trial(trial).attempt(), 2);
   EXPECT_EQ(Trial(trial).checkpoint_step(), 1);
+}
+
+// Method pbt copies checkpoints between trials its agents run: an external (ask/tell) sweep
+// cannot use it, and is told so; the same spec on agents is accepted.
+TEST_F(EngineRulesTest, AnExternalSweepCannotBePbt) {
+  v1::CreateSweepRequest request;
+  request.set_spec_yaml(
+      "method: pbt\nmetric: {name: loss}\npbt: {interval: 2}\nprogram: train.py\n"
+      "parameters:\n  lr: {min: 0.1, max: 1}\n");
+  request.set_external(true);
+  auto refused = engine_->CreateSweep(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("method: pbt copies checkpoints"));
+  request.set_external(false);
+  EXPECT_TRUE(engine_->CreateSweep(request).ok());
 }
 
 }  // namespace
