@@ -1513,20 +1513,21 @@ class SpecReader {
     } else if (auto v = IntInRange(get("interval"), "pbt.interval", 1, 1'000'000'000)) {
       pbt->set_interval(*v);
     }
-    for (auto [key, setter] : {std::pair<absl::string_view, void (v1::Pbt::*)(double)>{
-                                   "quantile", &v1::Pbt::set_quantile},
-                               std::pair<absl::string_view, void (v1::Pbt::*)(double)>{
-                                   "resample_probability", &v1::Pbt::set_resample_probability}}) {
-      const std::string path = absl::StrCat("pbt.", key);
-      if (auto n = get(key); n.IsDefined()) {
-        if (auto v = Number(n, path)) {
-          const bool quantile = key == "quantile";
-          if (quantile ? !(*v > 0 && *v <= 0.5) : !(*v >= 0 && *v <= 1)) {
-            Error(path, absl::StrCat(quantile ? "must be in (0, 0.5]" : "must be in [0, 1]",
-                                     "; got ", *v));
-          } else {
-            (pbt->*setter)(*v);
-          }
+    if (auto n = get("quantile"); n.IsDefined()) {
+      if (auto v = Number(n, "pbt.quantile")) {
+        if (*v > 0 && *v <= 0.5) {
+          pbt->set_quantile(*v);
+        } else {
+          Error("pbt.quantile", absl::StrCat("must be in (0, 0.5]; got ", *v));
+        }
+      }
+    }
+    if (auto n = get("resample_probability"); n.IsDefined()) {
+      if (auto v = Number(n, "pbt.resample_probability")) {
+        if (*v >= 0 && *v <= 1) {
+          pbt->set_resample_probability(*v);
+        } else {
+          Error("pbt.resample_probability", absl::StrCat("must be in [0, 1]; got ", *v));
         }
       }
     }

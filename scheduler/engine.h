@@ -382,6 +382,10 @@ class Engine {
   void RestorePbt(Sweep& sweep, const std::map<std::string, v1::Trial>& stored);
   // Sends a node its Assign.
   void AssignNode(Sweep& sweep, Trial& trial, size_t rank);
+  // The trial's checkpoint is out of reach (node-local on another node; a pbt copy whose agent
+  // could not copy its parent's): it forgets it and runs from the beginning, its reports and
+  // pruner state with it, and the event trial.checkpoint_unreachable says `why`.
+  void StartOver(Sweep& sweep, Trial& trial, const std::string& agent_id, const std::string& why);
   // The node of `trial` that `agent_id` runs, or nullptr.
   Node* NodeOn(Trial& trial, const std::string& agent_id);
   // A node ended (exited, or its agent went away): stops the others on a failure and ends the

@@ -354,27 +354,11 @@ bool Engine::Assign(Sweep& sweep, Trial& trial) {
       (agent_ids.size() > 1 || trial.ran_on != agent_ids)) {
     // Node-local checkpoints on another node (or a gang, whose other nodes never had them): the
     // retry cannot load them, so it starts over, and its curve and pruner do too.
-    const int64_t lost_step = *trial.checkpoint_step;
-    trial.checkpoint_step.reset();
-    trial.copy_pending = false;
-    sweep.pending_copies.erase(trial.id);
-    trial.attempt_start_step = -1;
-    trial.metric_reports = 0;
-    trial.resource = 0;
-    if (sweep.pruner) {
-      sweep.pruner->Rewind(trial.id, -std::numeric_limits<double>::infinity(), 0);
-    }
-    store_->UpdateTrial({.id = trial.id,
-                         .clear_checkpoint_step = true,
-                         .drop_reports_after_step = std::numeric_limits<int64_t>::min()},
-                        MakeEvent(sweep.id, trial.id, agent_ids[0], "trial.checkpoint_unreachable",
-                                  TrialStateName(trial.state), "",
-                                  absl::StrCat("its checkpoint at step ", lost_step, " is on ",
-                                               absl::StrJoin(trial.ran_on, ", "),
-                                               " (no checkpoint.dir): it starts over"
-                                               " on ",
-                                               absl::StrJoin(agent_ids, ", "))),
-                        EventStored("a checkpoint left behind"));
+    StartOver(
+        sweep, trial, agent_ids[0],
+        absl::StrCat("its checkpoint at step ", *trial.checkpoint_step, " is on ",
+                     absl::StrJoin(trial.ran_on, ", "), " (no checkpoint.dir): it starts over",
+                     " on ", absl::StrJoin(agent_ids, ", ")));
   }
   trial.ran_on = agent_ids;
   SetTrialState(trial, v1::TRIAL_STATE_ASSIGNED,
@@ -385,6 +369,23 @@ bool Engine::Assign(Sweep& sweep, Trial& trial) {
   // Node 0 first: it picks the rendezvous port; the others follow once it has started.
   AssignNode(sweep, trial, 0);
   return true;
+}
+
+void Engine::StartOver(Sweep& sweep, Trial& trial, const std::string& agent_id,
+                       const std::string& why) {
+  trial.checkpoint_step.reset();
+  trial.copy_pending = false;
+  sweep.pending_copies.erase(trial.id);
+  trial.attempt_start_step = -1;
+  trial.metric_reports = 0;
+  trial.resource = 0;
+  if (sweep.pruner) sweep.pruner->Rewind(trial.id, -std::numeric_limits<double>::infinity(), 0);
+  store_->UpdateTrial({.id = trial.id,
+                       .clear_checkpoint_step = true,
+                       .drop_reports_after_step = std::numeric_limits<int64_t>::min()},
+                      MakeEvent(sweep.id, trial.id, agent_id, "trial.checkpoint_unreachable",
+                                TrialStateName(trial.state), "", why),
+                      EventStored("a checkpoint out of reach"));
 }
 
 void Engine::AssignNode(Sweep& sweep, Trial& trial, size_t rank) {

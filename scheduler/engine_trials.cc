@@ -182,19 +182,10 @@ void Engine::OnTrialExited(Agent& agent, const v1::TrialExited& exited) {
     // A pbt copy that could not start (its agent could not copy the parent's checkpoint): it is
     // not the node's fault nor the trial's; it runs again from the beginning, as one whose
     // checkpoint is out of reach does.
-    const int64_t lost_step = trial->checkpoint_step.value_or(-1);
-    trial->checkpoint_step.reset();
-    trial->attempt_start_step = -1;
-    trial->copy_pending = false;
-    sweep.pending_copies.erase(trial->id);
-    store_->UpdateTrial(
-        {.id = trial->id, .clear_checkpoint_step = true},
-        MakeEvent(sweep.id, trial->id, agent.id, "trial.checkpoint_unreachable",
-                  TrialStateName(trial->state), "",
-                  absl::StrCat("could not start from its parent's checkpoint at "
-                               "step ",
-                               lost_step, ": ", exited.stderr_tail(), "; it starts over")),
-        EventStored("a copy that could not start"));
+    StartOver(sweep, *trial, agent.id,
+              absl::StrCat("could not start from its parent's checkpoint at step ",
+                           trial->checkpoint_step.value_or(-1), ": ", exited.stderr_tail(),
+                           "; it starts over"));
     NodeEnded(sweep, *trial, *node, v1::TRIAL_STATE_LOST,
               absl::StrCat("could not copy its parent's checkpoint on ", agent.id),
               {.exit_code = exited.exit_code(), .exit_signal = exited.signal()});

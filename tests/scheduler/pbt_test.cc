@@ -115,9 +115,8 @@ TEST(PbtTest, ExploreMultipliesByAPerturbationFactorWithinTheRange) {
     EXPECT_EQ(Value(out, "depth"), "3");  // constants are copied
     // At the range's ends the value stays inside it (Ray does not clip; the spec's range is a
     // promise to the script).
-    EXPECT_EQ(
-        std::stod(Value(pbt.Explore(Params({{"depth", "3"}, {"lr", "0.59"}}), salt), "lr")) <= 0.6,
-        true);
+    EXPECT_LE(std::stod(Value(pbt.Explore(Params({{"depth", "3"}, {"lr", "0.59"}}), salt), "lr")),
+              0.6);
     EXPECT_GE(std::stod(Value(pbt.Explore(Params({{"depth", "3"}, {"lr", "0.011"}}), salt), "lr")),
               0.01);
   }
